@@ -1,0 +1,400 @@
+"""Files -> one Repository: parse every `.feat` file, resolve names across them, type-check."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fsdsl import ir
+from fsdsl.check.expressions import ExprChecker, Scope, _suggest
+from fsdsl.diagnostics import Diagnostic, Span
+from fsdsl.syntax import ast
+from fsdsl.syntax.parser import parse_file, parse_text
+
+_DURATION = re.compile(r"^([0-9]+)([a-zA-Z]+)$")
+
+
+def feat_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*.feat") if not any(
+            part.startswith(".") for part in p.relative_to(path).parts))
+    return [path]
+
+
+def load_repository(path: str | Path) -> tuple[ir.Repository | None, list[Diagnostic]]:
+    """Parse and check a `.feat` file or a folder of them.
+
+    The repository is None when any error was found: later stages never see a half-checked
+    model. Diagnostics are sorted by file and position.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None, [Diagnostic("E0001", f"no such file or folder: {path}", Span(str(path), 1, 1, 1, 1))]
+    modules, diags = [], []
+    files = feat_files(path)
+    if not files:
+        return None, [Diagnostic("E0001", f"no .feat files in {path}", Span(str(path), 1, 1, 1, 1))]
+    for f in files:
+        module, d = parse_file(f)
+        diags.extend(d)
+        if module is not None:
+            modules.append(module)
+    return _finish(modules, diags, tuple(str(f) for f in files))
+
+
+def load_text(text: str, file: str = "<string>") -> tuple[ir.Repository | None, list[Diagnostic]]:
+    module, diags = parse_text(text, file)
+    return _finish([module] if module else [], diags, (file,))
+
+
+def _finish(modules, diags, files):
+    if any(d.is_error for d in diags) and not modules:
+        return None, _sorted(diags)
+    repo = Resolver(diags).resolve(modules, files)
+    if any(d.is_error for d in diags):
+        return None, _sorted(diags)
+    return repo, _sorted(diags)
+
+
+def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
+    return sorted(diags, key=lambda d: (d.span.file, d.span.line, d.span.col, d.code))
+
+
+class Resolver:
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = diagnostics
+        self.exprs = ExprChecker(diagnostics)
+
+    def error(self, code: str, message: str, span: Span, *hints: str | None):
+        self.diagnostics.append(Diagnostic(code, message, span, hints=tuple(h for h in hints if h)))
+
+    # ---- top level ----
+    def resolve(self, modules: list[ast.Module], files: tuple[str, ...]) -> ir.Repository:
+        decls: dict[str, dict[str, object]] = {"entity": {}, "source": {}, "view": {}, "service": {}}
+        for m in modules:
+            for kind, items in (("entity", m.entities), ("source", m.sources),
+                                ("view", m.views), ("service", m.services)):
+                for item in items:
+                    table = decls[kind]
+                    if item.name.name in table:
+                        first = table[item.name.name].name.span
+                        self.error("E0200", f"{kind} `{item.name.name}` is declared twice",
+                                   item.name.span, f"first declared at {first.file}:{first.line}")
+                        continue
+                    table[item.name.name] = item
+        entities = {n: e for n, a in decls["entity"].items() if (e := self.entity(a))}
+        sources = {n: s for n, a in decls["source"].items() if (s := self.source(a))}
+        views = {}
+        for n, a in decls["view"].items():
+            v = self.view(a, entities, sources, decls)
+            if v is not None:
+                views[n] = v
+        services = {}
+        for n, a in decls["service"].items():
+            s = self.service(a, views, decls)
+            if s is not None:
+                services[n] = s
+        return ir.Repository(entities, sources, views, services, files)
+
+    def duration(self, d: ast.Duration) -> ir.Duration | None:
+        m = _DURATION.match(d.text)
+        if not m or m.group(2) not in ir.UNIT_SECONDS:
+            unit = m.group(2) if m else d.text
+            self.error("E0302", f"bad duration `{d.text}`: unknown unit `{unit}`", d.span,
+                       "use s, m, h, d or w, e.g. 90s 15m 12h 7d 2w")
+            return None
+        amount = int(m.group(1))
+        if amount <= 0:
+            self.error("E0302", f"bad duration `{d.text}`: it must be longer than zero", d.span)
+            return None
+        if amount * ir.UNIT_SECONDS[m.group(2)] > 100 * 366 * 86400:
+            self.error("E0302", f"bad duration `{d.text}`: longer than 100 years", d.span)
+            return None
+        return ir.Duration(amount, m.group(2))
+
+    def type_ref(self, t: ast.TypeRef) -> ir.Type | None:
+        n = len(self.diagnostics)
+        try:
+            return self.exprs.type_ref(t)
+        except Exception:  # _Fail: recorded
+            assert len(self.diagnostics) > n
+            return None
+
+    # ---- entity ----
+    def entity(self, e: ast.Entity) -> ir.Entity | None:
+        if not e.keys:
+            self.error("E0206", f"entity `{e.name.name}` has no `key`", e.name.span,
+                       "add e.g. `key user_id: string`")
+            return None
+        keys, seen = [], set()
+        for k in e.keys:
+            if k.name.name in seen:
+                self.error("E0207", f"key `{k.name.name}` is given twice", k.name.span)
+                return None
+            seen.add(k.name.name)
+            t = self.type_ref(k.type)
+            if t is None:
+                return None
+            if t.name == "list":
+                self.error("E0300", "an entity key cannot be a list", k.type.span)
+                return None
+            keys.append(ir.Key(k.name.name, t))
+        desc = e.description.value if e.description else None
+        return ir.Entity(e.name.name, tuple(keys), desc, e.span)
+
+    # ---- source ----
+    def source(self, s: ast.Source) -> ir.Source | None:
+        ok = True
+        for what, value in (("table", s.table), ("timestamp", s.timestamp), ("columns", s.columns)):
+            if not value:
+                self.error("E0206", f"source `{s.name.name}` has no `{what}`", s.name.span)
+                ok = False
+        if not ok:
+            return None
+        columns: dict[str, ir.Type] = {}
+        for c in s.columns:
+            if c.name.name in columns:
+                self.error("E0207", f"column `{c.name.name}` is declared twice", c.name.span)
+                ok = False
+                continue
+            t = self.type_ref(c.type)
+            if t is None:
+                ok = False
+                continue
+            columns[c.name.name] = t
+        parts = tuple(s.table.value.split("."))
+        if not all(parts) or len(parts) > 3:
+            self.error("E0206", f"bad table name `{s.table.value}`", s.table.span,
+                       'write "table" or "schema.table"')
+            ok = False
+        for what, ident in (("timestamp", s.timestamp), ("created", s.created)):
+            if ident is None:
+                continue
+            t = columns.get(ident.name)
+            if ident.name not in columns and ok:
+                self.error("E0203", f"unknown column `{ident.name}` in source `{s.name.name}`",
+                           ident.span, _suggest(ident.name, columns))
+                ok = False
+            elif t is not None and t != ir.TIMESTAMP:
+                self.error("E0307", f"the {what} column `{ident.name}` is {t}, not timestamp",
+                           ident.span)
+                ok = False
+        if not ok:
+            return None
+        desc = s.description.value if s.description else None
+        created = s.created.name if s.created else None
+        return ir.Source(s.name.name, parts, s.timestamp.name, created, columns, desc, s.span)
+
+    # ---- view ----
+    def view(self, v: ast.View, entities, sources, decls) -> ir.View | None:
+        name = v.name.name
+        if v.entity is None or v.source is None:
+            missing = "entity" if v.entity is None else "from"
+            self.error("E0206", f"feature view `{name}` has no `{missing}`", v.name.span)
+            return None
+        entity = entities.get(v.entity.name)
+        if entity is None:
+            if v.entity.name not in decls["entity"]:
+                self.error("E0201", f"unknown entity `{v.entity.name}`", v.entity.span,
+                           _suggest(v.entity.name, decls["entity"]))
+            return None
+        source = sources.get(v.source.name)
+        if source is None:
+            if v.source.name not in decls["source"]:
+                self.error("E0202", f"unknown source `{v.source.name}`", v.source.span,
+                           _suggest(v.source.name, decls["source"]))
+            return None
+        # entity keys -> source columns
+        if v.entity_by and len(v.entity_by) != len(entity.keys):
+            self.error("E0209", f"entity `{entity.name}` has {len(entity.keys)} key(s) but `by` "
+                       f"names {len(v.entity_by)} column(s)", v.entity_by[0].span)
+            return None
+        key_columns = []
+        for i, key in enumerate(entity.keys):
+            ident = v.entity_by[i] if v.entity_by else None
+            col = ident.name if ident else key.name
+            span = ident.span if ident else v.entity.span
+            if col not in source.columns:
+                self.error("E0203", f"unknown column `{col}` in source `{source.name}`", span,
+                           _suggest(col, source.columns) or
+                           f"name the source column of key `{key.name}`: "
+                           f"`entity {entity.name} by <column>`")
+                return None
+            ct = source.columns[col]
+            if ct != key.type:
+                self.error("E0306", f"key `{key.name}` is {key.type} but column `{col}` of "
+                           f"`{source.name}` is {ct}", span)
+                return None
+            key_columns.append(col)
+
+        where = None
+        if v.where is not None:
+            where = self.exprs.check(v.where, Scope(source.columns))
+            if where is None:
+                return None
+            if where.type not in (ir.BOOL, ir.NULL):
+                self.error("E0300", f"`where` needs a bool condition, got {where.type}",
+                           v.where.span)
+                return None
+        ttl = self.duration(v.ttl) if v.ttl else None
+        if v.ttl and ttl is None:
+            return None
+
+        features = self.features(v, source)
+        if features is None:
+            return None
+        if not features:
+            self.error("E0206", f"feature view `{name}` defines no features", v.name.span)
+            return None
+        return ir.View(name, entity, tuple(key_columns), source, where, ttl,
+                       v.owner.value if v.owner else None,
+                       v.description.value if v.description else None, tuple(features), v.span)
+
+    def features(self, v: ast.View, source: ir.Source) -> list[ir.Feature] | None:
+        by_name: dict[str, ast.Feature] = {}
+        ok = True
+        for f in v.features:
+            if f.name.name in by_name:
+                first = by_name[f.name.name].name.span
+                self.error("E0207", f"feature `{f.name.name}` is defined twice in `{v.name.name}`",
+                           f.name.span, f"first defined at line {first.line}")
+                ok = False
+                continue
+            by_name[f.name.name] = f
+        # Type features in dependency order so that a derived feature knows its inputs' types.
+        order = self.dependency_order(by_name)
+        if order is None:
+            return None
+        types: dict[str, ir.Type] = {}
+        built: dict[str, ir.Feature] = {}
+        for fname in order:
+            f = by_name[fname]
+            window = None
+            if f.window is not None:
+                window = self.duration(f.window)
+                if window is None:
+                    ok = False
+                    continue
+            scope = Scope(source.columns, {n: t for n, t in types.items()}, True, window)
+            expr = self.exprs.check(f.expr, scope)
+            if expr is None:
+                ok = False
+                continue
+            has_agg = any(isinstance(n, ir.Aggregate) for n in ir.walk(expr))
+            if f.window is not None and not has_agg:
+                self.error("E0303", f"`over {f.window.text}` needs an aggregation in the feature",
+                           f.window.span, "a derived feature takes the windows of its inputs")
+                ok = False
+                continue
+            if not has_agg and not any(isinstance(n, ir.FeatureRef) for n in ir.walk(expr)):
+                self.error("E0303", f"feature `{fname}` is a constant", f.expr.span,
+                           "aggregate a column, e.g. `count(*) over 7d`")
+                ok = False
+                continue
+            t = expr.type if expr.type != ir.NULL else None
+            if t is None:
+                self.error("E0300", f"feature `{fname}` has no type (it is always null)",
+                           f.expr.span)
+                ok = False
+                continue
+            if f.type is not None:
+                declared = self.type_ref(f.type)
+                if declared is None:
+                    ok = False
+                    continue
+                if declared != t and not (declared == ir.FLOAT and t == ir.INT):
+                    self.error("E0301", f"feature `{fname}` is declared {declared} but computes {t}",
+                               f.type.span)
+                    ok = False
+                    continue
+                t = declared
+            types[fname] = t
+            built[fname] = ir.Feature(fname, t, expr, f.span)
+        if not ok:
+            return None
+        return [built[f.name.name] for f in v.features if f.name.name in built]
+
+    def dependency_order(self, by_name: dict[str, ast.Feature]) -> list[str] | None:
+        """Features ordered so every derived feature comes after what it references."""
+        deps = {n: [r for r in _references(f.expr) if r in by_name] for n, f in by_name.items()}
+        order: list[str] = []
+        state: dict[str, int] = {}
+
+        def visit(n: str, path: list[str]) -> bool:
+            if state.get(n) == 2:
+                return True
+            if state.get(n) == 1:
+                cycle = path[path.index(n):] + [n]
+                f = by_name[n]
+                self.error("E0208", "derived features form a cycle: " + " -> ".join(cycle),
+                           f.name.span)
+                return False
+            state[n] = 1
+            for d in deps[n]:
+                if not visit(d, path + [n]):
+                    return False
+            state[n] = 2
+            order.append(n)
+            return True
+
+        for n in by_name:
+            if not visit(n, []):
+                return None
+        return order
+
+    # ---- service ----
+    def service(self, s: ast.Service, views, decls) -> ir.Service | None:
+        refs: list[tuple[str, str]] = []
+        ok = True
+        if not s.refs:
+            self.error("E0206", f"service `{s.name.name}` has no `features`", s.name.span)
+            return None
+        for r in s.refs:
+            view = views.get(r.view.name)
+            if view is None:
+                if r.view.name not in decls["view"]:
+                    self.error("E0205", f"unknown feature view `{r.view.name}`", r.view.span,
+                               _suggest(r.view.name, decls["view"]))
+                ok = False
+                continue
+            names = [f.name for f in view.features] if r.feature is None else [r.feature.name]
+            if r.feature is not None and r.feature.name not in {f.name for f in view.features}:
+                self.error("E0204", f"unknown feature `{r.feature.name}` in `{view.name}`",
+                           r.feature.span, _suggest(r.feature.name, [f.name for f in view.features]))
+                ok = False
+                continue
+            for n in names:
+                if (view.name, n) not in refs:
+                    refs.append((view.name, n))
+        if not ok:
+            return None
+        # Output columns are named after features: two views giving the same name would clash.
+        seen: dict[str, str] = {}
+        for vname, fname in refs:
+            if fname in seen and seen[fname] != vname:
+                self.error("E0207", f"service `{s.name.name}` has two features named `{fname}` "
+                           f"(from `{seen[fname]}` and `{vname}`)", s.name.span,
+                           "rename one of them")
+                return None
+            seen[fname] = vname
+        return ir.Service(s.name.name, tuple(refs), s.description.value if s.description else None,
+                          s.span)
+
+
+def _references(e: ast.Expr, inside_agg: bool = False) -> list[str]:
+    """Names a feature expression uses outside aggregations (candidate feature references)."""
+    if isinstance(e, ast.Name):
+        return [] if inside_agg else [e.name]
+    if isinstance(e, ast.Call):
+        inner = inside_agg or e.name in ir.AGGREGATES
+        return [n for a in e.args for n in _references(a, inner)]
+    out: list[str] = []
+    for value in vars(e).values():
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if isinstance(item, ast.Expr):
+                out += _references(item, inside_agg)
+            elif isinstance(item, tuple):
+                out += [n for x in item if isinstance(x, ast.Expr)
+                        for n in _references(x, inside_agg)]
+    return out

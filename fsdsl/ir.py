@@ -1,0 +1,268 @@
+"""The resolved, typed model of a feature repository. Backends and the compiler only see this.
+
+Every node keeps the span of the text it came from, so a later stage (lint, the compiler, a
+backend that finds a table missing) can still point at the line a user wrote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fsdsl.diagnostics import Span
+
+
+# ---- types ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Type:
+    name: str  # string int float bool timestamp date list null
+    element: Type | None = None
+
+    def __str__(self) -> str:
+        return f"list<{self.element}>" if self.name == "list" else self.name
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.name in ("int", "float")
+
+    @property
+    def is_temporal(self) -> bool:
+        return self.name in ("timestamp", "date")
+
+
+STRING, INT, FLOAT, BOOL = Type("string"), Type("int"), Type("float"), Type("bool")
+TIMESTAMP, DATE, NULL = Type("timestamp"), Type("date"), Type("null")
+SCALARS = {t.name: t for t in (STRING, INT, FLOAT, BOOL, TIMESTAMP, DATE)}
+
+
+def list_of(t: Type) -> Type:
+    return Type("list", t)
+
+
+# ---- durations ----------------------------------------------------------------------------------
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+@dataclass(frozen=True)
+class Duration:
+    amount: int
+    unit: str  # one of UNIT_SECONDS
+
+    @property
+    def seconds(self) -> int:
+        return self.amount * UNIT_SECONDS[self.unit]
+
+    def __str__(self) -> str:
+        return f"{self.amount}{self.unit}"
+
+
+# ---- expressions --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Expr:
+    type: Type
+    span: Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Column(Expr):
+    """A column of the view's source."""
+
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Literal(Expr):
+    value: object = None
+
+
+@dataclass(frozen=True)
+class Func(Expr):
+    """A scalar function of the portable expression language (`coalesce`, `date_trunc`, ...)."""
+
+    name: str = ""
+    args: tuple[Expr, ...] = ()
+
+
+@dataclass(frozen=True)
+class Unary(Expr):
+    op: str = ""
+    operand: Expr | None = None
+
+
+@dataclass(frozen=True)
+class Binary(Expr):
+    op: str = ""
+    left: Expr | None = None
+    right: Expr | None = None
+
+
+@dataclass(frozen=True)
+class IsNull(Expr):
+    operand: Expr | None = None
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class InList(Expr):
+    operand: Expr | None = None
+    items: tuple[Expr, ...] = ()
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Between(Expr):
+    operand: Expr | None = None
+    low: Expr | None = None
+    high: Expr | None = None
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Case(Expr):
+    whens: tuple[tuple[Expr, Expr], ...] = ()
+    default: Expr | None = None
+
+
+@dataclass(frozen=True)
+class Cast(Expr):
+    operand: Expr | None = None
+
+
+@dataclass(frozen=True)
+class Extract(Expr):
+    part: str = ""
+    operand: Expr | None = None
+
+
+@dataclass(frozen=True)
+class Aggregate(Expr):
+    """An aggregation over the visible events of an entity, optionally within a window.
+
+    `func` is one of AGGREGATES; `arg` is a row expression (None for `count(*)`).
+    """
+
+    func: str = ""
+    arg: Expr | None = None
+    window: Duration | None = None
+    k: int | None = None  # for last_k
+
+
+@dataclass(frozen=True)
+class FeatureRef(Expr):
+    """A reference, in a derived feature, to another feature of the same view."""
+
+    name: str = ""
+
+
+AGGREGATES = ("count", "count_distinct", "sum", "avg", "min", "max", "first", "last", "last_k")
+ORDERED_AGGREGATES = ("first", "last", "last_k")
+
+
+def walk(expr: Expr):
+    """Yield `expr` and every expression below it, parents first."""
+    yield expr
+    for child in children(expr):
+        yield from walk(child)
+
+
+def children(expr: Expr) -> list[Expr]:
+    if isinstance(expr, Func):
+        return list(expr.args)
+    if isinstance(expr, Unary):
+        return [expr.operand]
+    if isinstance(expr, Binary):
+        return [expr.left, expr.right]
+    if isinstance(expr, IsNull | Cast | Extract):
+        return [expr.operand]
+    if isinstance(expr, InList):
+        return [expr.operand, *expr.items]
+    if isinstance(expr, Between):
+        return [expr.operand, expr.low, expr.high]
+    if isinstance(expr, Case):
+        out = [x for pair in expr.whens for x in pair]
+        return out + ([expr.default] if expr.default is not None else [])
+    if isinstance(expr, Aggregate):
+        return [expr.arg] if expr.arg is not None else []
+    return []
+
+
+# ---- declarations -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: Type
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    keys: tuple[Key, ...]
+    description: str | None
+    span: Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    table: tuple[str, ...]  # ("schema", "table") or ("table",)
+    timestamp: str
+    created: str | None
+    columns: dict[str, Type]
+    description: str | None
+    span: Span = field(compare=False, repr=False)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.table))
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    type: Type
+    expr: Expr  # built from Aggregate, FeatureRef, Literal and scalar operators
+    span: Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    entity: Entity
+    key_columns: tuple[str, ...]  # the source column of each entity key, in key order
+    source: Source
+    where: Expr | None
+    ttl: Duration | None
+    owner: str | None
+    description: str | None
+    features: tuple[Feature, ...]
+    span: Span = field(compare=False, repr=False)
+
+    def feature(self, name: str) -> Feature:
+        return next(f for f in self.features if f.name == name)
+
+    def aggregates(self) -> list[Aggregate]:
+        """Every distinct aggregation the view's features use, in first-use order."""
+        seen: dict[Aggregate, None] = {}
+        for f in self.features:
+            for node in walk(f.expr):
+                if isinstance(node, Aggregate):
+                    seen.setdefault(node, None)
+        return list(seen)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    features: tuple[tuple[str, str], ...]  # (view, feature), in the order written
+    description: str | None
+    span: Span = field(compare=False, repr=False)
+
+    def views(self) -> list[str]:
+        return list(dict.fromkeys(v for v, _ in self.features))
+
+
+@dataclass(frozen=True)
+class Repository:
+    entities: dict[str, Entity]
+    sources: dict[str, Source]
+    views: dict[str, View]
+    services: dict[str, Service]
+    files: tuple[str, ...] = ()

@@ -1,0 +1,191 @@
+"""The syntax tree of a `.feat` file: what was written, where, before any name is resolved."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fsdsl.diagnostics import Span
+
+
+# ---- types ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TypeRef:
+    name: str
+    span: Span
+    element: TypeRef | None = None  # set for `list<T>`
+
+
+# ---- expressions ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Expr:
+    span: Span
+
+
+@dataclass(frozen=True)
+class Literal(Expr):
+    value: object  # str | int | float | bool | None
+    kind: str  # "string" | "int" | "float" | "bool" | "null"
+
+
+@dataclass(frozen=True)
+class Name(Expr):
+    name: str
+
+
+@dataclass(frozen=True)
+class Call(Expr):
+    name: str
+    args: tuple[Expr, ...]
+    star: bool = False  # `count(*)`
+    name_span: Span | None = None
+
+
+@dataclass(frozen=True)
+class Unary(Expr):
+    op: str  # "-" | "+" | "not"
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Binary(Expr):
+    op: str  # + - * / % = != < <= > >= and or
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class IsNull(Expr):
+    operand: Expr
+    negated: bool
+
+
+@dataclass(frozen=True)
+class InList(Expr):
+    operand: Expr
+    items: tuple[Expr, ...]
+    negated: bool
+
+
+@dataclass(frozen=True)
+class Between(Expr):
+    operand: Expr
+    low: Expr
+    high: Expr
+    negated: bool
+
+
+@dataclass(frozen=True)
+class Case(Expr):
+    whens: tuple[tuple[Expr, Expr], ...]
+    default: Expr | None
+
+
+@dataclass(frozen=True)
+class Cast(Expr):
+    operand: Expr
+    to: TypeRef
+
+
+@dataclass(frozen=True)
+class Extract(Expr):
+    part: str
+    operand: Expr
+    part_span: Span | None = None
+
+
+# ---- declarations -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ident:
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Duration:
+    text: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Text:
+    value: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Column:
+    name: Ident
+    type: TypeRef
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: Ident
+    keys: tuple[Column, ...]
+    description: Text | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class Source:
+    name: Ident
+    table: Text | None
+    timestamp: Ident | None
+    created: Ident | None
+    columns: tuple[Column, ...]
+    description: Text | None
+    owner: Text | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: Ident
+    type: TypeRef | None
+    expr: Expr
+    window: Duration | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class View:
+    name: Ident
+    entity: Ident | None
+    entity_by: tuple[Ident, ...]
+    source: Ident | None
+    where: Expr | None
+    ttl: Duration | None
+    owner: Text | None
+    description: Text | None
+    features: tuple[Feature, ...]
+    span: Span
+    # statements written twice (e.g. two `ttl` lines): reported by the checker
+    repeated: tuple[Ident, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class FeatureRef:
+    view: Ident
+    feature: Ident | None  # None for `view.*`
+    span: Span
+
+
+@dataclass(frozen=True)
+class Service:
+    name: Ident
+    refs: tuple[FeatureRef, ...]
+    description: Text | None
+    owner: Text | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class Module:
+    """One parsed file."""
+
+    path: str
+    text: str
+    entities: tuple[Entity, ...]
+    sources: tuple[Source, ...]
+    views: tuple[View, ...]
+    services: tuple[Service, ...]

@@ -1,0 +1,407 @@
+"""Text -> AST with lark. Every lark error becomes a located Diagnostic; nothing escapes."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
+
+from fsdsl.diagnostics import Diagnostic, FeatError, Span
+from fsdsl.syntax import ast
+
+# Names users see in "expected ..." hints instead of lark's terminal names.
+_TERMINAL_NAMES = {
+    "NAME": "a name",
+    "STRING": "a string",
+    "NUMBER": "a number",
+    "DURATION": "a duration such as 7d",
+    "LBRACE": "`{`",
+    "RBRACE": "`}`",
+    "LPAR": "`(`",
+    "RPAR": "`)`",
+    "COLON": "`:`",
+    "COMMA": "`,`",
+    "EQUAL": "`=`",
+    "DOT": "`.`",
+    "STAR": "`*`",
+    "LESSTHAN": "`<`",
+    "MORETHAN": "`>`",
+    "COMP_OP": "a comparison",
+    "ADD_OP": "`+` or `-`",
+    "MUL_OP": "`*` or `/`",
+    "$END": "end of file",
+}
+
+
+def grammar_text() -> str:
+    # `fsdsl/grammar` links to the top-level `grammar/`, so the wheel carries the same file.
+    return resources.files("fsdsl").joinpath("grammar/feat.lark").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def _span(file: str, meta_or_token) -> Span:
+    m = meta_or_token
+    if isinstance(m, Token):
+        return Span(file, m.line or 1, m.column or 1, m.end_line or m.line or 1,
+                    m.end_column or (m.column or 1) + 1)
+    if getattr(m, "empty", True):
+        return Span.unknown(file)
+    return Span(file, m.line, m.column, m.end_line, m.end_column)
+
+
+def _unquote(tok: str) -> str:
+    quote = tok[0]
+    body = tok[1:-1]
+    if quote == "'":
+        body = body.replace("''", "'")
+    out, i = [], 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            out.append({"n": "\n", "t": "\t"}.get(nxt, nxt))
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+class _Build(Transformer):
+    """lark tree -> AST. Statements inside blocks come out as (keyword, value) pairs."""
+
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+        self.diagnostics: list[Diagnostic] = []
+
+    def sp(self, x) -> Span:
+        return _span(self.file, x)
+
+    def ident(self, tok: Token) -> ast.Ident:
+        return ast.Ident(str(tok), self.sp(tok))
+
+    # ---- types ----
+    @v_args(meta=True)
+    def scalar_type(self, meta, children):
+        (name,) = children
+        return ast.TypeRef(str(name).lower(), self.sp(meta))
+
+    @v_args(meta=True)
+    def list_type(self, meta, children):
+        name, element = children
+        return ast.TypeRef(str(name).lower(), self.sp(meta), element)
+
+    # ---- expressions ----
+    @v_args(meta=True)
+    def number(self, meta, children):
+        text = str(children[0])
+        if any(c in text for c in ".eE"):
+            return ast.Literal(self.sp(meta), float(text), "float")
+        return ast.Literal(self.sp(meta), int(text), "int")
+
+    @v_args(meta=True)
+    def string(self, meta, children):
+        return ast.Literal(self.sp(meta), _unquote(str(children[0])), "string")
+
+    @v_args(meta=True)
+    def true(self, meta, _):
+        return ast.Literal(self.sp(meta), True, "bool")
+
+    @v_args(meta=True)
+    def false(self, meta, _):
+        return ast.Literal(self.sp(meta), False, "bool")
+
+    @v_args(meta=True)
+    def null(self, meta, _):
+        return ast.Literal(self.sp(meta), None, "null")
+
+    @v_args(meta=True)
+    def name(self, meta, children):
+        return ast.Name(self.sp(meta), str(children[0]))
+
+    @v_args(meta=True)
+    def call_star(self, meta, children):
+        name = children[0]
+        return ast.Call(self.sp(meta), str(name).lower(), (), True, self.sp(name))
+
+    @v_args(meta=True)
+    def call(self, meta, children):
+        name, *args = children
+        args = tuple(a for a in args if a is not None)
+        return ast.Call(self.sp(meta), str(name).lower(), args, False, self.sp(name))
+
+    @v_args(meta=True)
+    def cast(self, meta, children):
+        return ast.Cast(self.sp(meta), children[0], children[1])
+
+    @v_args(meta=True)
+    def extract(self, meta, children):
+        part, operand = children
+        return ast.Extract(self.sp(meta), str(part).lower(), operand, self.sp(part))
+
+    def when(self, children):
+        return (children[0], children[1])
+
+    @v_args(meta=True)
+    def case(self, meta, children):
+        *whens, default = children
+        return ast.Case(self.sp(meta), tuple(whens), default)
+
+    @v_args(meta=True)
+    def or_(self, meta, children):
+        return ast.Binary(self.sp(meta), "or", children[0], children[1])
+
+    @v_args(meta=True)
+    def and_(self, meta, children):
+        return ast.Binary(self.sp(meta), "and", children[0], children[1])
+
+    @v_args(meta=True)
+    def not_(self, meta, children):
+        return ast.Unary(self.sp(meta), "not", children[0])
+
+    @v_args(meta=True)
+    def negate(self, meta, children):
+        op, operand = children
+        return ast.Unary(self.sp(meta), str(op), operand)
+
+    @v_args(meta=True)
+    def binary(self, meta, children):
+        left, op, right = children
+        return ast.Binary(self.sp(meta), str(op), left, right)
+
+    @v_args(meta=True)
+    def compare(self, meta, children):
+        left, op, right = children
+        op = "!=" if str(op) == "<>" else str(op)
+        return ast.Binary(self.sp(meta), op, left, right)
+
+    @v_args(meta=True)
+    def is_null(self, meta, children):
+        return ast.IsNull(self.sp(meta), children[0], False)
+
+    @v_args(meta=True)
+    def is_not_null(self, meta, children):
+        return ast.IsNull(self.sp(meta), children[0], True)
+
+    @v_args(meta=True)
+    def in_list(self, meta, children):
+        return ast.InList(self.sp(meta), children[0], tuple(children[1:]), False)
+
+    @v_args(meta=True)
+    def not_in_list(self, meta, children):
+        return ast.InList(self.sp(meta), children[0], tuple(children[1:]), True)
+
+    @v_args(meta=True)
+    def between(self, meta, children):
+        return ast.Between(self.sp(meta), *children, False)
+
+    @v_args(meta=True)
+    def not_between(self, meta, children):
+        return ast.Between(self.sp(meta), *children, True)
+
+    # ---- statements ----
+    def key_decl(self, children):
+        return ast.Column(self.ident(children[0]), children[1])
+
+    column_decl = key_decl
+
+    def keys(self, children):
+        return ("key", tuple(children))
+
+    def columns(self, children):
+        return ("columns", tuple(children))
+
+    def _text(self, kw):
+        def f(children):
+            tok = children[0]
+            return (kw, ast.Text(_unquote(str(tok)), self.sp(tok)))
+
+        return f
+
+    def description(self, children):
+        return self._text("description")(children)
+
+    def owner(self, children):
+        return self._text("owner")(children)
+
+    def table(self, children):
+        return self._text("table")(children)
+
+    def timestamp(self, children):
+        return ("timestamp", self.ident(children[0]))
+
+    def created(self, children):
+        return ("created", self.ident(children[0]))
+
+    def view_entity(self, children):
+        return ("entity", (self.ident(children[0]), tuple(self.ident(c) for c in children[1:])))
+
+    def view_from(self, children):
+        return ("from", self.ident(children[0]))
+
+    def where(self, children):
+        return ("where", children[0])
+
+    def ttl(self, children):
+        tok = children[0]
+        return ("ttl", ast.Duration(str(tok), self.sp(tok)))
+
+    @v_args(meta=True)
+    def feature(self, meta, children):
+        name, typ, expr, window = children
+        dur = ast.Duration(str(window), self.sp(window)) if window is not None else None
+        return ("feature", ast.Feature(self.ident(name), typ, expr, dur, self.sp(meta)))
+
+    @v_args(meta=True)
+    def feature_ref(self, meta, children):
+        view, feat = children
+        f = None if str(feat) == "*" else self.ident(feat)
+        return ast.FeatureRef(self.ident(view), f, self.sp(meta))
+
+    def service_features(self, children):
+        return ("features", tuple(children))
+
+    # ---- blocks ----
+    def _collect(self, kind: str, stmts, multi=("feature", "features")):
+        seen: dict[str, object] = {}
+        many: dict[str, list] = {m: [] for m in multi}
+        for kw, value in stmts:
+            if kw in many:
+                many[kw].append(value)
+            elif kw in seen:
+                span = getattr(value, "span", None)
+                if span is None and isinstance(value, tuple):
+                    span = getattr(value[0], "span", None) if value else None
+                self.diagnostics.append(Diagnostic(
+                    "E0102", f"`{kw}` is given twice in this {kind}",
+                    span or Span.unknown(self.file), hints=("keep one of them",)))
+            else:
+                seen[kw] = value
+        return seen, many
+
+    @v_args(meta=True)
+    def entity(self, meta, children):
+        name, *stmts = children
+        seen, _ = self._collect("entity", stmts)
+        return ast.Entity(self.ident(name), seen.get("key", ()), seen.get("description"),
+                          self.sp(meta))
+
+    @v_args(meta=True)
+    def source(self, meta, children):
+        name, *stmts = children
+        seen, _ = self._collect("source", stmts)
+        return ast.Source(self.ident(name), seen.get("table"), seen.get("timestamp"),
+                          seen.get("created"), seen.get("columns", ()), seen.get("description"),
+                          seen.get("owner"), self.sp(meta))
+
+    @v_args(meta=True)
+    def view(self, meta, children):
+        name, *stmts = children
+        seen, many = self._collect("feature view", stmts)
+        entity, by = seen.get("entity", (None, ()))
+        return ast.View(self.ident(name), entity, by, seen.get("from"), seen.get("where"),
+                        seen.get("ttl"), seen.get("owner"), seen.get("description"),
+                        tuple(many["feature"]), self.sp(meta))
+
+    @v_args(meta=True)
+    def service(self, meta, children):
+        name, *stmts = children
+        seen, many = self._collect("service", stmts)
+        refs = tuple(r for group in many["features"] for r in group)
+        return ast.Service(self.ident(name), refs, seen.get("description"), seen.get("owner"),
+                           self.sp(meta))
+
+
+def _keyword_names() -> dict[str, str]:
+    """lark names anonymous keyword terminals after their text (e.g. `OVER`): show the text."""
+    out = {}
+    for term in _parser().terminals:
+        pat = term.pattern
+        if pat.type == "str":
+            out[term.name] = f"`{pat.value}`"
+    return out
+
+
+def _syntax_diagnostic(file: str, text: str, e: UnexpectedInput) -> Diagnostic:
+    kw = _keyword_names()
+    expected = sorted({kw.get(t) or _TERMINAL_NAMES.get(t, t)
+                       for t in (getattr(e, "expected", None) or getattr(e, "allowed", None) or ())})
+    hint = ("expected " + ", ".join(expected[:10]) + (", ..." if len(expected) > 10 else "")) \
+        if expected else None
+    line = getattr(e, "line", None) or 1
+    col = getattr(e, "column", None) or 1
+    if isinstance(e, UnexpectedCharacters):
+        ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else "?"
+        msg = f"unexpected character {ch!r}"
+        return Diagnostic("E0100", msg, Span(file, line, col, line, col + 1),
+                          hints=(hint,) if hint else ())
+    if isinstance(e, UnexpectedEOF) or getattr(getattr(e, "token", None), "type", "") == "$END":
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+        return Diagnostic("E0101", "unexpected end of file", Span(file, line, col, line, col + 1),
+                          hints=(hint,) if hint else ())
+    tok = e.token
+    length = max(1, len(str(tok)))
+    return Diagnostic("E0101", f"unexpected `{tok}`", Span(file, line, col, line, col + length),
+                      hints=(hint,) if hint else ())
+
+
+def parse_text(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Diagnostic]]:
+    """Parse one file. Returns the module (None on a syntax error) and its diagnostics."""
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as e:
+        return None, [_syntax_diagnostic(file, text, e)]
+    build = _Build(file)
+    try:
+        items = build.transform(tree)
+    except VisitError as e:  # a transformer bug must still come out located
+        orig = e.orig_exc
+        if isinstance(orig, FeatError):
+            return None, orig.diagnostics
+        return None, [Diagnostic("E0199", f"could not read this file: {orig}", Span(file, 1, 1, 1, 2))]
+    children = items.children if isinstance(items, Tree) else []
+    module = ast.Module(
+        path=file,
+        text=text,
+        entities=tuple(c for c in children if isinstance(c, ast.Entity)),
+        sources=tuple(c for c in children if isinstance(c, ast.Source)),
+        views=tuple(c for c in children if isinstance(c, ast.View)),
+        services=tuple(c for c in children if isinstance(c, ast.Service)),
+    )
+    return module, build.diagnostics
+
+
+def read_source(path: Path) -> tuple[str | None, Diagnostic | None]:
+    """Read a file as UTF-8 text; binary garbage is a diagnostic, not a traceback."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return None, Diagnostic("E0001", f"cannot read file: {e.strerror}", Span(str(path), 1, 1, 1, 2))
+    if b"\x00" in data:
+        return None, Diagnostic("E0100", "this is not a text file (it contains NUL bytes)",
+                                Span(str(path), 1, 1, 1, 2))
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        before = data[: e.start].decode("utf-8", errors="replace")
+        line = before.count("\n") + 1
+        col = len(before) - (before.rfind("\n") + 1) + 1
+        return None, Diagnostic("E0100", "this file is not valid UTF-8 text",
+                                Span(str(path), line, col, line, col + 1))
+
+
+def parse_file(path: Path | str) -> tuple[ast.Module | None, list[Diagnostic]]:
+    path = Path(path)
+    text, diag = read_source(path)
+    if diag is not None:
+        return None, [diag]
+    return parse_text(text, str(path))
