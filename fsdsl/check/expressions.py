@@ -14,8 +14,8 @@ from fsdsl.diagnostics import Diagnostic, Span
 from fsdsl.syntax import ast
 
 DATE_PARTS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
-EXTRACT_PARTS = ("year", "quarter", "month", "week", "day", "hour", "minute", "second",
-                 "dayofweek", "dayofyear")
+# Parts whose numbering every dialect agrees on (week and weekday numbering do not).
+EXTRACT_PARTS = ("year", "quarter", "month", "day", "hour", "minute", "second")
 
 
 class _Fail(Exception):
@@ -109,7 +109,9 @@ class ExprChecker:
         if op == "/":
             t = ir.FLOAT
         elif op == "%":
-            t = ir.INT if ir.FLOAT not in (left.type, right.type) else ir.FLOAT
+            self.expect(left, ("int",), e.left.span, "`%`")
+            self.expect(right, ("int",), e.right.span, "`%`")
+            t = ir.INT
         else:
             t = ir.FLOAT if ir.FLOAT in (left.type, right.type) else ir.INT
         return ir.Binary(t, e.span, op, left, right)

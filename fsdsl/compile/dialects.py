@@ -1,0 +1,99 @@
+"""What differs between warehouses, in one place.
+
+sqlglot translates most of the tree; this module holds the few constructs whose translation is
+missing or changes meaning (epoch seconds, ordered list aggregation, rounding a double), so that
+the compiler itself never branches on a dialect name.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from fsdsl import ir
+
+# sqlglot warns when a dialect cannot express NULLS FIRST/LAST; our sort keys are never null.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+DIALECTS = ("duckdb", "postgres", "spark", "snowflake", "bigquery", "trino", "databricks",
+            "redshift")
+
+_UNITS = {"s": ("SECOND", 1), "m": ("MINUTE", 1), "h": ("HOUR", 1), "d": ("DAY", 1),
+          "w": ("DAY", 7)}
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    has_lists: bool = True  # can a query return an array column?
+
+    # ---- types ----
+    def sql_type(self, t: ir.Type) -> exp.DataType:
+        if t.name == "list":
+            return exp.DataType(this=exp.DataType.Type.ARRAY,
+                                expressions=[self.sql_type(t.element)], nested=True)
+        return exp.DataType.build({
+            "string": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN",
+            "timestamp": "TIMESTAMP", "date": "DATE", "null": "VARCHAR"}[t.name])
+
+    def cast(self, e: exp.Expression, t: ir.Type) -> exp.Expression:
+        return exp.Cast(this=e, to=self.sql_type(t))
+
+    def typed_null(self, t: ir.Type) -> exp.Expression:
+        return self.cast(exp.Null(), t)
+
+    # ---- time ----
+    def interval(self, d: ir.Duration) -> exp.Expression:
+        unit, mult = _UNITS[d.unit]
+        return exp.Interval(this=exp.Literal.string(str(d.amount * mult)), unit=exp.var(unit))
+
+    def minus(self, t: exp.Expression, d: ir.Duration) -> exp.Expression:
+        return exp.Sub(this=t, expression=self.interval(d))
+
+    def epoch_seconds(self, t: exp.Expression) -> exp.Expression:
+        """Seconds since 1970 as a number; only its monotonicity is relied upon (buckets)."""
+        if self.name in ("spark", "databricks", "bigquery"):
+            return exp.UnixSeconds(this=t)
+        return exp.TimeToUnix(this=t)
+
+    # ---- aggregation ----
+    def ordered_list(self, value: exp.Expression, order: exp.Expression,
+                     condition: exp.Expression) -> exp.Expression:
+        """The values of the rows meeting `condition`, ascending by `order`; NULL when none."""
+        if self.name in ("spark", "databricks"):
+            pairs = exp.Filter(
+                this=exp.Anonymous(this="COLLECT_LIST", expressions=[exp.Struct(expressions=[
+                    exp.alias_(order, "r"), exp.alias_(value, "v")])]),
+                expression=exp.Where(this=condition))
+            lst = exp.Transform(this=exp.ArraySort(this=pairs), expression=exp.Lambda(
+                this=exp.Dot(this=exp.column("s"), expression=exp.to_identifier("v")),
+                expressions=[exp.to_identifier("s")]))
+            # collect_list gives [] for no rows where the others give NULL; callers coalesce.
+            return lst
+        agg = exp.ArrayAgg(this=exp.Order(this=value, expressions=[exp.Ordered(this=order)]))
+        return exp.Filter(this=agg, expression=exp.Where(this=condition))
+
+    def empty_list(self, element: ir.Type) -> exp.Expression:
+        return exp.Cast(this=exp.Array(expressions=[]), to=self.sql_type(ir.list_of(element)))
+
+    def pick(self, e: exp.Expression, t: ir.Type, largest: bool = True) -> exp.Expression:
+        """MAX/MIN that also works on booleans (postgres has no MAX(boolean))."""
+        if t == ir.BOOL:
+            return exp.LogicalOr(this=e) if largest else exp.LogicalAnd(this=e)
+        return exp.Max(this=e) if largest else exp.Min(this=e)
+
+    def round(self, x: exp.Expression, digits: exp.Expression | None, t: ir.Type):
+        if digits is not None and t == ir.FLOAT and self.name in ("postgres", "redshift"):
+            # ROUND(double precision, int) does not exist there; numeric rounds exactly.
+            inner = exp.Round(this=exp.Cast(this=x, to=exp.DataType.build("DECIMAL")),
+                              decimals=digits)
+            return exp.Cast(this=inner, to=exp.DataType.build("DOUBLE"))
+        return exp.Round(this=x, decimals=digits) if digits is not None else exp.Round(this=x)
+
+
+def get(name: str) -> Dialect:
+    if name not in DIALECTS:
+        raise ValueError(name)
+    return Dialect(name, has_lists=name != "redshift")

@@ -1,0 +1,427 @@
+"""Point-in-time aggregation: the values of one view's aggregations at every (entity, T) of a spine.
+
+Training and online refresh are both this query over a different spine, which is what makes the
+two paths agree. Three shapes, each exact under the contract in docs/semantics.md and chosen to
+avoid joining a label with every event of its entity:
+
+* windowed aggregations: a range join restricted to *buckets* of the largest window. A spine row
+  is copied into its own bucket and the one before; an event sits in one bucket; so each label
+  meets only the events of about two windows, whatever the entity's history length.
+* unwindowed aggregations: one pass of running window functions over the union of spine rows and
+  events ordered by the time each event became visible (greatest(timestamp, created)); `first` /
+  `last` / `last_k` become a running max/min of a per-entity rank, looked up afterwards.
+* `last_k` without a window on a source with late rows: the only case with no prefix structure;
+  an unbounded range join (lint reports its cost).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from fsdsl import ir
+from fsdsl.compile.dialects import Dialect
+from fsdsl.compile.expressions import to_sql, wrap
+
+T = "__t"  # the query time of a spine row
+TS, CREATED, AVAIL, BUCKET, KIND, AT = "__ts", "__created", "__avail", "__b", "__kind", "__at"
+
+
+def col(name: str, table: str | None = None) -> exp.Column:
+    return exp.column(exp.to_identifier(name), table=exp.to_identifier(table) if table else None)
+
+
+def cte(name: str, query: exp.Expression) -> exp.CTE:
+    return exp.CTE(this=query, alias=exp.TableAlias(this=exp.to_identifier(name)))
+
+
+def table_ref(name: str, alias: str) -> exp.Table:
+    return exp.Table(this=exp.to_identifier(name), alias=exp.TableAlias(this=exp.to_identifier(alias)))
+
+
+def source_table(source: ir.Source, alias: str) -> exp.Table:
+    parts = [exp.to_identifier(p) for p in source.table]
+    kwargs = {"this": parts[-1]}
+    if len(parts) >= 2:
+        kwargs["db"] = parts[-2]
+    if len(parts) == 3:
+        kwargs["catalog"] = parts[0]
+    return exp.Table(**kwargs, alias=exp.TableAlias(this=exp.to_identifier(alias)))
+
+
+def and_all(conds: list[exp.Expression]) -> exp.Expression:
+    conds = [c for c in conds if c is not None]
+    if not conds:
+        return exp.true()
+    out = conds[0]
+    for c in conds[1:]:
+        out = exp.And(this=out, expression=c)
+    return out
+
+
+def keys_eq(keys: list[str], left: str, right: str) -> list[exp.Expression]:
+    return [exp.EQ(this=col(k, left), expression=col(k, right)) for k in keys]
+
+
+@dataclass
+class ViewAggregates:
+    """The CTEs computing a view's aggregations, and where each result can be read."""
+
+    ctes: list[exp.CTE] = field(default_factory=list)
+    relations: list[str] = field(default_factory=list)  # CTEs keyed by (keys, __t)
+    columns: dict[ir.Aggregate, tuple[str, str]] = field(default_factory=dict)
+    ttl: tuple[str, str] | None = None
+
+
+class PointInTime:
+    def __init__(self, view: ir.View, d: Dialect, prefix: str):
+        self.view, self.d, self.p = view, d, prefix
+        self.keys = [k.name for k in view.entity.keys]
+        self.aggs = view.aggregates()
+        self.index = {a: i for i, a in enumerate(self.aggs)}
+        # one column per distinct input expression, however many aggregations read it
+        args = dict.fromkeys(a.arg for a in self.aggs if a.arg is not None)
+        self.arg_index = {arg: i for i, arg in enumerate(args)}
+        self.has_created = view.source.created is not None
+        self.out = ViewAggregates()
+
+    def name(self, suffix: str) -> str:
+        return f"{self.p}{suffix}"
+
+    def a(self, agg: ir.Aggregate, kind: str = "a") -> str:
+        """Column names: per input (a: value, f: first-of-value flag, k: rank), else per agg."""
+        if kind in ("a", "f", "k"):
+            return f"__{kind}{self.arg_index[agg.arg]}"
+        return f"__{kind}{self.index[agg]}"
+
+    def add(self, suffix: str, query: exp.Expression) -> str:
+        name = self.name(suffix)
+        self.out.ctes.append(cte(name, query))
+        return name
+
+    # ---- entry ----
+    def build(self, spine: str, events: str) -> ViewAggregates:
+        """Aggregations at every row of `spine` (keys, __t); `events` comes from `events()`."""
+        windowed = [a for a in self.aggs if a.window is not None]
+        unbounded_lastk = [a for a in self.aggs if a.window is None and a.func == "last_k"
+                           and self.has_created]
+        cumulative = [a for a in self.aggs if a.window is None and a not in unbounded_lastk]
+        if windowed or self.view.ttl is not None:
+            widest = max([a.window for a in windowed] +
+                         ([self.view.ttl] if self.view.ttl else []), key=lambda w: w.seconds)
+            self.range_join(spine, events, windowed, widest, "w", with_ttl=True)
+        if unbounded_lastk:
+            self.range_join(spine, events, unbounded_lastk, None, "u", with_ttl=False)
+        if cumulative:
+            self.running(spine, events, cumulative)
+        return self.out
+
+    # ---- the filtered events of the view ----
+    def events(self) -> str:
+        v, src = self.view, "src"
+
+        def leaf(e: ir.Expr) -> exp.Expression:
+            assert isinstance(e, ir.Column)
+            return col(e.name, src)
+
+        ts = col(v.source.timestamp, src)
+        proj = [exp.alias_(col(c, src), k) for c, k in zip(v.key_columns, self.keys, strict=True)]
+        proj.append(exp.alias_(ts, TS))
+        not_null = [exp.Not(this=exp.Is(this=col(c, src), expression=exp.Null()))
+                    for c in (*v.key_columns, v.source.timestamp)]
+        if self.has_created:
+            created = col(v.source.created, src)
+            proj.append(exp.alias_(created, CREATED))
+            not_null.append(exp.Not(this=exp.Is(this=created.copy(), expression=exp.Null())))
+            avail = exp.Case(ifs=[exp.If(this=exp.GT(this=created.copy(), expression=ts.copy()),
+                                         true=created.copy())], default=ts.copy())
+            proj.append(exp.alias_(avail, AVAIL))
+        else:
+            proj.append(exp.alias_(ts.copy(), AVAIL))
+        for arg, i in self.arg_index.items():
+            proj.append(exp.alias_(to_sql(arg, self.d, leaf), f"__a{i}"))
+        conds = list(not_null)
+        if v.where is not None:
+            conds.append(exp.Paren(this=to_sql(v.where, self.d, leaf)))
+        q = exp.select(*proj).from_(source_table(v.source, src)).where(and_all(conds))
+        return self.add("events", q)
+
+    def order_keys(self, agg: ir.Aggregate, table: str | None, descending: bool):
+        """The order that decides `first`/`last`/`last_k`: timestamp, then created, then value."""
+        names = [TS] + ([CREATED] if self.has_created else []) + [self.a(agg)]
+        return [exp.Ordered(this=col(n, table), desc=descending) for n in names]
+
+    # ---- windowed (and unbounded last_k): range join + GROUP BY ----
+    def range_join(self, spine, events, aggs, widest: ir.Duration | None, tag: str, with_ttl):
+        d = self.d
+        if widest is not None:
+            width = exp.Literal.number(widest.seconds)
+
+            def bucket(e):
+                return exp.Floor(this=exp.Div(this=d.epoch_seconds(e), expression=width))
+
+            here = [col(k) for k in self.keys] + [col(T)]
+            own = exp.select(*here, exp.alias_(bucket(col(T)), BUCKET)).from_(spine)
+            prev = exp.select(*[c.copy() for c in here], exp.alias_(
+                exp.Sub(this=bucket(col(T)), expression=exp.Literal.number(1)), BUCKET)
+            ).from_(spine)
+            left = self.add(f"{tag}spine", exp.union(own, prev, distinct=False))
+            ev_cols = [col(k) for k in self.keys] + [col(TS), col(AVAIL)]
+            ev_cols += [col(CREATED)] if self.has_created else []
+            ev_cols += [col(n) for n in dict.fromkeys(self.a(a) for a in aggs if a.arg is not None)]
+            right = self.add(f"{tag}events", exp.select(*ev_cols, exp.alias_(bucket(col(TS)),
+                                                                             BUCKET)).from_(events))
+        else:
+            left, right = spine, events
+        s, e = "s", "e"
+        on = keys_eq(self.keys, s, e)
+        if widest is not None:
+            on.append(exp.EQ(this=col(BUCKET, s), expression=col(BUCKET, e)))
+            on.append(exp.GTE(this=col(TS, e), expression=d.minus(col(T, s), widest)))
+        on.append(exp.LT(this=col(TS, e), expression=col(T, s)))
+        if self.has_created:
+            on.append(exp.LT(this=col(AVAIL, e), expression=col(T, s)))
+
+        def in_window(agg_window: ir.Duration | None, ts: exp.Expression, t: exp.Expression):
+            if agg_window is None or (widest is not None and agg_window == widest):
+                return None
+            return exp.GTE(this=ts, expression=d.minus(t, agg_window))
+
+        proj = [col(k, s) for k in self.keys] + [col(T, s), col(TS, e)]
+        proj += [col(n, e) for n in dict.fromkeys(self.a(a) for a in aggs if a.arg is not None)]
+        for agg in aggs:
+            if agg.func in ir.ORDERED_AGGREGATES:
+                valid = and_all([in_window(agg.window, col(TS, e), col(T, s)),
+                                 exp.Not(this=exp.Is(this=col(self.a(agg), e),
+                                                     expression=exp.Null()))])
+                flag = exp.Case(ifs=[exp.If(this=valid, true=exp.Literal.number(1))],
+                                default=exp.Literal.number(0))
+                proj.append(exp.alias_(flag, self.a(agg, "v")))
+                rn = exp.Window(
+                    this=exp.RowNumber(),
+                    partition_by=[col(k, s) for k in self.keys] + [col(T, s), flag.copy()],
+                    order=exp.Order(expressions=self.order_keys(agg, e, agg.func != "first")))
+                proj.append(exp.alias_(rn, self.a(agg, "n")))
+        joined = exp.select(*proj).from_(table_ref(left, s)).join(
+            table_ref(right, e), on=and_all(on), join_type="inner")
+        joined_name = self.add(f"{tag}join", joined)
+
+        group = [col(k) for k in self.keys] + [col(T)]
+        out = list(group)
+        for agg in aggs:
+            expr = self.grouped(agg, in_window(agg.window, col(TS), col(T)))
+            out.append(exp.alias_(expr, self.a(agg, "r")))
+        if with_ttl and self.view.ttl is not None:
+            cond = in_window(self.view.ttl, col(TS), col(T))
+            out.append(exp.alias_(self.count_if(cond), "__ttl"))
+        name = self.add(f"{tag}agg", exp.select(*out).from_(joined_name).group_by(*group))
+        self.out.relations.append(name)
+        for agg in aggs:
+            self.out.columns[agg] = (name, self.a(agg, "r"))
+        if with_ttl and self.view.ttl is not None:
+            self.out.ttl = (name, "__ttl")
+
+    def count_if(self, cond):
+        if cond is None:
+            return exp.Count(this=exp.Star())
+        return exp.Count(this=exp.Case(ifs=[exp.If(this=cond, true=exp.Literal.number(1))]))
+
+    def grouped(self, agg: ir.Aggregate, cond: exp.Expression | None) -> exp.Expression:
+        d, value = self.d, col(self.a(agg)) if agg.arg is not None else None
+
+        def when(x):
+            if cond is None:
+                return x
+            return exp.Case(ifs=[exp.If(this=cond.copy(), true=x)])
+
+        f = agg.func
+        if f == "count":
+            return self.count_if(cond) if value is None else exp.Count(this=when(value))
+        if f == "count_distinct":
+            return exp.Count(this=exp.Distinct(expressions=[when(value)]))
+        if f == "sum":
+            return exp.Sum(this=when(value))
+        if f == "avg":
+            return exp.Avg(this=d.cast(when(value), ir.FLOAT))
+        if f in ("min", "max"):
+            return d.pick(when(value), agg.type, largest=f == "max")
+        first = exp.EQ(this=col(self.a(agg, "v")), expression=exp.Literal.number(1))
+        if f in ("first", "last"):
+            chosen = and_all([first, exp.EQ(this=col(self.a(agg, "n")),
+                                            expression=exp.Literal.number(1))])
+            return d.pick(exp.Case(ifs=[exp.If(this=chosen, true=value)]), agg.type)
+        assert f == "last_k"
+        within = and_all([first, exp.LTE(this=col(self.a(agg, "n")),
+                                         expression=exp.Literal.number(agg.k))])
+        return d.ordered_list(value, col(self.a(agg, "n")), within)
+
+    # ---- unwindowed: running aggregates over spine ∪ events in visibility order ----
+    def running(self, spine: str, events: str, aggs: list[ir.Aggregate]):
+        d = self.d
+        keys = [col(k) for k in self.keys]
+        ranked_cols = [*keys, col(TS), col(AVAIL)] + ([col(CREATED)] if self.has_created else [])
+        stream_cols: list[tuple[str, ir.Type]] = []  # extra columns carried through the union
+        done: set[str] = set()
+        for agg in aggs:
+            if agg.arg is None:
+                continue
+            if self.a(agg) not in done:
+                ranked_cols.append(col(self.a(agg)))
+                done.add(self.a(agg))
+            not_null = exp.Not(this=exp.Is(this=col(self.a(agg)), expression=exp.Null()))
+            if agg.func == "count_distinct" and self.a(agg, "f") not in done:
+                done.add(self.a(agg, "f"))
+                # 1 on the first event (in visibility order) of each value: a running sum of it
+                # is a running distinct count.
+                rn = exp.Window(this=exp.RowNumber(), partition_by=[*keys, col(self.a(agg))],
+                                order=exp.Order(expressions=[exp.Ordered(this=col(AVAIL))]))
+                flag = exp.Case(ifs=[exp.If(this=and_all([not_null, exp.EQ(
+                    this=rn, expression=exp.Literal.number(1))]), true=exp.Literal.number(1))],
+                    default=exp.Literal.number(0))
+                ranked_cols.append(exp.alias_(flag, self.a(agg, "f")))
+                stream_cols.append((self.a(agg, "f"), ir.INT))
+            elif agg.func in ir.ORDERED_AGGREGATES and self.a(agg, "k") not in done:
+                done.add(self.a(agg, "k"))
+                nonnull_part = exp.Case(ifs=[exp.If(this=not_null.copy(),
+                                                    true=exp.Literal.number(1))],
+                                        default=exp.Literal.number(0))
+                rn = exp.Window(this=exp.RowNumber(), partition_by=[*keys, nonnull_part],
+                                order=exp.Order(expressions=self.order_keys(agg, None, False)))
+                rank = exp.Case(ifs=[exp.If(this=not_null.copy(), true=rn)])
+                ranked_cols.append(exp.alias_(rank, self.a(agg, "k")))
+                stream_cols.append((self.a(agg, "k"), ir.INT))
+            elif agg.func not in ("count_distinct", *ir.ORDERED_AGGREGATES):
+                stream_cols.append((self.a(agg), agg.arg.type))
+        stream_cols = list(dict.fromkeys(stream_cols))
+        ranked = self.add("ranked", exp.select(*ranked_cols).from_(events))
+
+        label_side = exp.select(
+            *keys, exp.alias_(col(T), AT), exp.alias_(exp.Literal.number(0), KIND), col(T),
+            *[exp.alias_(d.typed_null(t), n) for n, t in stream_cols]).from_(spine)
+        event_side = exp.select(
+            *[k.copy() for k in keys], exp.alias_(col(AVAIL), AT),
+            exp.alias_(exp.Literal.number(1), KIND), exp.alias_(d.typed_null(ir.TIMESTAMP), T),
+            *[col(n) for n, _ in stream_cols]).from_(ranked)
+        stream = self.add("stream", exp.union(label_side, event_side, distinct=False))
+
+        def over(fn):
+            return exp.Window(
+                this=fn, partition_by=[k.copy() for k in keys],
+                order=exp.Order(expressions=[exp.Ordered(this=col(AT)),
+                                             exp.Ordered(this=col(KIND))]),
+                spec=exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING",
+                                    end="CURRENT ROW"))
+
+        run_cols = [*[k.copy() for k in keys], col(T), col(KIND)]
+        for agg in aggs:
+            a, f = self.a(agg), agg.func
+            if f == "count" and agg.arg is None:
+                fn = exp.Sum(this=col(KIND))
+            elif f == "count":
+                fn = exp.Count(this=col(a))
+            elif f == "count_distinct":
+                fn = exp.Sum(this=col(self.a(agg, "f")))
+            elif f == "sum":
+                fn = exp.Sum(this=col(a))
+            elif f == "avg":
+                fn = exp.Avg(this=d.cast(col(a), ir.FLOAT))
+            elif f in ("min", "max"):
+                fn = d.pick(col(a), agg.type, largest=f == "max")
+            elif f == "first":
+                fn = exp.Min(this=col(self.a(agg, "k")))
+            else:  # last, last_k: the greatest rank seen so far
+                fn = exp.Max(this=col(self.a(agg, "k")))
+            run_cols.append(exp.alias_(over(fn), self.a(agg, "r")))
+        running = self.add("running", exp.select(*run_cols).from_(stream))
+
+        # Label rows only; `first`/`last` read their value at the rank found, `last_k` the k
+        # ranks below it (without late rows the visible non-null values are ranks 1..max).
+        r = "r"
+        out = [*[col(k, r) for k in self.keys], col(T, r)]
+        q = exp.select()
+        joins = []
+        for agg in aggs:
+            if agg.func in ("first", "last"):
+                alias = f"x{self.index[agg]}"  # one lookup per aggregation
+                joins.append((alias, and_all(keys_eq(self.keys, r, alias) + [exp.EQ(
+                    this=col(self.a(agg, "k"), alias), expression=col(self.a(agg, "r"), r))])))
+                out.append(exp.alias_(col(self.a(agg), alias), self.a(agg, "r")))
+            elif agg.func != "last_k":
+                out.append(col(self.a(agg, "r"), r))
+        q = exp.select(*out).from_(table_ref(running, r))
+        for alias, on in joins:
+            q = q.join(table_ref(ranked, alias), on=on, join_type="left")
+        q = q.where(exp.EQ(this=col(KIND, r), expression=exp.Literal.number(0)))
+        name = self.add("cagg", q)
+        self.out.relations.append(name)
+        for agg in aggs:
+            if agg.func != "last_k":
+                self.out.columns[agg] = (name, self.a(agg, "r"))
+
+        for agg in aggs:
+            if agg.func != "last_k":
+                continue
+            x = "x"
+            rank, top = col(self.a(agg, "k"), x), col(self.a(agg, "r"), r)
+            on = and_all(keys_eq(self.keys, r, x) + [
+                exp.LTE(this=rank, expression=top),
+                exp.GT(this=rank.copy(), expression=exp.Sub(
+                    this=top.copy(), expression=exp.Literal.number(agg.k)))])
+            lst = d.ordered_list(col(self.a(agg), x), exp.Sub(this=top.copy(), expression=rank.copy()),
+                                 exp.true())
+            group = [*[col(k, r) for k in self.keys], col(T, r)]
+            q = (exp.select(*group, exp.alias_(lst, self.a(agg, "r")))
+                 .from_(table_ref(running, r))
+                 .join(table_ref(ranked, x), on=on, join_type="inner")
+                 .where(exp.EQ(this=col(KIND, r), expression=exp.Literal.number(0)))
+                 .group_by(*[g.copy() for g in group]))
+            name = self.add(f"lastk{self.index[agg]}", q)
+            self.out.relations.append(name)
+            self.out.columns[agg] = (name, self.a(agg, "r"))
+
+
+def empty_value(agg: ir.Aggregate, value: exp.Expression, d: Dialect) -> exp.Expression:
+    """The aggregate as the contract defines it over no rows: counts 0, lists empty."""
+    if agg.func in ("count", "count_distinct"):
+        return exp.Coalesce(this=value, expressions=[exp.Literal.number(0)])
+    if agg.func == "last_k":
+        return exp.Coalesce(this=value, expressions=[d.empty_list(agg.arg.type)])
+    return value
+
+
+def feature_values(view: ir.View, aggs: ViewAggregates, d: Dialect,
+                   alias_of: dict[str, str]) -> dict[str, exp.Expression]:
+    """Each feature as an expression over the joined aggregate relations.
+
+    `alias_of` maps a relation (CTE) name to the alias it is joined under. Derived features are
+    inlined; the view's TTL nulls every feature when no event is in [T - ttl, T).
+    """
+    built: dict[str, exp.Expression] = {}
+
+    def leaf(e: ir.Expr) -> exp.Expression:
+        if isinstance(e, ir.Aggregate):
+            rel, column = aggs.columns[e]
+            return empty_value(e, col(column, alias_of[rel]), d)
+        if isinstance(e, ir.FeatureRef):
+            return wrap(plain(view.feature(e.name)))
+        raise TypeError(e)
+
+    def plain(f: ir.Feature) -> exp.Expression:
+        if f.name not in built:
+            built[f.name] = to_sql(f.expr, d, leaf)
+        return built[f.name].copy()
+
+    out = {}
+    for f in view.features:
+        value = plain(f)
+        if f.type.name != "list":  # one SQL type per feature whatever the dialect computed
+            value = d.cast(value, f.type)
+        if aggs.ttl is not None:
+            rel, column = aggs.ttl
+            alive = exp.GT(this=exp.Coalesce(this=col(column, alias_of[rel]),
+                                             expressions=[exp.Literal.number(0)]),
+                           expression=exp.Literal.number(0))
+            value = exp.Case(ifs=[exp.If(this=alive, true=value)])
+        out[f.name] = value
+    return out
