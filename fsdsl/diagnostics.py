@@ -85,7 +85,8 @@ def _source_line(span: Span, sources: dict[str, str] | None) -> str | None:
             return None
     lines = text.splitlines()
     if 1 <= span.line <= len(lines):
-        return lines[span.line - 1]
+        # never echo control characters (binary input) to a terminal
+        return "".join(c if c.isprintable() else "?" for c in lines[span.line - 1])
     return None
 
 

@@ -272,9 +272,7 @@ class Resolver:
             window = None
             if f.window is not None:
                 window = self.duration(f.window)
-                if window is None:
-                    ok = False
-                    continue
+                ok = ok and window is not None
             scope = Scope(source.columns, {n: t for n, t in types.items()}, True, window)
             expr = self.exprs.check(f.expr, scope)
             if expr is None:

@@ -27,7 +27,6 @@ _UNITS = {"s": ("SECOND", 1), "m": ("MINUTE", 1), "h": ("HOUR", 1), "d": ("DAY",
 @dataclass(frozen=True)
 class Dialect:
     name: str
-    has_lists: bool = True  # can a query return an array column?
 
     # ---- types ----
     def sql_type(self, t: ir.Type) -> exp.DataType:
@@ -60,8 +59,17 @@ class Dialect:
 
     # ---- aggregation ----
     def ordered_list(self, value: exp.Expression, order: exp.Expression,
-                     condition: exp.Expression) -> exp.Expression:
+                     condition: exp.Expression, element: ir.Type) -> exp.Expression:
         """The values of the rows meeting `condition`, ascending by `order`; NULL when none."""
+        if self.name == "redshift":
+            # No ARRAY_AGG: build a JSON array text with LISTAGG and parse it into SUPER.
+            item = exp.Case(ifs=[exp.If(this=condition, true=_json_text(value, element))])
+            agg = exp.WithinGroup(
+                this=exp.Anonymous(this="LISTAGG", expressions=[item, exp.Literal.string(",")]),
+                expression=exp.Order(expressions=[exp.Ordered(this=order)]))
+            text = exp.DPipe(this=exp.DPipe(this=exp.Literal.string("["), expression=agg),
+                             expression=exp.Literal.string("]"))
+            return exp.Anonymous(this="JSON_PARSE", expressions=[text])
         if self.name in ("spark", "databricks"):
             pairs = exp.Filter(
                 this=exp.Anonymous(this="COLLECT_LIST", expressions=[exp.Struct(expressions=[
@@ -76,6 +84,8 @@ class Dialect:
         return exp.Filter(this=agg, expression=exp.Where(this=condition))
 
     def empty_list(self, element: ir.Type) -> exp.Expression:
+        if self.name == "redshift":
+            return exp.Anonymous(this="JSON_PARSE", expressions=[exp.Literal.string("[]")])
         return exp.Cast(this=exp.Array(expressions=[]), to=self.sql_type(ir.list_of(element)))
 
     def pick(self, e: exp.Expression, t: ir.Type, largest: bool = True) -> exp.Expression:
@@ -93,7 +103,22 @@ class Dialect:
         return exp.Round(this=x, decimals=digits) if digits is not None else exp.Round(this=x)
 
 
+def _json_text(value: exp.Expression, t: ir.Type) -> exp.Expression:
+    """`value` as JSON text, for dialects that assemble arrays from strings."""
+    if t.is_numeric:
+        return exp.Cast(this=value, to=exp.DataType.build("VARCHAR"))
+    if t == ir.BOOL:
+        return exp.Case(ifs=[exp.If(this=value, true=exp.Literal.string("true"))],
+                        default=exp.Literal.string("false"))
+    text = exp.Cast(this=value, to=exp.DataType.build("VARCHAR"))
+    for old, new in (("\\", "\\\\"), ('"', '\\"')):
+        text = exp.Anonymous(this="REPLACE", expressions=[text, exp.Literal.string(old),
+                                                          exp.Literal.string(new)])
+    quote = exp.Literal.string('"')
+    return exp.DPipe(this=exp.DPipe(this=quote, expression=text), expression=quote.copy())
+
+
 def get(name: str) -> Dialect:
     if name not in DIALECTS:
         raise ValueError(name)
-    return Dialect(name, has_lists=name != "redshift")
+    return Dialect(name)

@@ -254,7 +254,7 @@ class PointInTime:
         assert f == "last_k"
         within = and_all([first, exp.LTE(this=col(self.a(agg, "n")),
                                          expression=exp.Literal.number(agg.k))])
-        return d.ordered_list(value, col(self.a(agg, "n")), within)
+        return d.ordered_list(value, col(self.a(agg, "n")), within, agg.arg.type)
 
     # ---- unwindowed: running aggregates over spine ∪ events in visibility order ----
     def running(self, spine: str, events: str, aggs: list[ir.Aggregate]):
@@ -368,8 +368,9 @@ class PointInTime:
                 exp.LTE(this=rank, expression=top),
                 exp.GT(this=rank.copy(), expression=exp.Sub(
                     this=top.copy(), expression=exp.Literal.number(agg.k)))])
-            lst = d.ordered_list(col(self.a(agg), x), exp.Sub(this=top.copy(), expression=rank.copy()),
-                                 exp.true())
+            lst = d.ordered_list(col(self.a(agg), x),
+                                 exp.Sub(this=top.copy(), expression=rank.copy()), exp.true(),
+                                 agg.arg.type)
             group = [*[col(k, r) for k in self.keys], col(T, r)]
             q = (exp.select(*group, exp.alias_(lst, self.a(agg, "r")))
                  .from_(table_ref(running, r))

@@ -1,0 +1,258 @@
+"""`fsc`: a thin typer app. Parse arguments, call the library, render; nothing else lives here.
+
+Exit codes follow ruff: 0 clean, 1 findings (diagnostics in .feat files, a failed check),
+2 usage, configuration, connection or internal errors. Imports stay inside commands so that
+`fsc --help` and short commands start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from enum import Enum
+from functools import wraps
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="fsc",
+    help="fsdsl: features defined once in .feat files, compiled to every query that computes them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class LintFormat(str, Enum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: str = "E0001", exit_code: int = 2) -> None:
+    """One line on stderr, no traceback."""
+    sys.stderr.write(f"error[{code}]: {message}\n")
+    raise typer.Exit(exit_code)
+
+
+def guarded(fn: Callable) -> Callable:
+    """Turn every error a user can cause into a one-line message and an exit code."""
+
+    @wraps(fn)
+    def run(*args, **kwargs):
+        from fsdsl.diagnostics import FeatError, UsageError, render_text
+
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except FeatError as e:
+            for d in e.diagnostics:
+                sys.stderr.write(render_text(d) + "\n")
+            raise typer.Exit(1) from None
+        except UsageError as e:
+            fail(str(e), e.code)
+        except Exception as e:  # a bug: still no traceback unless asked for
+            if os.environ.get("FSC_DEBUG"):
+                raise
+            fail(f"internal error: {type(e).__name__}: {e} (set FSC_DEBUG=1 for a traceback)",
+                 "E9999")
+
+    return run
+
+
+def load(path: Path):
+    """Parse and check; on errors print every diagnostic and exit 1."""
+    from fsdsl.check import load_repository
+    from fsdsl.diagnostics import FeatError
+
+    repo, diags = load_repository(path)
+    if repo is None:
+        raise FeatError([d for d in diags if d.is_error] or diags)
+    return repo
+
+
+PathArg = Annotated[Path, typer.Argument(help="A .feat file or a folder of them.",
+                                         show_default=False)]
+
+
+@app.command()
+@guarded
+def compile(
+    path: PathArg,
+    service: Annotated[str | None, typer.Option("--service", "-s",
+                       help="Compile the features of this service.")] = None,
+    view: Annotated[str | None, typer.Option("--view", "-v",
+                    help="Compile one feature view (all its features).")] = None,
+    target: Annotated[str, typer.Option(
+        "--target", "-t",
+        help="training: feature values as of each row of a `labels` relation. "
+             "refresh: values as of :as_of for entities changed since :watermark "
+             "(one query per view).")] = "training",
+    dialect: Annotated[str, typer.Option(
+        "--dialect", "-d",
+        help="SQL dialect: duckdb, postgres, spark, snowflake, bigquery, trino, databricks, "
+             "redshift.")] = "duckdb",
+    timestamp_column: Annotated[str, typer.Option(
+        help="The labels' timestamp column (training target).")] = "event_timestamp",
+    format: Annotated[Format, typer.Option("--format", "-f",
+                      help="text: SQL (highlighted on a terminal); json: machine-readable.")]
+    = Format.text,
+) -> None:
+    """Print the SQL compiled from the .feat files, without running it.
+
+    With neither --service nor --view: every service (training) or every view (refresh).
+    """
+    from fsdsl.compile.dialects import DIALECTS
+    from fsdsl.compile.render import compile_repository
+
+    if dialect not in DIALECTS:
+        fail(f"unknown dialect `{dialect}`; choose one of {', '.join(DIALECTS)}", "E0004")
+    repo = load(path)
+    queries = compile_repository(repo, service=service, view=view, target=target,
+                                 dialect=dialect, timestamp_column=timestamp_column)
+    if format is Format.json:
+        payload = [{"name": q.name, "kind": q.kind, "target": q.target, "dialect": q.dialect,
+                    "sql": q.sql} for q in queries]
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    console = _console()
+    for i, q in enumerate(queries):
+        text = f"-- {q.target} query of {q.kind} {q.name} ({q.dialect})\n{q.sql};"
+        if i:
+            typer.echo("")
+        if console.is_terminal:
+            from rich.syntax import Syntax
+
+            console.print(Syntax(text, "sql", theme="ansi_dark", word_wrap=True))
+        else:
+            typer.echo(text)
+
+
+@app.command()
+@guarded
+def lint(
+    path: PathArg,
+    format: Annotated[LintFormat, typer.Option(
+        "--format", "-f", help="text: located messages with the source line and a caret; "
+        "json: a list of objects; github: workflow annotations.")] = LintFormat.text,
+) -> None:
+    """Check .feat files: syntax, names, types, durations, cycles. Exit 1 on any error."""
+    from fsdsl.check import load_repository
+    from fsdsl.diagnostics import render_github, render_json, render_text
+
+    _, diags = load_repository(path)
+    errors = sum(d.is_error for d in diags)
+    if format is LintFormat.json:
+        typer.echo(render_json(diags))
+    elif format is LintFormat.github:
+        for d in diags:
+            typer.echo(render_github(d))
+    else:
+        for d in diags:
+            typer.echo(render_text(d))
+            typer.echo("")
+        warnings = len(diags) - errors
+        summary = "All checks passed." if not diags else \
+            f"Found {errors} error(s) and {warnings} warning(s)."
+        typer.echo(summary)
+    raise typer.Exit(1 if errors else 0)
+
+
+@app.command()
+@guarded
+def fmt(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to format.",
+                                                show_default=False)],
+    check: Annotated[bool, typer.Option(
+        "--check", help="Change nothing; print a diff and exit 1 if a file would change.")]
+    = False,
+) -> None:
+    """Rewrite .feat files in the canonical layout (comments kept; idempotent)."""
+    from fsdsl.check.load import feat_files
+    from fsdsl.diagnostics import render_text
+    from fsdsl.fmt import format_text, unified_diff
+    from fsdsl.syntax.parser import read_source
+
+    changed, broken = 0, 0
+    for root in paths:
+        if not root.exists():
+            fail(f"no such file or folder: {root}")
+        for f in feat_files(root):
+            text, diag = read_source(f)
+            if diag is not None:
+                sys.stderr.write(render_text(diag) + "\n")
+                broken += 1
+                continue
+            new, diags = format_text(text, str(f))
+            if new is None:
+                for d in diags:
+                    sys.stderr.write(render_text(d, {str(f): text}) + "\n")
+                broken += 1
+                continue
+            if new != text:
+                changed += 1
+                if check:
+                    typer.echo(unified_diff(text, new, str(f)), nl=False)
+                else:
+                    f.write_text(new, encoding="utf-8")
+                    typer.echo(f"formatted {f}")
+    if check and changed:
+        typer.echo(f"{changed} file(s) would be reformatted", err=True)
+    if broken:
+        raise typer.Exit(1)
+    raise typer.Exit(1 if check and changed else 0)
+
+
+@app.command("demo-data")
+@guarded
+def demo_data(
+    path: Annotated[Path, typer.Argument(help="The feature repository (its project's profile "
+                                         "names the warehouse).")] = Path("definitions"),
+    warehouse: Annotated[str | None, typer.Option(
+        help="Warehouse URL, e.g. duckdb:///demo.duckdb (default: the duckdb profile).")] = None,
+    labels: Annotated[Path | None, typer.Option(
+        help="Also write the labels to this Parquet/CSV file.")] = None,
+    users: Annotated[int, typer.Option(help="Number of users.")] = 2000,
+    orders: Annotated[int, typer.Option(help="Number of orders.")] = 40000,
+    page_views: Annotated[int, typer.Option(help="Number of page views.")] = 80000,
+    label_rows: Annotated[int, typer.Option("--label-rows", help="Number of label rows.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")]
+    = 7,
+) -> None:
+    """Fill a DuckDB warehouse with seeded example data for the definitions/ example."""
+    from fsdsl.demo import generate
+    from fsdsl.project import duckdb_path, load_profile
+
+    url = warehouse or load_profile(path).warehouse_url
+    target = Path(duckdb_path(url))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    counts = generate(target, users=users, orders=orders, page_views=page_views,
+                      labels=label_rows, seed=seed, labels_path=labels)
+    for table, n in counts.items():
+        typer.echo(f"{table:<16} {n:>10,} rows")
+    typer.echo(f"warehouse: {target}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Where a feature repository's settings live: the project root and its `backends/` profiles."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from fsdsl.diagnostics import UsageError
+
+DEFAULT_PROFILE = "duckdb"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: Path | None
+    warehouse_url: str
+    dialect: str
+    settings: dict
+
+
+def project_root(path: str | Path) -> Path:
+    """The nearest folder at or above `path` with a `backends/` folder; else the current one."""
+    p = Path(path).resolve()
+    for candidate in [p, *p.parents] if p.is_dir() else [*p.parents]:
+        if (candidate / "backends").is_dir():
+            return candidate
+    return Path.cwd()
+
+
+def load_profile(path: str | Path, name: str | None = None) -> Profile:
+    root = project_root(path)
+    name = name or os.environ.get("FSC_PROFILE") or DEFAULT_PROFILE
+    file = root / "backends" / f"{name}.toml"
+    if not file.exists():
+        if name == DEFAULT_PROFILE:
+            url = f"duckdb:///{(root / '.fsc' / 'warehouse.duckdb').as_posix()}"
+            return Profile(name, None, url, "duckdb", {})
+        raise UsageError(f"no profile `{name}`: {file} does not exist", "E0002")
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(f"cannot read profile {file}: {e}", "E0002") from None
+    wh = data.get("warehouse", {})
+    url = wh.get("url")
+    if not isinstance(url, str):
+        raise UsageError(f"profile {file} has no [warehouse] url", "E0002")
+    url = resolve_url(url, root)
+    dialect = wh.get("dialect") or url.split(":", 1)[0].split("+", 1)[0]
+    return Profile(name, file, url, dialect, data)
+
+
+def resolve_url(url: str, root: Path) -> str:
+    """Make a relative `duckdb:///path` absolute against the project root."""
+    prefix = "duckdb:///"
+    if url.startswith(prefix):
+        rest = url[len(prefix):]
+        if rest and rest != ":memory:" and not rest.startswith("/"):
+            return prefix + (root / rest).as_posix()
+    return url
+
+
+def duckdb_path(url: str) -> str:
+    prefix = "duckdb:///"
+    if url == "duckdb://" or url == "duckdb:///:memory:":
+        return ":memory:"
+    if not url.startswith(prefix):
+        raise UsageError(f"not a DuckDB URL: {url} (expected duckdb:///path.duckdb)", "E0003")
+    return url[len(prefix):] or ":memory:"
