@@ -306,6 +306,14 @@ class Resolver:
                     ok = False
                     continue
                 t = declared
+            size, depth = _expanded_size(expr, built)
+            if size > MAX_EXPANDED_NODES or depth > MAX_EXPANDED_DEPTH:
+                self.error("E0103", f"feature `{fname}` is too large once the features it uses "
+                           f"are expanded ({size} nodes, depth {depth})", f.expr.span,
+                           f"keep derived features under {MAX_EXPANDED_NODES} nodes and depth "
+                           f"{MAX_EXPANDED_DEPTH}")
+                ok = False
+                continue
             types[fname] = t
             built[fname] = ir.Feature(fname, t, expr, f.span)
         if not ok:
@@ -377,6 +385,35 @@ class Resolver:
             seen[fname] = vname
         return ir.Service(s.name.name, tuple(refs), s.description.value if s.description else None,
                           s.span)
+
+
+# Derived features are inlined into SQL; these bounds keep queries (and sqlglot's recursive
+# generator) a sane size.
+MAX_EXPANDED_NODES = 5000
+MAX_EXPANDED_DEPTH = 100
+
+
+def _expanded_size(expr: ir.Expr, built: dict[str, ir.Feature]) -> tuple[int, int]:
+    """Node count and depth of `expr` with feature references replaced by their definitions."""
+    memo: dict[str, tuple[int, int]] = {}
+    stack = [(expr, 1)]
+    size = depth = 0
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, ir.FeatureRef) and node.name in built:
+            if node.name not in memo:
+                memo[node.name] = _expanded_size(built[node.name].expr, built)
+            n, d = memo[node.name]
+            size, depth = size + n, max(depth, level + d)
+            if size > MAX_EXPANDED_NODES:
+                break
+            continue
+        size += 1
+        depth = max(depth, level)
+        if size > MAX_EXPANDED_NODES or depth > MAX_EXPANDED_DEPTH:
+            break
+        stack.extend((c, level + 1) for c in ir.children(node))
+    return size, depth
 
 
 def _references(e: ast.Expr, inside_agg: bool = False) -> list[str]:

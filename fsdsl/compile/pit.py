@@ -315,7 +315,8 @@ class PointInTime:
 
         run_cols = [*[k.copy() for k in keys], col(T), col(KIND)]
         for agg in aggs:
-            a, f = self.a(agg), agg.func
+            f = agg.func
+            a = self.a(agg) if agg.arg is not None else None
             if f == "count" and agg.arg is None:
                 fn = exp.Sum(this=col(KIND))
             elif f == "count":

@@ -360,10 +360,16 @@ def parse_text(text: str, file: str = "<string>") -> tuple[ast.Module | None, li
         tree = _parser().parse(text)
     except UnexpectedInput as e:
         return None, [_syntax_diagnostic(file, text, e)]
+    except RecursionError:
+        return None, [_too_deep(file)]
     build = _Build(file)
     try:
         items = build.transform(tree)
-    except VisitError as e:  # a transformer bug must still come out located
+    except RecursionError:
+        return None, [_too_deep(file)]
+    except VisitError as e:
+        if isinstance(e.orig_exc, RecursionError):
+            return None, [_too_deep(file)]  # a transformer bug must still come out located
         orig = e.orig_exc
         if isinstance(orig, FeatError):
             return None, orig.diagnostics
@@ -378,6 +384,11 @@ def parse_text(text: str, file: str = "<string>") -> tuple[ast.Module | None, li
         services=tuple(c for c in children if isinstance(c, ast.Service)),
     )
     return module, build.diagnostics
+
+
+def _too_deep(file: str) -> Diagnostic:
+    return Diagnostic("E0103", "expression nested too deeply to compile", Span(file, 1, 1, 1, 2),
+                      hints=("split it into derived features",))
 
 
 def read_source(path: Path) -> tuple[str | None, Diagnostic | None]:
