@@ -69,11 +69,24 @@ class FeatError(Exception):
 
 
 class UsageError(Exception):
-    """A bad flag, file or connection: not located in a `.feat` file. Exit code 2."""
+    """A bad flag, file, input table or connection. Exit code 2, one line.
 
-    def __init__(self, message: str, code: str = "E0001"):
+    `where` locates it when there is a place to point at: a span in a `.feat` file (e.g. the
+    `table` line of a source missing from the warehouse) or the path of an input file.
+    """
+
+    def __init__(self, message: str, code: str = "E0001", where: Span | str | None = None):
         self.code = code
+        self.where = where
         super().__init__(message)
+
+    def one_line(self) -> str:
+        if isinstance(self.where, Span):
+            s = self.where
+            return f"{s.file}:{s.line}:{s.col}: error[{self.code}]: {self}"
+        if self.where:
+            return f"{self.where}: error[{self.code}]: {self}"
+        return f"error[{self.code}]: {self}"
 
 
 def _source_line(span: Span, sources: dict[str, str] | None) -> str | None:
@@ -83,7 +96,7 @@ def _source_line(span: Span, sources: dict[str, str] | None) -> str | None:
             text = Path(span.file).read_text(encoding="utf-8", errors="replace")
         except OSError:
             return None
-    lines = text.splitlines()
+    lines = text.split("\n")  # the parser counts only \n as a line break
     if 1 <= span.line <= len(lines):
         # never echo control characters (binary input) to a terminal
         return "".join(c if c.isprintable() else "?" for c in lines[span.line - 1])

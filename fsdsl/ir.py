@@ -209,6 +209,8 @@ class Source:
     columns: dict[str, Type]
     description: str | None
     span: Span = field(compare=False, repr=False)
+    table_span: Span | None = field(default=None, compare=False, repr=False)
+    column_spans: dict[str, Span] = field(default_factory=dict, compare=False, repr=False)
 
     def __hash__(self) -> int:
         return hash((self.name, self.table))

@@ -44,6 +44,7 @@ class Scope:
     allow_aggregates: bool = False
     window: ir.Duration | None = None
     in_aggregate: bool = False
+    failed: frozenset[str] = frozenset()  # features already reported broken: stay quiet
 
 
 class ExprChecker:
@@ -78,6 +79,8 @@ class ExprChecker:
             self.error("E0203", f"unknown column `{e.name}`", e.span, hint)
         if e.name in scope.features:
             return ir.FeatureRef(scope.features[e.name], e.span, e.name)
+        if e.name in scope.failed:
+            raise _Fail
         if e.name in scope.columns:
             self.error("E0303", f"column `{e.name}` is used outside an aggregation", e.span,
                        f"a feature is computed over many rows: wrap it, e.g. `last({e.name})`")
@@ -198,7 +201,7 @@ class ExprChecker:
                        "aggregations belong in feature definitions, not in `where`")
         if scope.in_aggregate:
             self.error("E0303", f"aggregation `{e.name}` inside another aggregation", span)
-        inner = Scope(scope.columns, scope.features, True, scope.window, True)
+        inner = Scope(scope.columns, scope.features, True, scope.window, True, scope.failed)
         if e.star:
             if e.name != "count":
                 self.error("E0211", f"`{e.name}(*)` is not allowed; only `count(*)` takes `*`",

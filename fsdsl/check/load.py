@@ -183,7 +183,8 @@ class Resolver:
             return None
         desc = s.description.value if s.description else None
         created = s.created.name if s.created else None
-        return ir.Source(s.name.name, parts, s.timestamp.name, created, columns, desc, s.span)
+        return ir.Source(s.name.name, parts, s.timestamp.name, created, columns, desc, s.span,
+                         s.table.span, {c.name.name: c.name.span for c in s.columns})
 
     # ---- view ----
     def view(self, v: ast.View, entities, sources, decls) -> ir.View | None:
@@ -273,7 +274,8 @@ class Resolver:
             if f.window is not None:
                 window = self.duration(f.window)
                 ok = ok and window is not None
-            scope = Scope(source.columns, {n: t for n, t in types.items()}, True, window)
+            failed = frozenset(n for n in by_name if n not in types and n != fname)
+            scope = Scope(source.columns, dict(types), True, window, failed=failed)
             expr = self.exprs.check(f.expr, scope)
             if expr is None:
                 ok = False

@@ -74,6 +74,18 @@ def _unquote(tok: str) -> str:
     return "".join(out)
 
 
+def _first_span(value) -> Span | None:
+    """Where a statement's value starts: its own span, or that of its first part."""
+    span = getattr(value, "span", None)
+    if span is not None:
+        return span
+    if isinstance(value, ast.Column):
+        return value.name.span
+    if isinstance(value, tuple) and value:
+        return _first_span(value[0])
+    return None
+
+
 class _Build(Transformer):
     """lark tree -> AST. Statements inside blocks come out as (keyword, value) pairs."""
 
@@ -277,9 +289,7 @@ class _Build(Transformer):
             if kw in many:
                 many[kw].append(value)
             elif kw in seen:
-                span = getattr(value, "span", None)
-                if span is None and isinstance(value, tuple):
-                    span = getattr(value[0], "span", None) if value else None
+                span = _first_span(value)
                 self.diagnostics.append(Diagnostic(
                     "E0102", f"`{kw}` is given twice in this {kind}",
                     span or Span.unknown(self.file), hints=("keep one of them",)))
@@ -401,7 +411,7 @@ def read_source(path: Path) -> tuple[str | None, Diagnostic | None]:
         return None, Diagnostic("E0100", "this is not a text file (it contains NUL bytes)",
                                 Span(str(path), 1, 1, 1, 2))
     try:
-        return data.decode("utf-8"), None
+        return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as e:
         before = data[: e.start].decode("utf-8", errors="replace")
         line = before.count("\n") + 1

@@ -1,0 +1,62 @@
+"""DuckDB, the embedded default warehouse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from fsdsl.backends.base import Warehouse
+from fsdsl.diagnostics import UsageError
+from fsdsl.project import duckdb_path
+
+
+class DuckDBWarehouse(Warehouse):
+    dialect = "duckdb"
+
+    def __init__(self, url: str, settings: dict):
+        import duckdb
+
+        self.url = url
+        path = duckdb_path(url)
+        if path != ":memory:" and not Path(path).exists():
+            raise UsageError(f"no DuckDB database at {path} (run `fsc demo-data` to create the "
+                             "example warehouse, or pass --warehouse)", "E0003")
+        config = {}
+        for key in ("memory_limit", "threads", "temp_directory"):
+            if settings.get(key) is not None:
+                config[key] = str(settings[key])
+        try:
+            self.con = duckdb.connect(path, read_only=False, config=config)
+        except duckdb.Error as e:
+            raise UsageError(f"cannot open DuckDB database {path}: {e}", "E0003") from None
+        # Keep labels order-insensitive work parallel; the query orders its output explicitly.
+        self.con.execute("SET preserve_insertion_order = false")
+
+    def table_columns(self, table: tuple[str, ...]) -> dict[str, str] | None:
+        schema = table[-2] if len(table) >= 2 else None
+        name = table[-1]
+        sql = ("SELECT column_name, data_type FROM information_schema.columns "
+               "WHERE table_name = $name" + (" AND table_schema = $schema" if schema else
+                                             " AND table_schema = current_schema()") +
+               " ORDER BY ordinal_position")
+        params = {"name": name, **({"schema": schema} if schema else {})}
+        rows = self.con.execute(sql, params).fetchall()
+        return {c: t for c, t in rows} or None
+
+    def register_arrow(self, name: str, data: pa.Table) -> None:
+        self.con.register(name, data)
+
+    def execute_sql(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
+        import duckdb
+
+        try:
+            return self.con.sql(sql, params=params).to_arrow_table() if params else \
+                self.con.sql(sql).to_arrow_table()
+        except duckdb.Error as e:
+            raise UsageError(f"the warehouse rejected the query: {str(e).splitlines()[0]}",
+                             "E0410") from None
+
+    def close(self) -> None:
+        self.con.close()

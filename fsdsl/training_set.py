@@ -1,0 +1,177 @@
+"""The offline job: labels in, every label row with its point-in-time feature values out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fsdsl import ir
+from fsdsl.backends.base import Warehouse
+from fsdsl.compile.training import label_keys, training_query
+from fsdsl.diagnostics import UsageError
+
+ROW = "__fsdsl_row"
+LABELS_RELATION = "__fsdsl_labels"
+Progress = Callable[[str], None]
+
+_KEY_TYPES = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(),
+              "bool": pa.bool_(), "timestamp": pa.timestamp("us"), "date": pa.date32()}
+
+
+def read_table(path: Path, what: str = "labels") -> pa.Table:
+    """Parquet, or CSV by extension."""
+    if not path.exists():
+        raise UsageError(f"no such {what} file", "E0400", str(path))
+    try:
+        if path.suffix.lower() in (".csv", ".tsv"):
+            from pyarrow import csv
+
+            opts = csv.ParseOptions(delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+            return csv.read_csv(path, parse_options=opts)
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise UsageError(f"cannot read {what}: {str(e).splitlines()[0]}", "E0400",
+                         str(path)) from None
+
+
+def write_table(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        if path.suffix.lower() == ".csv":
+            from pyarrow import csv
+
+            csv.write_csv(_csv_safe(table), tmp)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, tmp)
+        tmp.replace(path)  # never leave a half-written output behind
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _csv_safe(table: pa.Table) -> pa.Table:
+    """CSV has no lists: write them as JSON arrays."""
+    import json
+
+    cols = []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            values = [None if v is None else json.dumps(v, default=str)
+                      for v in column.to_pylist()]
+            column = pa.array(values, pa.string())
+        cols.append(column)
+    return pa.table(cols, names=table.column_names)
+
+
+def prepare_labels(labels: pa.Table, repo: ir.Repository, features: list[tuple[str, str]],
+                   timestamp_column: str, where: str = "labels") -> pa.Table:
+    """Check and normalise the labels: keys typed as the entities say, naive UTC microseconds."""
+    views = [repo.views[v] for v in dict.fromkeys(v for v, _ in features)]
+    names = set(labels.column_names)
+    key_types = {k.name: k.type for v in views for k in v.entity.keys}
+    needed = [*label_keys(views), timestamp_column]
+    missing = [c for c in needed if c not in names]
+    if missing:
+        raise UsageError(f"missing column(s) {', '.join(f'`{c}`' for c in missing)} "
+                         f"(needed: {', '.join(needed)}; have: {', '.join(labels.column_names)})",
+                         "E0402", where)
+    clash = [f for _, f in features if f in names]
+    if clash or ROW in names:
+        raise UsageError(f"column(s) {', '.join(f'`{c}`' for c in clash or [ROW])} would be "
+                         "overwritten by features of the same name; rename them", "E0405", where)
+    out = labels
+    for key, t in key_types.items():
+        out = _set(out, key, _key_column(out[key], key, t, where))
+    out = _set(out, timestamp_column, _timestamp_column(out[timestamp_column], timestamp_column,
+                                                          where))
+    return out.append_column(ROW, pa.array(range(out.num_rows), pa.int64()))
+
+
+def _set(table: pa.Table, name: str, column) -> pa.Table:
+    return table.set_column(table.column_names.index(name), name, column)
+
+
+def _key_column(column, name: str, t: ir.Type, where: str):
+    want = _KEY_TYPES[t.name]
+    have = column.type
+    if have == want or pa.types.is_null(have):
+        return column.cast(want)
+    lossless = (
+        (t == ir.STRING and (pa.types.is_string(have) or pa.types.is_large_string(have)
+                             or pa.types.is_integer(have) or pa.types.is_dictionary(have)))
+        or (t == ir.INT and pa.types.is_integer(have))
+        or (t == ir.FLOAT and (pa.types.is_floating(have) or pa.types.is_integer(have)))
+    )
+    if lossless:
+        return column.cast(want)
+    raise UsageError(f"key column `{name}` is {have} but the entity key is {t}", "E0403", where)
+
+
+def _timestamp_column(column, name: str, where: str):
+    """Naive UTC microseconds; time-zone aware input is converted to UTC first."""
+    have = column.type
+    if pa.types.is_timestamp(have):
+        if have.tz is not None:
+            column = pc.cast(column, pa.timestamp(have.unit, tz="UTC"))
+            column = column.cast(pa.timestamp(have.unit))  # drops the zone, keeps UTC wall time
+        return column.cast(pa.timestamp("us"))
+    if pa.types.is_date(have):
+        return column.cast(pa.timestamp("us"))
+    if pa.types.is_string(have) or pa.types.is_large_string(have):
+        try:
+            parsed = pc.cast(column, pa.timestamp("us"))
+        except pa.ArrowInvalid:
+            try:
+                parsed = pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")),
+                                 pa.timestamp("us", tz="UTC"))
+                return _timestamp_column(parsed, name, where)
+            except pa.ArrowInvalid:
+                raise UsageError(f"timestamp column `{name}` holds text that is not ISO 8601 "
+                                 "timestamps", "E0404", where) from None
+        return parsed
+    raise UsageError(f"timestamp column `{name}` is {have}, not a timestamp", "E0404", where)
+
+
+def check_sources(repo: ir.Repository, views: list[ir.View], wh: Warehouse) -> None:
+    """Every source table and declared column exists: a located error before any heavy work."""
+    for source in dict.fromkeys(v.source for v in views):
+        cols = wh.table_columns(source.table)
+        table = ".".join(source.table)
+        if cols is None:
+            raise UsageError(f"table `{table}` of source `{source.name}` does not exist in the "
+                             f"warehouse {wh.url}", "E0401", source.table_span or source.span)
+        lower = {c.lower() for c in cols}
+        for c in source.columns:
+            if c.lower() not in lower:
+                raise UsageError(f"column `{c}` of source `{source.name}` is not in table "
+                                 f"`{table}` (it has: {', '.join(cols)})", "E0406",
+                                 source.column_spans.get(c) or source.span)
+
+
+def compute(repo: ir.Repository, features: list[tuple[str, str]], labels: pa.Table,
+            wh: Warehouse, *, timestamp_column: str = "event_timestamp",
+            where: str = "labels", progress: Progress | None = None) -> pa.Table:
+    """The training set: `labels` (any extra columns kept, same order) plus one column a feature."""
+    say = progress or (lambda _msg: None)
+    views = [repo.views[v] for v in dict.fromkeys(v for v, _ in features)]
+    say("checking labels")
+    prepared = prepare_labels(labels, repo, features, timestamp_column, where)
+    say("checking warehouse tables")
+    check_sources(repo, views, wh)
+    say(f"computing {len(features)} features for {prepared.num_rows:,} labels")
+    wh.register_arrow(LABELS_RELATION, prepared)
+    tree = training_query(repo, features, wh.dialect, timestamp_column=timestamp_column,
+                          labels=LABELS_RELATION, order_by=ROW)
+    result = wh.query(tree)
+    result = result.drop_columns([ROW])
+    # the original label columns, untouched (types as given), then the features
+    feature_cols = [result[f] for _, f in features]
+    return pa.table([*labels.columns, *feature_cols],
+                    names=[*labels.column_names, *[f for _, f in features]])
