@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated
@@ -28,12 +28,12 @@ app = typer.Typer(
 )
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     text = "text"
     json = "json"
 
 
-class LintFormat(str, Enum):
+class LintFormat(StrEnum):
     text = "text"
     json = "json"
     github = "github"
@@ -72,8 +72,10 @@ def guarded(fn: Callable) -> Callable:
         except Exception as e:  # a bug: still no traceback unless asked for
             if os.environ.get("FSC_DEBUG"):
                 raise
-            fail(f"internal error: {type(e).__name__}: {e} (set FSC_DEBUG=1 for a traceback)",
-                 "E9999")
+            fail(
+                f"internal error: {type(e).__name__}: {e} (set FSC_DEBUG=1 for a traceback)",
+                "E9999",
+            )
 
     return run
 
@@ -89,32 +91,50 @@ def load(path: Path):
     return repo
 
 
-PathArg = Annotated[Path, typer.Argument(help="A .feat file or a folder of them.",
-                                         show_default=False)]
+PathArg = Annotated[
+    Path, typer.Argument(help="A .feat file or a folder of them.", show_default=False)
+]
 
 
 @app.command()
 @guarded
 def compile(
     path: PathArg,
-    service: Annotated[str | None, typer.Option("--service", "-s",
-                       help="Compile the features of this service.")] = None,
-    view: Annotated[str | None, typer.Option("--view", "-v",
-                    help="Compile one feature view (all its features).")] = None,
-    target: Annotated[str, typer.Option(
-        "--target", "-t",
-        help="training: feature values as of each row of a `labels` relation. "
-             "refresh: values as of :as_of for entities changed since :watermark "
-             "(one query per view).")] = "training",
-    dialect: Annotated[str, typer.Option(
-        "--dialect", "-d",
-        help="SQL dialect: duckdb, postgres, spark, snowflake, bigquery, trino, databricks, "
-             "redshift.")] = "duckdb",
-    timestamp_column: Annotated[str, typer.Option(
-        help="The labels' timestamp column (training target).")] = "event_timestamp",
-    format: Annotated[Format, typer.Option("--format", "-f",
-                      help="text: SQL (highlighted on a terminal); json: machine-readable.")]
-    = Format.text,
+    service: Annotated[
+        str | None, typer.Option("--service", "-s", help="Compile the features of this service.")
+    ] = None,
+    view: Annotated[
+        str | None,
+        typer.Option("--view", "-v", help="Compile one feature view (all its features)."),
+    ] = None,
+    target: Annotated[
+        str,
+        typer.Option(
+            "--target",
+            "-t",
+            help="training: feature values as of each row of a `labels` relation. "
+            "refresh: values as of :as_of for entities changed since :watermark "
+            "(one query per view).",
+        ),
+    ] = "training",
+    dialect: Annotated[
+        str,
+        typer.Option(
+            "--dialect",
+            "-d",
+            help="SQL dialect: duckdb, postgres, spark, snowflake, bigquery, trino, databricks, "
+            "redshift.",
+        ),
+    ] = "duckdb",
+    timestamp_column: Annotated[
+        str, typer.Option(help="The labels' timestamp column (training target).")
+    ] = "event_timestamp",
+    format: Annotated[
+        Format,
+        typer.Option(
+            "--format", "-f", help="text: SQL (highlighted on a terminal); json: machine-readable."
+        ),
+    ] = Format.text,
 ) -> None:
     """Print the SQL compiled from the .feat files, without running it.
 
@@ -126,11 +146,19 @@ def compile(
     if dialect not in DIALECTS:
         fail(f"unknown dialect `{dialect}`; choose one of {', '.join(DIALECTS)}", "E0004")
     repo = load(path)
-    queries = compile_repository(repo, service=service, view=view, target=target,
-                                 dialect=dialect, timestamp_column=timestamp_column)
+    queries = compile_repository(
+        repo,
+        service=service,
+        view=view,
+        target=target,
+        dialect=dialect,
+        timestamp_column=timestamp_column,
+    )
     if format is Format.json:
-        payload = [{"name": q.name, "kind": q.kind, "target": q.target, "dialect": q.dialect,
-                    "sql": q.sql} for q in queries]
+        payload = [
+            {"name": q.name, "kind": q.kind, "target": q.target, "dialect": q.dialect, "sql": q.sql}
+            for q in queries
+        ]
         typer.echo(json.dumps(payload, indent=2))
         return
     console = _console()
@@ -150,9 +178,15 @@ def compile(
 @guarded
 def lint(
     path: PathArg,
-    format: Annotated[LintFormat, typer.Option(
-        "--format", "-f", help="text: located messages with the source line and a caret; "
-        "json: a list of objects; github: workflow annotations.")] = LintFormat.text,
+    format: Annotated[
+        LintFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text: located messages with the source line and a caret; "
+            "json: a list of objects; github: workflow annotations.",
+        ),
+    ] = LintFormat.text,
 ) -> None:
     """Check .feat files: syntax, names, types, durations, cycles. Exit 1 on any error."""
     from fsdsl.check import load_repository
@@ -170,8 +204,11 @@ def lint(
             typer.echo(render_text(d))
             typer.echo("")
         warnings = len(diags) - errors
-        summary = "All checks passed." if not diags else \
-            f"Found {errors} error(s) and {warnings} warning(s)."
+        summary = (
+            "All checks passed."
+            if not diags
+            else f"Found {errors} error(s) and {warnings} warning(s)."
+        )
         typer.echo(summary)
     raise typer.Exit(1 if errors else 0)
 
@@ -179,11 +216,15 @@ def lint(
 @app.command()
 @guarded
 def fmt(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders to format.",
-                                                show_default=False)],
-    check: Annotated[bool, typer.Option(
-        "--check", help="Change nothing; print a diff and exit 1 if a file would change.")]
-    = False,
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files or folders to format.", show_default=False)
+    ],
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Change nothing; print a diff and exit 1 if a file would change."
+        ),
+    ] = False,
 ) -> None:
     """Rewrite .feat files in the canonical layout (comments kept; idempotent)."""
     from fsdsl.check.load import feat_files
@@ -224,18 +265,24 @@ def fmt(
 @app.command("demo-data")
 @guarded
 def demo_data(
-    path: Annotated[Path, typer.Argument(help="The feature repository (its project's profile "
-                                         "names the warehouse).")] = Path("definitions"),
-    warehouse: Annotated[str | None, typer.Option(
-        help="Warehouse URL, e.g. duckdb:///demo.duckdb (default: the duckdb profile).")] = None,
-    labels: Annotated[Path | None, typer.Option(
-        help="Also write the labels to this Parquet/CSV file.")] = None,
+    path: Annotated[
+        Path,
+        typer.Argument(help="The feature repository (its project's profile names the warehouse)."),
+    ] = Path("definitions"),
+    warehouse: Annotated[
+        str | None,
+        typer.Option(
+            help="Warehouse URL, e.g. duckdb:///demo.duckdb (default: the duckdb profile)."
+        ),
+    ] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Also write the labels to this Parquet/CSV file.")
+    ] = None,
     users: Annotated[int, typer.Option(help="Number of users.")] = 2000,
     orders: Annotated[int, typer.Option(help="Number of orders.")] = 40000,
     page_views: Annotated[int, typer.Option(help="Number of page views.")] = 80000,
     label_rows: Annotated[int, typer.Option("--label-rows", help="Number of label rows.")] = 5000,
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")]
-    = 7,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")] = 7,
 ) -> None:
     """Fill a DuckDB warehouse with seeded example data for the definitions/ example."""
     from fsdsl.demo import generate
@@ -244,8 +291,15 @@ def demo_data(
     url = warehouse or load_profile(path).warehouse_url
     target = Path(duckdb_path(url))
     target.parent.mkdir(parents=True, exist_ok=True)
-    counts = generate(target, users=users, orders=orders, page_views=page_views,
-                      labels=label_rows, seed=seed, labels_path=labels)
+    counts = generate(
+        target,
+        users=users,
+        orders=orders,
+        page_views=page_views,
+        labels=label_rows,
+        seed=seed,
+        labels_path=labels,
+    )
     for table, n in counts.items():
         typer.echo(f"{table:<16} {n:>10,} rows")
     typer.echo(f"warehouse: {target}")
@@ -255,25 +309,55 @@ def demo_data(
 @guarded
 def training_set(
     path: PathArg,
-    service: Annotated[str, typer.Option("--service", "-s", help="The service whose features "
-                                         "to compute.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: Parquet, or CSV by "
-                                      "extension (lists become JSON).", show_default=False)],
-    labels: Annotated[Path | None, typer.Option(
-        "--labels", "-l", help="Labels file (Parquet, or CSV by extension): the entity keys, "
-        "a timestamp column and any other columns to keep.")] = None,
-    labels_table: Annotated[str | None, typer.Option(
-        help="Read the labels from this warehouse table instead of a file.")] = None,
-    warehouse: Annotated[str | None, typer.Option(
-        "--warehouse", "-w", help="Warehouse URL, e.g. duckdb:///path.duckdb (default: the "
-        "profile in backends/).")] = None,
-    profile: Annotated[str | None, typer.Option(
-        help="Profile name in backends/ (default: $FSC_PROFILE or duckdb).")] = None,
-    timestamp_column: Annotated[str, typer.Option(
-        help="The labels' timestamp column: features are computed as of it.")]
-    = "event_timestamp",
-    format: Annotated[Format, typer.Option("--format", "-f", help="text: a summary table; json: "
-                      "a machine-readable summary.")] = Format.text,
+    service: Annotated[
+        str,
+        typer.Option(
+            "--service", "-s", help="The service whose features to compute.", show_default=False
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output file: Parquet, or CSV by extension (lists become JSON).",
+            show_default=False,
+        ),
+    ],
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            "-l",
+            help="Labels file (Parquet, or CSV by extension): the entity keys, "
+            "a timestamp column and any other columns to keep.",
+        ),
+    ] = None,
+    labels_table: Annotated[
+        str | None,
+        typer.Option(help="Read the labels from this warehouse table instead of a file."),
+    ] = None,
+    warehouse: Annotated[
+        str | None,
+        typer.Option(
+            "--warehouse",
+            "-w",
+            help="Warehouse URL, e.g. duckdb:///path.duckdb (default: the profile in backends/).",
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(help="Profile name in backends/ (default: $FSC_PROFILE or duckdb)."),
+    ] = None,
+    timestamp_column: Annotated[
+        str, typer.Option(help="The labels' timestamp column: features are computed as of it.")
+    ] = "event_timestamp",
+    format: Annotated[
+        Format,
+        typer.Option(
+            "--format", "-f", help="text: a summary table; json: a machine-readable summary."
+        ),
+    ] = Format.text,
 ) -> None:
     """Compute a point-in-time-correct training set: every label row, in input order, with one
     column per feature of the service as of the row's timestamp."""
@@ -304,18 +388,31 @@ def training_set(
                 table, where = wh.query(exp.select(exp.Star()).from_(ref)), labels_table
             from fsdsl.training_set import compute
 
-            result = compute(store.repo, features, table, wh, timestamp_column=timestamp_column,
-                             where=where, progress=say)
+            result = compute(
+                store.repo,
+                features,
+                table,
+                wh,
+                timestamp_column=timestamp_column,
+                where=where,
+                progress=say,
+            )
             say(f"writing {out}")
             write_table(result, out)
     seconds = time.perf_counter() - started
-    summary = {"service": service, "rows": result.num_rows, "features": len(features),
-               "out": str(out), "seconds": round(seconds, 3)}
+    summary = {
+        "service": service,
+        "rows": result.num_rows,
+        "features": len(features),
+        "out": str(out),
+        "seconds": round(seconds, 3),
+    }
     if format is Format.json:
         typer.echo(json.dumps(summary))
     else:
-        typer.echo(f"wrote {result.num_rows:,} rows x {len(features)} features to {out} "
-                   f"in {seconds:.2f}s")
+        typer.echo(
+            f"wrote {result.num_rows:,} rows x {len(features)} features to {out} in {seconds:.2f}s"
+        )
 
 
 class _progress:
@@ -329,8 +426,13 @@ class _progress:
             return lambda _msg: None
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                            TimeElapsedColumn(), console=_console(stderr=True), transient=True)
+        self.bar = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=_console(stderr=True),
+            transient=True,
+        )
         self.bar.__enter__()
         self.task = self.bar.add_task("starting", total=None)
         return lambda msg: self.bar.update(self.task, description=msg)

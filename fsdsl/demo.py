@@ -51,12 +51,24 @@ _USERS, _ORDERS, _VIEWS, _LABELS, _PRODUCTS = 0, 1, 2, 3, 4
 
 _STATUSES = ["completed", "cancelled", "refunded"]
 _STATUS_P = [0.90, 0.07, 0.03]
-_CATEGORIES = ["electronics", "books", "home", "garden", "toys", "fashion", "sports", "beauty",
-               "grocery", "automotive"]
+_CATEGORIES = [
+    "electronics",
+    "books",
+    "home",
+    "garden",
+    "toys",
+    "fashion",
+    "sports",
+    "beauty",
+    "grocery",
+    "automotive",
+]
 _N_PRODUCTS = 2000
 # Relative activity per hour of day (UTC): quiet at night, peaks around lunch and evening.
-_HOURLY = np.array([2, 1, 1, 1, 1, 2, 4, 6, 8, 9, 10, 11, 12, 11, 10, 10, 11, 12, 14, 16, 16, 13,
-                    8, 4], dtype=float)
+_HOURLY = np.array(
+    [2, 1, 1, 1, 1, 2, 4, 6, 8, 9, 10, 11, 12, 11, 10, 10, 11, 12, 14, 16, 16, 13, 8, 4],
+    dtype=float,
+)
 _SESSION = 8  # page views come in blocks of up to 8 rows of one visitor's session
 _SESSION_LEN_P = [0.25, 0.20, 0.15, 0.12, 0.10, 0.08, 0.06, 0.04]
 
@@ -119,13 +131,16 @@ def generate(
         con.execute(_ORDERS_SQL)
         con.execute(_VIEWS_SQL)
         _write(con, "orders", "orders", _Orders(world, orders), chunk_size, progress)
-        _write(con, "web.page_views", "page_views", _PageViews(world, page_views), chunk_size,
-               progress)
+        _write(
+            con, "web.page_views", "page_views", _PageViews(world, page_views), chunk_size, progress
+        )
         _write_labels(con, _Labels(world, labels, orders), chunk_size, progress)
         if labels_path is not None:
             _export(con, "labels", Path(labels_path))
-        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                for t in ("orders", "web.page_views", "labels")}
+        return {
+            t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("orders", "web.page_views", "labels")
+        }
     finally:
         con.close()
 
@@ -208,8 +223,9 @@ class _World:
 
 
 def _ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
-    digits = pc.utf8_lpad(pc.cast(pa.array(numbers, pa.int64()), pa.string()), width=width,
-                          padding="0")
+    digits = pc.utf8_lpad(
+        pc.cast(pa.array(numbers, pa.int64()), pa.string()), width=width, padding="0"
+    )
     return pc.binary_join_element_wise(prefix, digits, "")
 
 
@@ -274,19 +290,27 @@ class _Orders(_Blocked):
         late_delay = np.exp(rng.uniform(np.log(3600.0), np.log(4 * 86400.0), m))
         delay = np.where(late, late_delay, delay)
         created = ts + np.round(delay * _US).astype(np.int64)
-        return {"user": user, "ts": ts, "status": status, "amount": amount,
-                "amount_null": amount_null, "created": created}
+        return {
+            "user": user,
+            "ts": ts,
+            "status": status,
+            "amount": amount,
+            "amount_null": amount_null,
+            "created": created,
+        }
 
     def to_arrow(self, first, c):
         n = len(c["ts"])
-        return pa.table({
-            "order_id": _ids("o", np.arange(first + 1, first + n + 1), 9),
-            "user_id": self.world.user_ids(c["user"]),
-            "amount": pa.array(c["amount"], pa.float64(), mask=c["amount_null"]),
-            "status": pa.array(_STATUSES).take(pa.array(c["status"])),
-            "event_timestamp": _timestamps(c["ts"]),
-            "created_at": _timestamps(c["created"]),
-        })
+        return pa.table(
+            {
+                "order_id": _ids("o", np.arange(first + 1, first + n + 1), 9),
+                "user_id": self.world.user_ids(c["user"]),
+                "amount": pa.array(c["amount"], pa.float64(), mask=c["amount_null"]),
+                "status": pa.array(_STATUSES).take(pa.array(c["status"])),
+                "event_timestamp": _timestamps(c["ts"]),
+                "created_at": _timestamps(c["created"]),
+            }
+        )
 
 
 class _PageViews(_Blocked):
@@ -318,23 +342,32 @@ class _PageViews(_Blocked):
         dwell = np.round(rng.lognormal(np.log(15.0), 1.1, m), 1)
         dwell_null = rng.random(m) < 0.02
         mobile = rng.random(m) < w.p_mobile[user]
-        return {"user": user, "ts": ts, "product": product, "category": category,
-                "category_null": category_null, "dwell": dwell, "dwell_null": dwell_null,
-                "mobile": mobile}
+        return {
+            "user": user,
+            "ts": ts,
+            "product": product,
+            "category": category,
+            "category_null": category_null,
+            "dwell": dwell,
+            "dwell_null": dwell_null,
+            "mobile": mobile,
+        }
 
     def to_arrow(self, first, c):
         n = len(c["ts"])
         names = pa.array(_CATEGORIES + [x.capitalize() for x in _CATEGORIES])
         category = names.take(pa.array(c["category"], pa.int16(), mask=c["category_null"]))
-        return pa.table({
-            "view_id": _ids("v", np.arange(first + 1, first + n + 1), 10),
-            "visitor_id": self.world.user_ids(c["user"]),
-            "product_id": _ids("p", c["product"] + 1, 5),
-            "category": category,
-            "dwell_seconds": pa.array(c["dwell"], pa.float64(), mask=c["dwell_null"]),
-            "is_mobile": pa.array(c["mobile"], pa.bool_()),
-            "viewed_at": _timestamps(c["ts"]),
-        })
+        return pa.table(
+            {
+                "view_id": _ids("v", np.arange(first + 1, first + n + 1), 10),
+                "visitor_id": self.world.user_ids(c["user"]),
+                "product_id": _ids("p", c["product"] + 1, 5),
+                "category": category,
+                "dwell_seconds": pa.array(c["dwell"], pa.float64(), mask=c["dwell_null"]),
+                "is_mobile": pa.array(c["mobile"], pa.bool_()),
+                "viewed_at": _timestamps(c["ts"]),
+            }
+        )
 
 
 class _Labels(_Blocked):
@@ -366,18 +399,20 @@ class _Labels(_Blocked):
     def to_arrow(self, first, c):
         n = len(c["ts"])
         ref = c["order_ref"]
-        return pa.table({
-            "i": pa.array(np.arange(first, first + n), pa.int64()),
-            "user_id": self.world.user_ids(c["user"]),
-            "event_timestamp": _timestamps(c["ts"]),
-            "order_ref": pc.if_else(pa.array(ref >= 0), _ids("o", ref + 1, 9),
-                                    pa.scalar(None, pa.string())),
-        })
+        return pa.table(
+            {
+                "i": pa.array(np.arange(first, first + n), pa.int64()),
+                "user_id": self.world.user_ids(c["user"]),
+                "event_timestamp": _timestamps(c["ts"]),
+                "order_ref": pc.if_else(
+                    pa.array(ref >= 0), _ids("o", ref + 1, 9), pa.scalar(None, pa.string())
+                ),
+            }
+        )
 
 
 # ---- writing ------------------------------------------------------------------------------------
-def _write(con, table: str, stage: str, rows: _Blocked, chunk_size: int,
-           progress: Progress | None):
+def _write(con, table: str, stage: str, rows: _Blocked, chunk_size: int, progress: Progress | None):
     """Insert rows [0, n) chunk by chunk; the next chunk is generated while DuckDB inserts."""
     bounds = [(lo, min(rows.n, lo + chunk_size)) for lo in range(0, rows.n, chunk_size)]
     if not bounds:
@@ -399,8 +434,10 @@ def _write(con, table: str, stage: str, rows: _Blocked, chunk_size: int,
 
 
 def _write_labels(con, spine: _Labels, chunk_size: int, progress: Progress | None):
-    con.execute("CREATE OR REPLACE TEMP TABLE _label_spine (i BIGINT, user_id VARCHAR, "
-                "event_timestamp TIMESTAMP, order_ref VARCHAR)")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _label_spine (i BIGINT, user_id VARCHAR, "
+        "event_timestamp TIMESTAMP, order_ref VARCHAR)"
+    )
     _write(con, "_label_spine", "labels", spine, chunk_size, progress)
     # A few labels sit exactly on one of the user's orders (the order itself is not visible to
     # the label: T is exclusive). churned = no completed order in (T, T + horizon].

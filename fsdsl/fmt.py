@@ -45,8 +45,12 @@ _STMT_KEYS = {
     "service_features": "features",
     "column_decl": "column",
 }
-_BLOCK_TYPES = {"entity": ast.Entity, "source": ast.Source, "view": ast.View,
-                "service": ast.Service}
+_BLOCK_TYPES = {
+    "entity": ast.Entity,
+    "source": ast.Source,
+    "view": ast.View,
+    "service": ast.Service,
+}
 
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?|\.[0-9]+([eE][+-]?[0-9]+)?")
 
@@ -54,11 +58,20 @@ _NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?|\.[0-9]+([eE][+-]?[0-
 # or < and < not < comparison/is/in/between < + - < * / % < unary < atom.
 _OR, _AND, _NOT, _PREDICATE, _SUM, _PRODUCT, _UNARY, _ATOM = range(1, 9)
 _BINARY_LEVEL = {
-    "or": _OR, "and": _AND,
-    "=": _PREDICATE, "!=": _PREDICATE, "<>": _PREDICATE, "<": _PREDICATE, "<=": _PREDICATE,
-    ">": _PREDICATE, ">=": _PREDICATE,
-    "+": _SUM, "-": _SUM,
-    "*": _PRODUCT, "/": _PRODUCT, "%": _PRODUCT,
+    "or": _OR,
+    "and": _AND,
+    "=": _PREDICATE,
+    "!=": _PREDICATE,
+    "<>": _PREDICATE,
+    "<": _PREDICATE,
+    "<=": _PREDICATE,
+    ">": _PREDICATE,
+    ">=": _PREDICATE,
+    "+": _SUM,
+    "-": _SUM,
+    "*": _PRODUCT,
+    "/": _PRODUCT,
+    "%": _PRODUCT,
 }
 # (left, right) operand levels each binary level accepts without parentheses: `or`, `and`, `+`
 # and `*` are left-associative, comparisons take sums on both sides and do not chain.
@@ -96,16 +109,25 @@ def format_text(text: str, file: str = "<string>") -> tuple[str | None, list[Dia
 
 def unified_diff(old: str, new: str, path: str) -> str:
     """What `--check` shows: the change formatting would make, empty when there is none."""
-    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                 fromfile=f"{path}\t(original)", tofile=f"{path}\t(formatted)")
+    lines = difflib.unified_diff(
+        old.splitlines(keepends=True),
+        new.splitlines(keepends=True),
+        fromfile=f"{path}\t(original)",
+        tofile=f"{path}\t(formatted)",
+    )
     # difflib glues a line without a final newline to the next one; say so the way git does.
-    return "".join(ln if ln.endswith("\n") else ln + "\n\\ No newline at end of file\n"
-                   for ln in lines)
+    return "".join(
+        ln if ln.endswith("\n") else ln + "\n\\ No newline at end of file\n" for ln in lines
+    )
 
 
 def _internal(file: str, message: str) -> Diagnostic:
-    return Diagnostic("E0199", message, Span(file, 1, 1, 1, 2),
-                      hints=("the file was left unchanged; please report this",))
+    return Diagnostic(
+        "E0199",
+        message,
+        Span(file, 1, 1, 1, 2),
+        hints=("the file was left unchanged; please report this",),
+    )
 
 
 # ---- self-check -------------------------------------------------------------------------------
@@ -117,16 +139,22 @@ def _shape(node: object) -> object:
     if isinstance(node, ast.Module):
         return _shape((node.entities, node.sources, node.views, node.services))
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
-        return (type(node).__name__, *(_shape(getattr(node, f.name))
-                                       for f in dataclasses.fields(node)
-                                       if f.name not in _POSITION_FIELDS))
+        return (
+            type(node).__name__,
+            *(
+                _shape(getattr(node, f.name))
+                for f in dataclasses.fields(node)
+                if f.name not in _POSITION_FIELDS
+            ),
+        )
     if isinstance(node, tuple):
         return tuple(_shape(n) for n in node)
     return node
 
 
-def _verify(before: ast.Module, out: str, emitted: list[str], written: list[str],
-            file: str) -> str | None:
+def _verify(
+    before: ast.Module, out: str, emitted: list[str], written: list[str], file: str
+) -> str | None:
     """Why `out` is not a faithful re-layout of `before`, or None when it is."""
     after, diags = parse_text(out, file)
     if after is None or any(d.is_error for d in diags):
@@ -155,8 +183,13 @@ def _collect_comment(tok: Token) -> Token:
 def _layout_parser() -> Lark:
     # The same grammar as the parser, so comments are found exactly where its lexer skips them
     # (a `#` inside a string is part of the string).
-    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
-                lexer_callbacks={"COMMENT": _collect_comment})
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=True,
+        lexer_callbacks={"COMMENT": _collect_comment},
+    )
 
 
 @dataclass
@@ -334,8 +367,9 @@ class _Printer:
         self.written: list[str] = []  # every comment of the input
 
     # ---- comments around one printed line ----
-    def above(self, indent: str, nodes: Sequence[_Node], blank: bool | None
-              ) -> tuple[_Comment | None, _Comment | None]:
+    def above(
+        self, indent: str, nodes: Sequence[_Node], blank: bool | None
+    ) -> tuple[_Comment | None, _Comment | None]:
         """Print what goes above a line; return the comments for its end and after its `{`.
 
         `blank` says whether an empty line goes before the group: always, never, or (None) where
@@ -347,8 +381,10 @@ class _Printer:
         header = sorted((c for n in nodes for c in n.header), key=lambda c: c.pos)
         # One line holds one trailing comment; any more (from merged statements) go above it.
         pre = [c for c in leading if c.pos < node.start]
-        inner = sorted([c for c in leading if c.pos >= node.start] + trailing[:-1] + header[:-1],
-                       key=lambda c: c.pos)
+        inner = sorted(
+            [c for c in leading if c.pos >= node.start] + trailing[:-1] + header[:-1],
+            key=lambda c: c.pos,
+        )
         first = True
 
         def gap(user: bool) -> None:
@@ -392,8 +428,10 @@ class _Printer:
     # ---- blocks ----
     def print(self) -> str:
         m = self.module
-        blocks = sorted((*m.entities, *m.sources, *m.views, *m.services),
-                        key=lambda b: (b.span.line, b.span.col))
+        blocks = sorted(
+            (*m.entities, *m.sources, *m.views, *m.services),
+            key=lambda b: (b.span.line, b.span.col),
+        )
         root, comments = _layout(m.text)
         self.written = [c.text for c in comments]
         if len(blocks) != len(root.children):
@@ -416,19 +454,27 @@ class _Printer:
 
     def b_entity(self, e: ast.Entity, node: _Node) -> None:
         keys = ", ".join(f"{k.name.name}: {_type(k.type)}" for k in e.keys)
-        self.simple(node, _ENTITY_ORDER, {
-            "key": f"key {keys}" if e.keys else None,
-            "description": _text("description", e.description),
-        })
+        self.simple(
+            node,
+            _ENTITY_ORDER,
+            {
+                "key": f"key {keys}" if e.keys else None,
+                "description": _text("description", e.description),
+            },
+        )
 
     def b_source(self, s: ast.Source, node: _Node) -> None:
-        self.simple(node, _SOURCE_ORDER[:-1], {
-            "table": _text("table", s.table),
-            "timestamp": f"timestamp {s.timestamp.name}" if s.timestamp else None,
-            "created": f"created {s.created.name}" if s.created else None,
-            "description": _text("description", s.description),
-            "owner": _text("owner", s.owner),
-        })
+        self.simple(
+            node,
+            _SOURCE_ORDER[:-1],
+            {
+                "table": _text("table", s.table),
+                "timestamp": f"timestamp {s.timestamp.name}" if s.timestamp else None,
+                "created": f"created {s.created.name}" if s.created else None,
+                "description": _text("description", s.description),
+                "owner": _text("owner", s.owner),
+            },
+        )
         layout = next((n for n in node.children if n.key == "columns"), None)
         if layout is None:
             if s.columns:
@@ -447,14 +493,18 @@ class _Printer:
         if v.entity is not None:
             by = ", ".join(i.name for i in v.entity_by)
             entity = f"entity {v.entity.name}" + (f" by {by}" if by else "")
-        self.simple(node, _VIEW_ORDER, {
-            "entity": entity,
-            "from": f"from {v.source.name}" if v.source else None,
-            "where": f"where {self.expr(v.where)}" if v.where is not None else None,
-            "ttl": f"ttl {v.ttl.text}" if v.ttl else None,
-            "owner": _text("owner", v.owner),
-            "description": _text("description", v.description),
-        })
+        self.simple(
+            node,
+            _VIEW_ORDER,
+            {
+                "entity": entity,
+                "from": f"from {v.source.name}" if v.source else None,
+                "where": f"where {self.expr(v.where)}" if v.where is not None else None,
+                "ttl": f"ttl {v.ttl.text}" if v.ttl else None,
+                "owner": _text("owner", v.owner),
+                "description": _text("description", v.description),
+            },
+        )
         layouts = [n for n in node.children if n.key == "feature"]
         if len(layouts) != len(v.features):
             raise ValueError("the layout and the syntax tree disagree on the features")
@@ -470,11 +520,15 @@ class _Printer:
 
     def b_service(self, s: ast.Service, node: _Node) -> None:
         refs = ", ".join(f"{r.view.name}.{r.feature.name if r.feature else '*'}" for r in s.refs)
-        self.simple(node, _SERVICE_ORDER, {
-            "description": _text("description", s.description),
-            "owner": _text("owner", s.owner),
-            "features": f"features {refs}" if s.refs else None,
-        })
+        self.simple(
+            node,
+            _SERVICE_ORDER,
+            {
+                "description": _text("description", s.description),
+                "owner": _text("owner", s.owner),
+                "features": f"features {refs}" if s.refs else None,
+            },
+        )
 
     # ---- expressions ----
     def expr(self, e: ast.Expr) -> str:
@@ -498,8 +552,9 @@ class _Printer:
         """The number as written (`1.50`, `1e3`), which the tree keeps only as a value."""
         s = e.span
         try:
-            written = self.lines.text[self.lines.offset(s.line, s.col):
-                                      self.lines.offset(s.end_line, s.end_col)]
+            written = self.lines.text[
+                self.lines.offset(s.line, s.col) : self.lines.offset(s.end_line, s.end_col)
+            ]
         except IndexError:
             written = ""
         if _NUMBER.fullmatch(written):
@@ -530,8 +585,11 @@ class _Printer:
         left_level, right_level = _OPERAND_LEVELS[level]
         tail: list[str] = []
         node: ast.Expr = e
-        while isinstance(node, ast.Binary) and _level(node) == level and (
-                level != _PREDICATE or node is e):
+        while (
+            isinstance(node, ast.Binary)
+            and _level(node) == level
+            and (level != _PREDICATE or node is e)
+        ):
             tail.append(f" {node.op.lower()} {self.operand(node.right, right_level)}")
             node = node.left
         return self.operand(node, left_level) + "".join(reversed(tail))
@@ -544,8 +602,10 @@ class _Printer:
         return f"{self.operand(e.operand, _SUM)} {'not ' if e.negated else ''}in ({items})"
 
     def e_between(self, e: ast.Between) -> str:
-        return (f"{self.operand(e.operand, _SUM)} {'not ' if e.negated else ''}between "
-                f"{self.operand(e.low, _SUM)} and {self.operand(e.high, _SUM)}")
+        return (
+            f"{self.operand(e.operand, _SUM)} {'not ' if e.negated else ''}between "
+            f"{self.operand(e.low, _SUM)} and {self.operand(e.high, _SUM)}"
+        )
 
     def e_case(self, e: ast.Case) -> str:
         parts = ["case"]

@@ -56,7 +56,7 @@ def resolve_url(url: str, root: Path) -> str:
     """Make a relative `duckdb:///path` absolute against the project root."""
     prefix = "duckdb:///"
     if url.startswith(prefix):
-        rest = url[len(prefix):]
+        rest = url[len(prefix) :]
         if rest and rest != ":memory:" and not rest.startswith("/"):
             return prefix + (root / rest).as_posix()
     return url
@@ -68,4 +68,4 @@ def duckdb_path(url: str) -> str:
         return ":memory:"
     if not url.startswith(prefix):
         raise UsageError(f"not a DuckDB URL: {url} (expected duckdb:///path.duckdb)", "E0003")
-    return url[len(prefix):] or ":memory:"
+    return url[len(prefix) :] or ":memory:"

@@ -18,8 +18,7 @@ class FeatureStore:
     >>> df = store.training_set(labels_df, service="churn_model")  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | Path, warehouse: str | None = None,
-                 profile: str | None = None):
+    def __init__(self, path: str | Path, warehouse: str | None = None, profile: str | None = None):
         from fsdsl.check import load_repository
         from fsdsl.project import load_profile
 
@@ -58,8 +57,9 @@ class FeatureStore:
             raise UsageError(_unknown("service", service, self.repo.services), "E0005")
         return list(self.repo.services[service].features)
 
-    def training_set(self, labels: Any, service: str, *,
-                     timestamp_column: str = "event_timestamp", progress=None) -> Any:
+    def training_set(
+        self, labels: Any, service: str, *, timestamp_column: str = "event_timestamp", progress=None
+    ) -> Any:
         """Point-in-time feature values for every row of `labels` (pandas or Arrow, returned
         as the same type), in the same order, with the original columns kept."""
         from fsdsl.training_set import compute
@@ -69,6 +69,12 @@ class FeatureStore:
         table = pa.Table.from_pandas(labels, preserve_index=False) if is_pandas else labels
         if not isinstance(table, pa.Table):
             raise UsageError("labels must be a pandas DataFrame or a pyarrow Table", "E0400")
-        out = compute(self.repo, features, table, self.warehouse(),
-                      timestamp_column=timestamp_column, progress=progress)
+        out = compute(
+            self.repo,
+            features,
+            table,
+            self.warehouse(),
+            timestamp_column=timestamp_column,
+            progress=progress,
+        )
         return out.to_pandas() if is_pandas else out

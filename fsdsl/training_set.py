@@ -17,8 +17,14 @@ ROW = "__fsdsl_row"
 LABELS_RELATION = "__fsdsl_labels"
 Progress = Callable[[str], None]
 
-_KEY_TYPES = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(),
-              "bool": pa.bool_(), "timestamp": pa.timestamp("us"), "date": pa.date32()}
+_KEY_TYPES = {
+    "string": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us"),
+    "date": pa.date32(),
+}
 
 
 def read_table(path: Path, what: str = "labels") -> pa.Table:
@@ -35,8 +41,9 @@ def read_table(path: Path, what: str = "labels") -> pa.Table:
 
         return pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as e:
-        raise UsageError(f"cannot read {what}: {str(e).splitlines()[0]}", "E0400",
-                         str(path)) from None
+        raise UsageError(
+            f"cannot read {what}: {str(e).splitlines()[0]}", "E0400", str(path)
+        ) from None
 
 
 def write_table(table: pa.Table, path: Path) -> None:
@@ -61,17 +68,21 @@ def _csv_safe(table: pa.Table) -> pa.Table:
     import json
 
     cols = []
-    for name, column in zip(table.column_names, table.columns, strict=True):
+    for column in table.columns:
         if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-            values = [None if v is None else json.dumps(v, default=str)
-                      for v in column.to_pylist()]
+            values = [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()]
             column = pa.array(values, pa.string())
         cols.append(column)
     return pa.table(cols, names=table.column_names)
 
 
-def prepare_labels(labels: pa.Table, repo: ir.Repository, features: list[tuple[str, str]],
-                   timestamp_column: str, where: str = "labels") -> pa.Table:
+def prepare_labels(
+    labels: pa.Table,
+    repo: ir.Repository,
+    features: list[tuple[str, str]],
+    timestamp_column: str,
+    where: str = "labels",
+) -> pa.Table:
     """Check and normalise the labels: keys typed as the entities say, naive UTC microseconds."""
     views = [repo.views[v] for v in dict.fromkeys(v for v, _ in features)]
     names = set(labels.column_names)
@@ -79,18 +90,26 @@ def prepare_labels(labels: pa.Table, repo: ir.Repository, features: list[tuple[s
     needed = [*label_keys(views), timestamp_column]
     missing = [c for c in needed if c not in names]
     if missing:
-        raise UsageError(f"missing column(s) {', '.join(f'`{c}`' for c in missing)} "
-                         f"(needed: {', '.join(needed)}; have: {', '.join(labels.column_names)})",
-                         "E0402", where)
+        raise UsageError(
+            f"missing column(s) {', '.join(f'`{c}`' for c in missing)} "
+            f"(needed: {', '.join(needed)}; have: {', '.join(labels.column_names)})",
+            "E0402",
+            where,
+        )
     clash = [f for _, f in features if f in names]
     if clash or ROW in names:
-        raise UsageError(f"column(s) {', '.join(f'`{c}`' for c in clash or [ROW])} would be "
-                         "overwritten by features of the same name; rename them", "E0405", where)
+        raise UsageError(
+            f"column(s) {', '.join(f'`{c}`' for c in clash or [ROW])} would be "
+            "overwritten by features of the same name; rename them",
+            "E0405",
+            where,
+        )
     out = labels
     for key, t in key_types.items():
         out = _set(out, key, _key_column(out[key], key, t, where))
-    out = _set(out, timestamp_column, _timestamp_column(out[timestamp_column], timestamp_column,
-                                                          where))
+    out = _set(
+        out, timestamp_column, _timestamp_column(out[timestamp_column], timestamp_column, where)
+    )
     return out.append_column(ROW, pa.array(range(out.num_rows), pa.int64()))
 
 
@@ -104,8 +123,15 @@ def _key_column(column, name: str, t: ir.Type, where: str):
     if have == want or pa.types.is_null(have):
         return column.cast(want)
     lossless = (
-        (t == ir.STRING and (pa.types.is_string(have) or pa.types.is_large_string(have)
-                             or pa.types.is_integer(have) or pa.types.is_dictionary(have)))
+        (
+            t == ir.STRING
+            and (
+                pa.types.is_string(have)
+                or pa.types.is_large_string(have)
+                or pa.types.is_integer(have)
+                or pa.types.is_dictionary(have)
+            )
+        )
         or (t == ir.INT and pa.types.is_integer(have))
         or (t == ir.FLOAT and (pa.types.is_floating(have) or pa.types.is_integer(have)))
     )
@@ -129,12 +155,16 @@ def _timestamp_column(column, name: str, where: str):
             parsed = pc.cast(column, pa.timestamp("us"))
         except pa.ArrowInvalid:
             try:
-                parsed = pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")),
-                                 pa.timestamp("us", tz="UTC"))
+                parsed = pc.cast(
+                    pc.cast(column, pa.timestamp("us", tz="UTC")), pa.timestamp("us", tz="UTC")
+                )
                 return _timestamp_column(parsed, name, where)
             except pa.ArrowInvalid:
-                raise UsageError(f"timestamp column `{name}` holds text that is not ISO 8601 "
-                                 "timestamps", "E0404", where) from None
+                raise UsageError(
+                    f"timestamp column `{name}` holds text that is not ISO 8601 timestamps",
+                    "E0404",
+                    where,
+                ) from None
         return parsed
     raise UsageError(f"timestamp column `{name}` is {have}, not a timestamp", "E0404", where)
 
@@ -145,19 +175,33 @@ def check_sources(repo: ir.Repository, views: list[ir.View], wh: Warehouse) -> N
         cols = wh.table_columns(source.table)
         table = ".".join(source.table)
         if cols is None:
-            raise UsageError(f"table `{table}` of source `{source.name}` does not exist in the "
-                             f"warehouse {wh.url}", "E0401", source.table_span or source.span)
+            raise UsageError(
+                f"table `{table}` of source `{source.name}` does not exist in the "
+                f"warehouse {wh.url}",
+                "E0401",
+                source.table_span or source.span,
+            )
         lower = {c.lower() for c in cols}
         for c in source.columns:
             if c.lower() not in lower:
-                raise UsageError(f"column `{c}` of source `{source.name}` is not in table "
-                                 f"`{table}` (it has: {', '.join(cols)})", "E0406",
-                                 source.column_spans.get(c) or source.span)
+                raise UsageError(
+                    f"column `{c}` of source `{source.name}` is not in table "
+                    f"`{table}` (it has: {', '.join(cols)})",
+                    "E0406",
+                    source.column_spans.get(c) or source.span,
+                )
 
 
-def compute(repo: ir.Repository, features: list[tuple[str, str]], labels: pa.Table,
-            wh: Warehouse, *, timestamp_column: str = "event_timestamp",
-            where: str = "labels", progress: Progress | None = None) -> pa.Table:
+def compute(
+    repo: ir.Repository,
+    features: list[tuple[str, str]],
+    labels: pa.Table,
+    wh: Warehouse,
+    *,
+    timestamp_column: str = "event_timestamp",
+    where: str = "labels",
+    progress: Progress | None = None,
+) -> pa.Table:
     """The training set: `labels` (any extra columns kept, same order) plus one column a feature."""
     say = progress or (lambda _msg: None)
     views = [repo.views[v] for v in dict.fromkeys(v for v, _ in features)]
@@ -167,11 +211,18 @@ def compute(repo: ir.Repository, features: list[tuple[str, str]], labels: pa.Tab
     check_sources(repo, views, wh)
     say(f"computing {len(features)} features for {prepared.num_rows:,} labels")
     wh.register_arrow(LABELS_RELATION, prepared)
-    tree = training_query(repo, features, wh.dialect, timestamp_column=timestamp_column,
-                          labels=LABELS_RELATION, order_by=ROW)
+    tree = training_query(
+        repo,
+        features,
+        wh.dialect,
+        timestamp_column=timestamp_column,
+        labels=LABELS_RELATION,
+        order_by=ROW,
+    )
     result = wh.query(tree)
     result = result.drop_columns([ROW])
     # the original label columns, untouched (types as given), then the features
     feature_cols = [result[f] for _, f in features]
-    return pa.table([*labels.columns, *feature_cols],
-                    names=[*labels.column_names, *[f for _, f in features]])
+    return pa.table(
+        [*labels.columns, *feature_cols], names=[*labels.column_names, *[f for _, f in features]]
+    )

@@ -9,14 +9,21 @@ from fsdsl import ir
 from fsdsl.compile.render import sql_text
 from fsdsl.compile.training import training_query
 
-ARROW = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
-         "timestamp": pa.timestamp("us"), "date": pa.date32()}
+ARROW = {
+    "string": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us"),
+    "date": pa.date32(),
+}
 
 
 def load_source(con, source: ir.Source, rows: list[dict]) -> None:
     schema = pa.schema([(c, ARROW[t.name]) for c, t in source.columns.items()])
-    table = pa.Table.from_pylist([{c: r.get(c) for c in source.columns} for r in rows],
-                                 schema=schema)
+    table = pa.Table.from_pylist(
+        [{c: r.get(c) for c in source.columns} for r in rows], schema=schema
+    )
     if len(source.table) > 1:
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{source.table[0]}"')
     name = ".".join(f'"{p}"' for p in source.table)
@@ -25,16 +32,25 @@ def load_source(con, source: ir.Source, rows: list[dict]) -> None:
     con.unregister("_load")
 
 
-def training(repo: ir.Repository, features, events: dict[str, list[dict]], labels: list[dict],
-             label_types: dict[str, ir.Type], timestamp_column="event_timestamp"):
+def training(
+    repo: ir.Repository,
+    features,
+    events: dict[str, list[dict]],
+    labels: list[dict],
+    label_types: dict[str, ir.Type],
+    timestamp_column="event_timestamp",
+):
     con = duckdb.connect()
     for name, rows in events.items():
         load_source(con, repo.sources[name], rows)
-    schema = pa.schema([(c, ARROW[t.name]) for c, t in label_types.items()] + [("__row", pa.int64())])
+    schema = pa.schema(
+        [(c, ARROW[t.name]) for c, t in label_types.items()] + [("__row", pa.int64())]
+    )
     table = pa.Table.from_pylist([{**r, "__row": i} for i, r in enumerate(labels)], schema=schema)
     con.register("labels", table)
-    q = training_query(repo, features, "duckdb", timestamp_column=timestamp_column,
-                       order_by="__row")
+    q = training_query(
+        repo, features, "duckdb", timestamp_column=timestamp_column, order_by="__row"
+    )
     result = con.sql(sql_text(q, "duckdb")).to_arrow_table()
     rows = result.to_pylist()
     for r in rows:

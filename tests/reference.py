@@ -61,8 +61,7 @@ def evaluate(e: ir.Expr, row: dict, leaf=None):
             return None if b == 0 else float(a) / float(b)
         if e.op == "%":
             return None if b == 0 else int(math.fmod(a, b))
-        return {"=": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b,
-                ">=": a >= b}[e.op]
+        return {"=": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[e.op]
     if isinstance(e, ir.IsNull):
         v = go(e.operand)
         return (v is not None) if e.negated else (v is None)
@@ -191,7 +190,7 @@ def function(e: ir.Func, args: list):
     raise TypeError(n)
 
 
-# ---- aggregation ----------------------------------------------------------------------------------
+# ---- aggregation -----------------------------------------------------------------------------
 def visible_rows(view: ir.View, events: list[dict], key: tuple, t: dt.datetime) -> list[dict]:
     src = view.source
     out = []
@@ -251,24 +250,33 @@ def order_key(src: ir.Source, pair):
 def view_values(view: ir.View, events: list[dict], key: tuple, t: dt.datetime) -> dict:
     """Every feature of `view` for the entity `key` as of `t` (None key parts: unseen)."""
     rows = [] if any(k is None for k in key) else visible_rows(view, events, key, t)
-    if view.ttl is not None and not any(r[view.source.timestamp] >= t - delta(view.ttl)
-                                        for r in rows):
+    if view.ttl is not None and not any(
+        r[view.source.timestamp] >= t - delta(view.ttl) for r in rows
+    ):
         return {f.name: None for f in view.features}
     aggs = {a: aggregate(a, view, rows, t) for a in view.aggregates()}
     done: dict[str, object] = {}
 
     def feature(f: ir.Feature):
         if f.name not in done:
-            raw = evaluate(f.expr, {}, lambda e: aggs[e] if isinstance(e, ir.Aggregate)
-                           else feature(view.feature(e.name)))
+            raw = evaluate(
+                f.expr,
+                {},
+                lambda e: aggs[e] if isinstance(e, ir.Aggregate) else feature(view.feature(e.name)),
+            )
             done[f.name] = raw if f.type.name == "list" else cast(raw, f.type)
         return done[f.name]
 
     return {f.name: feature(f) for f in view.features}
 
 
-def training_set(repo: ir.Repository, features: list[tuple[str, str]], events: dict[str, list],
-                 labels: list[dict], timestamp_column: str = "event_timestamp") -> list[dict]:
+def training_set(
+    repo: ir.Repository,
+    features: list[tuple[str, str]],
+    events: dict[str, list],
+    labels: list[dict],
+    timestamp_column: str = "event_timestamp",
+) -> list[dict]:
     """Each label row with the requested features; `events` maps a source name to its rows."""
     out = []
     for label in labels:
@@ -278,8 +286,9 @@ def training_set(repo: ir.Repository, features: list[tuple[str, str]], events: d
             view = repo.views[vname]
             if vname not in cache:
                 key = tuple(label[k.name] for k in view.entity.keys)
-                cache[vname] = view_values(view, events[view.source.name], key,
-                                           label[timestamp_column])
+                cache[vname] = view_values(
+                    view, events[view.source.name], key, label[timestamp_column]
+                )
             row[fname] = cache[vname][fname]
         out.append(row)
     return out

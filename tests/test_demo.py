@@ -13,8 +13,14 @@ from fsdsl import demo
 from fsdsl.check import load_repository
 
 DEFINITIONS = Path(__file__).resolve().parents[1] / "definitions"
-SQL_TYPES = {"string": "VARCHAR", "float": "DOUBLE", "int": "BIGINT", "bool": "BOOLEAN",
-             "timestamp": "TIMESTAMP", "date": "DATE"}
+SQL_TYPES = {
+    "string": "VARCHAR",
+    "float": "DOUBLE",
+    "int": "BIGINT",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMP",
+    "date": "DATE",
+}
 SMALL = dict(users=300, orders=6000, page_views=8000, labels=1500)
 TABLES = ("orders", "web.page_views", "labels")
 
@@ -23,7 +29,8 @@ def _checksum(path: Path, table: str) -> tuple[int, str]:
     with duckdb.connect(str(path), read_only=True) as con:
         return con.execute(
             f"SELECT count(*), md5(string_agg(CAST(t AS VARCHAR), chr(10) "
-            f"ORDER BY CAST(t AS VARCHAR))) FROM {table} AS t").fetchone()
+            f"ORDER BY CAST(t AS VARCHAR))) FROM {table} AS t"
+        ).fetchone()
 
 
 def _checksums(path: Path) -> dict[str, tuple[int, str]]:
@@ -64,18 +71,37 @@ def test_columns_match_the_source_declarations(con, source):
 def test_labels_shape(con):
     rows = con.execute("DESCRIBE labels").fetchall()
     assert [(n, t) for n, t, *_ in rows] == [
-        ("user_id", "VARCHAR"), ("event_timestamp", "TIMESTAMP"), ("churned", "BOOLEAN")]
-    assert _one(con, "SELECT count(*) FROM labels WHERE user_id IS NULL "
-                     "OR event_timestamp IS NULL OR churned IS NULL") == 0
-    assert set(r[0] for r in con.execute("SELECT DISTINCT churned FROM labels").fetchall()) \
-        == {True, False}
+        ("user_id", "VARCHAR"),
+        ("event_timestamp", "TIMESTAMP"),
+        ("churned", "BOOLEAN"),
+    ]
+    assert (
+        _one(
+            con,
+            "SELECT count(*) FROM labels WHERE user_id IS NULL "
+            "OR event_timestamp IS NULL OR churned IS NULL",
+        )
+        == 0
+    )
+    assert set(r[0] for r in con.execute("SELECT DISTINCT churned FROM labels").fetchall()) == {
+        True,
+        False,
+    }
 
 
 def test_ids_and_time_range(con):
-    assert _one(con, "SELECT count(*) FROM orders WHERE NOT regexp_full_match(user_id, "
-                     "'u[0-9]{6}')") == 0
-    assert _one(con, "SELECT count(*) FROM web.page_views WHERE NOT regexp_full_match("
-                     "visitor_id, 'u[0-9]{6}')") == 0
+    assert (
+        _one(con, "SELECT count(*) FROM orders WHERE NOT regexp_full_match(user_id, 'u[0-9]{6}')")
+        == 0
+    )
+    assert (
+        _one(
+            con,
+            "SELECT count(*) FROM web.page_views WHERE NOT regexp_full_match("
+            "visitor_id, 'u[0-9]{6}')",
+        )
+        == 0
+    )
     assert _one(con, "SELECT count(DISTINCT order_id) FROM orders") == SMALL["orders"]
     assert _one(con, "SELECT count(DISTINCT view_id) FROM web.page_views") == SMALL["page_views"]
     lo, hi = con.execute("SELECT min(event_timestamp), max(event_timestamp) FROM orders").fetchone()
@@ -91,54 +117,77 @@ def test_orders_have_nulls_ties_and_late_rows(con):
     assert 0.01 * n <= nulls <= 0.035 * n
     # Never ingested before the event; usually within minutes, ~1% hours to days later.
     assert _one(con, "SELECT count(*) FROM orders WHERE created_at <= event_timestamp") == 0
-    late = _one(con, "SELECT count(*) FROM orders "
-                     "WHERE created_at >= event_timestamp + INTERVAL 1 HOUR")
+    late = _one(
+        con, "SELECT count(*) FROM orders WHERE created_at >= event_timestamp + INTERVAL 1 HOUR"
+    )
     assert 0.004 * n <= late <= 0.02 * n
     assert _one(con, "SELECT max(created_at - event_timestamp) FROM orders") > timedelta(days=1)
-    assert _one(con, "SELECT count(*) FROM orders WHERE created_at < event_timestamp + "
-                     "INTERVAL 20 MINUTE") >= 0.98 * n
+    assert (
+        _one(
+            con,
+            "SELECT count(*) FROM orders WHERE created_at < event_timestamp + INTERVAL 20 MINUTE",
+        )
+        >= 0.98 * n
+    )
     # Two orders of one user at the very same microsecond.
-    ties = _one(con, "SELECT count(*) FROM (SELECT user_id, event_timestamp FROM orders "
-                     "GROUP BY ALL HAVING count(*) > 1)")
+    ties = _one(
+        con,
+        "SELECT count(*) FROM (SELECT user_id, event_timestamp FROM orders "
+        "GROUP BY ALL HAVING count(*) > 1)",
+    )
     assert ties >= 20
     statuses = dict(con.execute("SELECT status, count(*) FROM orders GROUP BY ALL").fetchall())
     assert set(statuses) == {"completed", "cancelled", "refunded"}
     assert statuses["completed"] > 0.8 * n
     # Microsecond timestamps, not rounded to seconds or milliseconds.
-    assert _one(con, "SELECT count(*) FROM orders WHERE microsecond(event_timestamp) % 1000 "
-                     "!= 0") > 0.9 * n
+    assert (
+        _one(con, "SELECT count(*) FROM orders WHERE microsecond(event_timestamp) % 1000 != 0")
+        > 0.9 * n
+    )
 
 
 def test_activity_is_skewed_and_some_users_never_order(con):
     users = _one(con, "SELECT count(DISTINCT user_id) FROM orders")
     assert users < SMALL["users"]
-    top, median = con.execute("SELECT max(n), median(n) FROM (SELECT count(*) n FROM orders "
-                              "GROUP BY user_id)").fetchone()
+    top, median = con.execute(
+        "SELECT max(n), median(n) FROM (SELECT count(*) n FROM orders GROUP BY user_id)"
+    ).fetchone()
     assert top > 5 * median
 
 
 def test_page_views_have_nulls(con):
     n = SMALL["page_views"]
     assert 0 < _one(con, "SELECT count(*) FROM web.page_views WHERE category IS NULL") < 0.05 * n
-    assert 0 < _one(con, "SELECT count(*) FROM web.page_views WHERE dwell_seconds IS NULL") \
-        < 0.05 * n
+    assert (
+        0 < _one(con, "SELECT count(*) FROM web.page_views WHERE dwell_seconds IS NULL") < 0.05 * n
+    )
     assert _one(con, "SELECT count(*) FROM web.page_views WHERE dwell_seconds < 2") > 0
     assert _one(con, "SELECT count(DISTINCT is_mobile) FROM web.page_views") == 2
 
 
 def test_labels_include_unseen_users_and_order_moments(con):
-    unseen = _one(con, "SELECT count(*) FROM labels WHERE user_id NOT IN "
-                       "(SELECT user_id FROM orders)")
+    unseen = _one(
+        con, "SELECT count(*) FROM labels WHERE user_id NOT IN (SELECT user_id FROM orders)"
+    )
     assert unseen > 0
-    assert _one(con, "SELECT count(*) FROM labels l JOIN (SELECT DISTINCT user_id, "
-                     "event_timestamp FROM orders) o USING (user_id, event_timestamp)") > 0
+    assert (
+        _one(
+            con,
+            "SELECT count(*) FROM labels l JOIN (SELECT DISTINCT user_id, "
+            "event_timestamp FROM orders) o USING (user_id, event_timestamp)",
+        )
+        > 0
+    )
     # The label is what happened after T: no completed order in (T, T + 30 days].
-    wrong = _one(con, """
+    wrong = _one(
+        con,
+        """
         SELECT count(*) FROM labels l
         WHERE churned <> NOT EXISTS (
             SELECT 1 FROM orders o WHERE o.user_id = l.user_id AND o.status = 'completed'
               AND o.event_timestamp > l.event_timestamp
-              AND o.event_timestamp <= l.event_timestamp + INTERVAL 30 DAY)""")
+              AND o.event_timestamp <= l.event_timestamp + INTERVAL 30 DAY)""",
+    )
     assert wrong == 0
 
 
@@ -189,13 +238,15 @@ def test_chunk_size_does_not_change_default_blocks(tmp_path):
 @pytest.mark.parametrize("name", ["labels.parquet", "labels.csv"])
 def test_labels_file(tmp_path, name):
     path = tmp_path / "out" / name
-    demo.generate(tmp_path / "w.duckdb", users=100, orders=1000, page_views=100, labels=200,
-                  labels_path=path)
+    demo.generate(
+        tmp_path / "w.duckdb", users=100, orders=1000, page_views=100, labels=200, labels_path=path
+    )
     with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
         expected = con.execute("SELECT * FROM labels ORDER BY ALL").fetchall()
         reader = "read_parquet" if name.endswith(".parquet") else "read_csv"
-        got = con.execute(f"SELECT user_id, event_timestamp, churned "
-                          f"FROM {reader}('{path}') ORDER BY ALL").fetchall()
+        got = con.execute(
+            f"SELECT user_id, event_timestamp, churned FROM {reader}('{path}') ORDER BY ALL"
+        ).fetchall()
     assert got == expected
     if name.endswith(".parquet"):
         ts = pq.read_schema(path).field("event_timestamp").type

@@ -21,9 +21,14 @@ def shape(node: object) -> object:
     if isinstance(node, ast.Module):
         return shape((node.entities, node.sources, node.views, node.services))
     if dataclasses.is_dataclass(node):
-        return (type(node).__name__,
-                {f.name: shape(getattr(node, f.name)) for f in dataclasses.fields(node)
-                 if f.name not in _POSITIONS})
+        return (
+            type(node).__name__,
+            {
+                f.name: shape(getattr(node, f.name))
+                for f in dataclasses.fields(node)
+                if f.name not in _POSITIONS
+            },
+        )
     if isinstance(node, tuple):
         return tuple(shape(n) for n in node)
     return node
@@ -101,7 +106,9 @@ source src { columns { a: int } owner "o" description "d" created c timestamp ts
 features v { f1 = 1  description "d" owner "o" ttl 7d where a > 1 from src entity e by c1, c2
   f2 = 2 }
 """
-    assert assert_faithful(text) == """\
+    assert (
+        assert_faithful(text)
+        == """\
 service s {
   description "d"
   owner "ml"
@@ -136,11 +143,13 @@ features v {
   f2 = 2
 }
 """
+    )
 
 
 def test_features_keep_type_and_window_only_when_written():
     out = assert_faithful(
-        "features v {\n f:list<float>=last_k(x,3)  over 7d\ng:INT=count( * )\nh=x}")
+        "features v {\n f:list<float>=last_k(x,3)  over 7d\ng:INT=count( * )\nh=x}"
+    )
     assert out == view("f: list<float> = last_k(x, 3) over 7d", "g: int = count(*)", "h = x")
 
 
@@ -159,15 +168,17 @@ def test_empty_blocks_and_empty_file():
 def test_strings():
     out = assert_faithful(
         "source s { table 'a''b' description \"say \\\"hi\\\" # not a comment\" }\n"
-        "features v { f = x = \"it's\" or x = 'back\\\\slash' or x = 'tab\\tnew\\nline' }")
+        "features v { f = x = \"it's\" or x = 'back\\\\slash' or x = 'tab\\tnew\\nline' }"
+    )
     assert out == (
         "source s {\n"
-        "  table \"a'b\"\n"
-        "  description \"say \\\"hi\\\" # not a comment\"\n"
+        '  table "a\'b"\n'
+        '  description "say \\"hi\\" # not a comment"\n'
         "}\n\n"
         "features v {\n"
         "  f = x = 'it''s' or x = 'back\\\\slash' or x = 'tab\\tnew\\nline'\n"
-        "}\n")
+        "}\n"
+    )
     assert comments(out) == []
 
 
@@ -177,57 +188,67 @@ def test_crlf_and_tabs():
 
 
 # ---- expressions ------------------------------------------------------------------------------
-@pytest.mark.parametrize(("written", "canonical"), [
-    ("a+b*c", "a + b * c"),
-    ("(a + b) * c", "(a + b) * c"),
-    ("((a + b)) * (c)", "(a + b) * c"),
-    ("a - (b - c)", "a - (b - c)"),
-    ("(a - b) - c", "a - b - c"),
-    ("a / (b * c)", "a / (b * c)"),
-    ("a * b % c", "a * b % c"),
-    ("-(a + b)", "-(a + b)"),
-    ("- -5", "- -5"),
-    ("-(-5)", "- -5"),
-    ("a - -1", "a - -1"),
-    ("+x", "+x"),
-    ("-2.50", "-2.50"),
-    ("1E3 + .5 + 007 + 1.0e-2", "1E3 + .5 + 007 + 1.0e-2"),
-    ("not (a or b)", "not (a or b)"),
-    ("not a or b", "not a or b"),
-    ("not (a = b)", "not a = b"),
-    ("(not a) = b", "(not a) = b"),
-    ("not not a", "not not a"),
-    ("(a or b) and c", "(a or b) and c"),
-    ("a or (b and c)", "a or b and c"),
-    ("a or (b or c)", "a or (b or c)"),
-    ("a and (b and c)", "a and (b and c)"),
-    ("(a = b) = c", "(a = b) = c"),
-    ("a <> b", "a != b"),
-    ("a<=b", "a <= b"),
-    ("(a + 1) > b * 2", "a + 1 > b * 2"),
-    ("x is  null", "x is null"),
-    ("(x is not null) = true", "(x is not null) = true"),
-    ("x in (1, 2,3)", "x in (1, 2, 3)"),
-    ("x not in ('a', (b or c))", "x not in ('a', b or c)"),
-    ("(x in (1)) in (true)", "(x in (1)) in (true)"),
-    ("x between 1 and 10", "x between 1 and 10"),
-    ("x not between -1 and (a + b)", "x not between -1 and a + b"),
-    ("x between (a and b) and c", "x between (a and b) and c"),
-    ("(x between 1 and 2) and y", "x between 1 and 2 and y"),
-    ("COUNT( * )", "count(*)"),
-    ("Sum(x) / nullif(COUNT(*), 0)", "sum(x) / nullif(count(*), 0)"),
-    ("now()", "now()"),
-    ("cast(x + 1 as INT)", "cast(x + 1 as int)"),
-    ("cast(x as list<string>)", "cast(x as list<string>)"),
-    ("extract(HOUR from ts)", "extract(hour from ts)"),
-    ("extract(day from cast(ts as timestamp)) + 1", "extract(day from cast(ts as timestamp)) + 1"),
-    ("case when a then 1 when b then (2) else case when c then 3 end end",
-     "case when a then 1 when b then 2 else case when c then 3 end end"),
-    ("(case when x between 1 and 2 then cast(y as float) end) * 2",
-     "case when x between 1 and 2 then cast(y as float) end * 2"),
-    ("coalesce(a, null, true, false, 'x')", "coalesce(a, null, true, false, 'x')"),
-    ("FALSE", "FALSE"),  # a column: keywords are case-sensitive in this language
-])
+@pytest.mark.parametrize(
+    ("written", "canonical"),
+    [
+        ("a+b*c", "a + b * c"),
+        ("(a + b) * c", "(a + b) * c"),
+        ("((a + b)) * (c)", "(a + b) * c"),
+        ("a - (b - c)", "a - (b - c)"),
+        ("(a - b) - c", "a - b - c"),
+        ("a / (b * c)", "a / (b * c)"),
+        ("a * b % c", "a * b % c"),
+        ("-(a + b)", "-(a + b)"),
+        ("- -5", "- -5"),
+        ("-(-5)", "- -5"),
+        ("a - -1", "a - -1"),
+        ("+x", "+x"),
+        ("-2.50", "-2.50"),
+        ("1E3 + .5 + 007 + 1.0e-2", "1E3 + .5 + 007 + 1.0e-2"),
+        ("not (a or b)", "not (a or b)"),
+        ("not a or b", "not a or b"),
+        ("not (a = b)", "not a = b"),
+        ("(not a) = b", "(not a) = b"),
+        ("not not a", "not not a"),
+        ("(a or b) and c", "(a or b) and c"),
+        ("a or (b and c)", "a or b and c"),
+        ("a or (b or c)", "a or (b or c)"),
+        ("a and (b and c)", "a and (b and c)"),
+        ("(a = b) = c", "(a = b) = c"),
+        ("a <> b", "a != b"),
+        ("a<=b", "a <= b"),
+        ("(a + 1) > b * 2", "a + 1 > b * 2"),
+        ("x is  null", "x is null"),
+        ("(x is not null) = true", "(x is not null) = true"),
+        ("x in (1, 2,3)", "x in (1, 2, 3)"),
+        ("x not in ('a', (b or c))", "x not in ('a', b or c)"),
+        ("(x in (1)) in (true)", "(x in (1)) in (true)"),
+        ("x between 1 and 10", "x between 1 and 10"),
+        ("x not between -1 and (a + b)", "x not between -1 and a + b"),
+        ("x between (a and b) and c", "x between (a and b) and c"),
+        ("(x between 1 and 2) and y", "x between 1 and 2 and y"),
+        ("COUNT( * )", "count(*)"),
+        ("Sum(x) / nullif(COUNT(*), 0)", "sum(x) / nullif(count(*), 0)"),
+        ("now()", "now()"),
+        ("cast(x + 1 as INT)", "cast(x + 1 as int)"),
+        ("cast(x as list<string>)", "cast(x as list<string>)"),
+        ("extract(HOUR from ts)", "extract(hour from ts)"),
+        (
+            "extract(day from cast(ts as timestamp)) + 1",
+            "extract(day from cast(ts as timestamp)) + 1",
+        ),
+        (
+            "case when a then 1 when b then (2) else case when c then 3 end end",
+            "case when a then 1 when b then 2 else case when c then 3 end end",
+        ),
+        (
+            "(case when x between 1 and 2 then cast(y as float) end) * 2",
+            "case when x between 1 and 2 then cast(y as float) end * 2",
+        ),
+        ("coalesce(a, null, true, false, 'x')", "coalesce(a, null, true, false, 'x')"),
+        ("FALSE", "FALSE"),  # a column: keywords are case-sensitive in this language
+    ],
+)
 def test_expressions(written: str, canonical: str):
     out = assert_faithful(f"features v {{ f = {written} }}")
     assert out == view(f"f = {canonical}")
@@ -275,7 +296,9 @@ source s {
 # end of file 2
 """
     out = assert_faithful(text)
-    assert out == """\
+    assert (
+        out
+        == """\
 # file header
 
 # about e
@@ -304,6 +327,7 @@ source s {
 
 # end of file 2
 """
+    )
 
 
 def test_comments_in_views_and_blank_lines_between_features():
@@ -330,7 +354,9 @@ features v {
 }
 """
     out = assert_faithful(text)
-    assert out == """\
+    assert (
+        out
+        == """\
 features v {
   # above where
   where x = 1
@@ -350,6 +376,7 @@ features v {
   # end of view
 }
 """
+    )
 
 
 def test_comment_between_keyword_and_brace_moves_above_block():
@@ -358,19 +385,31 @@ def test_comment_between_keyword_and_brace_moves_above_block():
 
 
 def test_comment_only_file():
-    assert assert_faithful("  # just a note   \n\n\n# and another\n") == \
-        "# just a note\n\n# and another\n"
+    assert (
+        assert_faithful("  # just a note   \n\n\n# and another\n")
+        == "# just a note\n\n# and another\n"
+    )
 
 
 def test_merged_service_lines_keep_all_comments():
     out = assert_faithful(
-        "service s { features a.x  # first\n  owner \"o\"\n  features b.* # second\n}")
+        'service s { features a.x  # first\n  owner "o"\n  features b.* # second\n}'
+    )
     assert out == 'service s {\n  owner "o"\n  # first\n  features a.x, b.*  # second\n}\n'
 
 
 # ---- errors and robustness --------------------------------------------------------------------
-@pytest.mark.parametrize("text", ["entity {", "features v { f = }", "service s { features a }",
-                                  "\x00", "entity e { key a: int } }", "'unterminated"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "entity {",
+        "features v { f = }",
+        "service s { features a }",
+        "\x00",
+        "entity e { key a: int } }",
+        "'unterminated",
+    ],
+)
 def test_syntax_errors_give_the_parser_diagnostics(text: str):
     out, diags = format_text(text, "x.feat")
     assert out is None

@@ -41,12 +41,15 @@ def test_golden(query):
 
 @pytest.mark.parametrize("query", list(_cases()))
 def test_reparses_in_its_dialect(query):
-    tree = sqlglot.parse_one(query.sql, read=query.dialect,
-                             error_level=sqlglot.ErrorLevel.RAISE)
+    tree = sqlglot.parse_one(query.sql, read=query.dialect, error_level=sqlglot.ErrorLevel.RAISE)
     again = tree.sql(dialect=query.dialect, identify=True, pretty=True)
     # one round trip may normalise spelling (DATE_PART vs EXTRACT); after that it is stable
-    assert sqlglot.parse_one(again, read=query.dialect).sql(
-        dialect=query.dialect, identify=True, pretty=True) == again
+    assert (
+        sqlglot.parse_one(again, read=query.dialect).sql(
+            dialect=query.dialect, identify=True, pretty=True
+        )
+        == again
+    )
     assert isinstance(tree, sqlglot.exp.Select)
     names = [c.alias_or_name for c in tree.expressions]
     assert "__row" not in names

@@ -23,8 +23,12 @@ from fsdsl.check import load_text
 
 EXAMPLES = int(os.environ.get("FSDSL_PROPERTY_EXAMPLES", "200"))
 BASE = dt.datetime(2024, 1, 1)
-WINDOWS = {"1h": dt.timedelta(hours=1), "1d": dt.timedelta(days=1),
-           "2d": dt.timedelta(days=2), "90s": dt.timedelta(seconds=90)}
+WINDOWS = {
+    "1h": dt.timedelta(hours=1),
+    "1d": dt.timedelta(days=1),
+    "2d": dt.timedelta(days=2),
+    "90s": dt.timedelta(seconds=90),
+}
 USERS = ["a", "b", "c"]
 
 COLUMNS = {"amount": "float", "qty": "int", "status": "string", "flag": "bool"}
@@ -34,8 +38,22 @@ ANY = ["amount", "qty", "status", "flag", "lower(status)", "date_trunc('hour', t
 
 @st.composite
 def aggregation(draw):
-    func = draw(st.sampled_from(["count*", "count", "count_distinct", "sum", "avg", "min", "max",
-                                 "first", "last", "last_k"]))
+    func = draw(
+        st.sampled_from(
+            [
+                "count*",
+                "count",
+                "count_distinct",
+                "sum",
+                "avg",
+                "min",
+                "max",
+                "first",
+                "last",
+                "last_k",
+            ]
+        )
+    )
     if func == "count*":
         return "count(*)"
     if func in ("sum", "avg"):
@@ -51,18 +69,38 @@ def aggregation(draw):
 def view_text(draw):
     created = draw(st.booleans())
     ttl = draw(st.sampled_from([None, "1d", "2d"]))
-    where = draw(st.sampled_from([None, "status != 'bad'", "amount > 0 or status is null",
-                                  "qty between 1 and 3"]))
+    where = draw(
+        st.sampled_from(
+            [None, "status != 'bad'", "amount > 0 or status is null", "qty between 1 and 3"]
+        )
+    )
     n = draw(st.integers(1, 5))
     lines, plain = [], []
     for i in range(n):
         agg = draw(aggregation())
         window = draw(st.sampled_from([None, "1h", "1d", "2d", "90s"]))
         lines.append(f"  f{i} = {agg}" + (f" over {window}" if window else ""))
-        if not agg.startswith(("last_k", "min(status", "max(status", "first(status",
-                               "last(status", "min(flag", "max(flag", "first(flag", "last(flag",
-                               "min(lower", "max(lower", "first(lower", "last(lower",
-                               "min(date", "max(date", "first(date", "last(date")):
+        if not agg.startswith(
+            (
+                "last_k",
+                "min(status",
+                "max(status",
+                "first(status",
+                "last(status",
+                "min(flag",
+                "max(flag",
+                "first(flag",
+                "last(flag",
+                "min(lower",
+                "max(lower",
+                "first(lower",
+                "last(lower",
+                "min(date",
+                "max(date",
+                "first(date",
+                "last(date",
+            )
+        ):
             plain.append(f"f{i}")
     if plain and draw(st.booleans()):
         a, b = draw(st.sampled_from(plain)), draw(st.sampled_from(plain))
@@ -105,37 +143,58 @@ def history(draw):
     rows = []
     for _ in range(draw(st.integers(0, 25))):
         ts = draw(moments)
-        delay = draw(st.sampled_from([dt.timedelta(0), dt.timedelta(seconds=30),
-                                      dt.timedelta(hours=30), None, -dt.timedelta(hours=1)]))
-        rows.append({
-            "user_id": draw(st.sampled_from([*USERS, None])),
-            "amount": draw(st.sampled_from([None, 0.5, 1.25, 3.0, -2.0, 10.1, 7.0])),
-            "qty": draw(st.sampled_from([None, 0, 1, 2, 3, 5])),
-            "status": draw(st.sampled_from([None, "ok", "OK", "bad", "done"])),
-            "flag": draw(st.sampled_from([None, True, False])),
-            "ts": draw(st.sampled_from([ts, None])) if draw(st.integers(0, 19)) == 0 else ts,
-            "created": None if delay is None else ts + delay,
-        })
+        delay = draw(
+            st.sampled_from(
+                [
+                    dt.timedelta(0),
+                    dt.timedelta(seconds=30),
+                    dt.timedelta(hours=30),
+                    None,
+                    -dt.timedelta(hours=1),
+                ]
+            )
+        )
+        rows.append(
+            {
+                "user_id": draw(st.sampled_from([*USERS, None])),
+                "amount": draw(st.sampled_from([None, 0.5, 1.25, 3.0, -2.0, 10.1, 7.0])),
+                "qty": draw(st.sampled_from([None, 0, 1, 2, 3, 5])),
+                "status": draw(st.sampled_from([None, "ok", "OK", "bad", "done"])),
+                "flag": draw(st.sampled_from([None, True, False])),
+                "ts": draw(st.sampled_from([ts, None])) if draw(st.integers(0, 19)) == 0 else ts,
+                "created": None if delay is None else ts + delay,
+            }
+        )
     return rows
 
 
 @st.composite
 def labels_for(draw, rows):
     """Label times at, just before/after, and a window or TTL away from the events."""
-    times = [r["ts"] for r in rows if r["ts"] is not None] + \
-        [r["created"] for r in rows if r["created"] is not None]
+    times = [r["ts"] for r in rows if r["ts"] is not None] + [
+        r["created"] for r in rows if r["created"] is not None
+    ]
     out = []
     for _ in range(draw(st.integers(1, 12))):
         if times and draw(st.booleans()):
             base = draw(st.sampled_from(times))
-            shift = draw(st.sampled_from([dt.timedelta(0), dt.timedelta(microseconds=1),
-                                          -dt.timedelta(microseconds=1), *WINDOWS.values(),
-                                          dt.timedelta(days=3)]))
+            shift = draw(
+                st.sampled_from(
+                    [
+                        dt.timedelta(0),
+                        dt.timedelta(microseconds=1),
+                        -dt.timedelta(microseconds=1),
+                        *WINDOWS.values(),
+                        dt.timedelta(days=3),
+                    ]
+                )
+            )
             t = base + shift
         else:
             t = draw(moments)
-        out.append({"user_id": draw(st.sampled_from([*USERS, "unseen", None])),
-                    "event_timestamp": t})
+        out.append(
+            {"user_id": draw(st.sampled_from([*USERS, "unseen", None])), "event_timestamp": t}
+        )
     return out
 
 
@@ -159,15 +218,19 @@ def check(run, text, rows, labels):
         for name, _ in [(f, None) for _, f in features]:
             assert same(g[name], w[name]), (
                 f"label {i} {labels[i]} feature {name}: warehouse {g[name]!r} != "
-                f"reference {w[name]!r}")
+                f"reference {w[name]!r}"
+            )
 
 
 RUNNERS = {"duckdb": training}
 
 
 @pytest.mark.parametrize("backend", list(RUNNERS))
-@settings(max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(data=st.data())
 def test_training_equals_reference(backend, data):
     text = data.draw(view_text(), label="feat")

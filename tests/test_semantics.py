@@ -15,8 +15,14 @@ D = dt.datetime
 
 
 def order(oid, user, amount, status, ts, created):
-    return {"order_id": oid, "user_id": user, "amount": amount, "status": status,
-            "event_timestamp": ts, "created_at": created}
+    return {
+        "order_id": oid,
+        "user_id": user,
+        "amount": amount,
+        "status": status,
+        "event_timestamp": ts,
+        "created_at": created,
+    }
 
 
 ORDERS = [
@@ -36,19 +42,64 @@ LABELS = [
     {"user_id": "u1", "event_timestamp": D(2024, 6, 10)},  # TTL (60d) expired
 ]
 NULLS = dict.fromkeys(
-    ["orders_7d", "orders_30d", "spend_30d", "avg_amount_30d", "min_amount_7d", "max_amount_90d",
-     "priced_30d", "last_amount", "first_amount_30d", "recent_amounts", "active_days_30d",
-     "spend_per_order_30d"])
+    [
+        "orders_7d",
+        "orders_30d",
+        "spend_30d",
+        "avg_amount_30d",
+        "min_amount_7d",
+        "max_amount_90d",
+        "priced_30d",
+        "last_amount",
+        "first_amount_30d",
+        "recent_amounts",
+        "active_days_30d",
+        "spend_per_order_30d",
+    ]
+)
 EXPECTED = [
-    dict(orders_7d=1, orders_30d=2, spend_30d=10.0, avg_amount_30d=10.0, min_amount_7d=None,
-         max_amount_90d=10.0, priced_30d=1, last_amount=10.0, first_amount_30d=10.0,
-         recent_amounts=[10.0], active_days_30d=2, spend_per_order_30d=5.0),
-    dict(orders_7d=3, orders_30d=4, spend_30d=65.0, avg_amount_30d=65.0 / 3, min_amount_7d=5.0,
-         max_amount_90d=50.0, priced_30d=3, last_amount=50.0, first_amount_30d=10.0,
-         recent_amounts=[50.0, 5.0, 10.0], active_days_30d=3, spend_per_order_30d=16.25),
-    dict(orders_7d=0, orders_30d=5, spend_30d=105.0, avg_amount_30d=26.25, min_amount_7d=None,
-         max_amount_90d=50.0, priced_30d=4, last_amount=50.0, first_amount_30d=10.0,
-         recent_amounts=[50.0, 5.0, 40.0], active_days_30d=4, spend_per_order_30d=21.0),
+    dict(
+        orders_7d=1,
+        orders_30d=2,
+        spend_30d=10.0,
+        avg_amount_30d=10.0,
+        min_amount_7d=None,
+        max_amount_90d=10.0,
+        priced_30d=1,
+        last_amount=10.0,
+        first_amount_30d=10.0,
+        recent_amounts=[10.0],
+        active_days_30d=2,
+        spend_per_order_30d=5.0,
+    ),
+    dict(
+        orders_7d=3,
+        orders_30d=4,
+        spend_30d=65.0,
+        avg_amount_30d=65.0 / 3,
+        min_amount_7d=5.0,
+        max_amount_90d=50.0,
+        priced_30d=3,
+        last_amount=50.0,
+        first_amount_30d=10.0,
+        recent_amounts=[50.0, 5.0, 10.0],
+        active_days_30d=3,
+        spend_per_order_30d=16.25,
+    ),
+    dict(
+        orders_7d=0,
+        orders_30d=5,
+        spend_30d=105.0,
+        avg_amount_30d=26.25,
+        min_amount_7d=None,
+        max_amount_90d=50.0,
+        priced_30d=4,
+        last_amount=50.0,
+        first_amount_30d=10.0,
+        recent_amounts=[50.0, 5.0, 40.0],
+        active_days_30d=4,
+        spend_per_order_30d=21.0,
+    ),
     NULLS,  # unseen, under a TTL: every feature null
     NULLS,
     NULLS,
@@ -110,12 +161,16 @@ def test_empty_values_without_ttl():
 
     repo, diags = load_text(WITHOUT_TTL)
     assert repo is not None, diags
-    events = [{"user_id": "a", "amount": 1.5, "event_timestamp": D(2024, 1, 1)},
-              {"user_id": "a", "amount": None, "event_timestamp": D(2024, 1, 2)}]
-    labels = [{"user_id": "a", "event_timestamp": D(2024, 3, 1)},
-              {"user_id": "zzz", "event_timestamp": D(2024, 3, 1)},
-              {"user_id": "a", "event_timestamp": D(2024, 1, 1)},  # event exactly at T: unseen
-              {"user_id": "a", "event_timestamp": D(2024, 1, 2, 0, 0, 0, 1)}]
+    events = [
+        {"user_id": "a", "amount": 1.5, "event_timestamp": D(2024, 1, 1)},
+        {"user_id": "a", "amount": None, "event_timestamp": D(2024, 1, 2)},
+    ]
+    labels = [
+        {"user_id": "a", "event_timestamp": D(2024, 3, 1)},
+        {"user_id": "zzz", "event_timestamp": D(2024, 3, 1)},
+        {"user_id": "a", "event_timestamp": D(2024, 1, 1)},  # event exactly at T: unseen
+        {"user_id": "a", "event_timestamp": D(2024, 1, 2, 0, 0, 0, 1)},
+    ]
     feats = [("f", f.name) for f in repo.views["f"].features]
     got = training(repo, feats, {"orders": events}, labels, LABEL_TYPES)
     want = [
@@ -126,5 +181,6 @@ def test_empty_values_without_ttl():
     ]
     for row, w in zip(got, want, strict=True):
         assert {k: row[k] for k in w} == w
-    assert training_set(repo, feats, {"orders": events}, labels) == \
-        [{**lab, **w} for lab, w in zip(labels, want, strict=True)]
+    assert training_set(repo, feats, {"orders": events}, labels) == [
+        {**lab, **w} for lab, w in zip(labels, want, strict=True)
+    ]

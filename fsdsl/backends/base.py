@@ -49,5 +49,6 @@ def connect(url: str, settings: dict | None = None) -> Warehouse:
         from fsdsl.backends.duckdb import DuckDBWarehouse
 
         return DuckDBWarehouse(url, settings or {})
-    raise UsageError(f"unknown warehouse URL scheme `{scheme or url}`; "
-                     "use duckdb:///path.duckdb", "E0003")
+    raise UsageError(
+        f"unknown warehouse URL scheme `{scheme or url}`; use duckdb:///path.duckdb", "E0003"
+    )

@@ -21,8 +21,11 @@ class DuckDBWarehouse(Warehouse):
         self.url = url
         path = duckdb_path(url)
         if path != ":memory:" and not Path(path).exists():
-            raise UsageError(f"no DuckDB database at {path} (run `fsc demo-data` to create the "
-                             "example warehouse, or pass --warehouse)", "E0003")
+            raise UsageError(
+                f"no DuckDB database at {path} (run `fsc demo-data` to create the "
+                "example warehouse, or pass --warehouse)",
+                "E0003",
+            )
         config = {}
         for key in ("memory_limit", "threads", "temp_directory"):
             if settings.get(key) is not None:
@@ -37,10 +40,12 @@ class DuckDBWarehouse(Warehouse):
     def table_columns(self, table: tuple[str, ...]) -> dict[str, str] | None:
         schema = table[-2] if len(table) >= 2 else None
         name = table[-1]
-        sql = ("SELECT column_name, data_type FROM information_schema.columns "
-               "WHERE table_name = $name" + (" AND table_schema = $schema" if schema else
-                                             " AND table_schema = current_schema()") +
-               " ORDER BY ordinal_position")
+        sql = (
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = $name"
+            + (" AND table_schema = $schema" if schema else " AND table_schema = current_schema()")
+            + " ORDER BY ordinal_position"
+        )
         params = {"name": name, **({"schema": schema} if schema else {})}
         rows = self.con.execute(sql, params).fetchall()
         return {c: t for c, t in rows} or None
@@ -52,11 +57,15 @@ class DuckDBWarehouse(Warehouse):
         import duckdb
 
         try:
-            return self.con.sql(sql, params=params).to_arrow_table() if params else \
-                self.con.sql(sql).to_arrow_table()
+            return (
+                self.con.sql(sql, params=params).to_arrow_table()
+                if params
+                else self.con.sql(sql).to_arrow_table()
+            )
         except duckdb.Error as e:
-            raise UsageError(f"the warehouse rejected the query: {str(e).splitlines()[0]}",
-                             "E0410") from None
+            raise UsageError(
+                f"the warehouse rejected the query: {str(e).splitlines()[0]}", "E0410"
+            ) from None
 
     def close(self) -> None:
         self.con.close()

@@ -18,6 +18,25 @@ DATE_PARTS = ("second", "minute", "hour", "day", "week", "month", "quarter", "ye
 EXTRACT_PARTS = ("year", "quarter", "month", "day", "hour", "minute", "second")
 
 
+# Deeper trees than this are refused: compiling them would exhaust Python's recursion limit
+# (sqlglot's generator is recursive) long before any warehouse minded.
+MAX_DEPTH = 100
+
+
+def _depth(expr: ast.Expr) -> int:
+    """Nesting depth of a syntax tree, without recursion (the tree may be very deep)."""
+    deepest, stack = 0, [(expr, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        for value in vars(node).values():
+            items = value if isinstance(value, tuple) else (value,)
+            for item in items:
+                parts = item if isinstance(item, tuple) else (item,)
+                stack.extend((p, level + 1) for p in parts if isinstance(p, ast.Expr))
+    return deepest
+
+
 class _Fail(Exception):
     """Aborts typing of one expression; the diagnostic is already recorded."""
 
@@ -56,6 +75,20 @@ class ExprChecker:
         raise _Fail
 
     def check(self, expr: ast.Expr, scope: Scope) -> ir.Expr | None:
+        depth = _depth(expr)
+        if depth > MAX_DEPTH:
+            self.diagnostics.append(
+                Diagnostic(
+                    "E0103",
+                    f"expression nested too deeply ({depth} levels; at most {MAX_DEPTH})",
+                    expr.span,
+                    hints=(
+                        "split it into derived features, or use `in (...)` instead "
+                        "of a chain of `or`",
+                    ),
+                )
+            )
+            return None
         try:
             return self.expr(expr, scope)
         except _Fail:
@@ -67,8 +100,13 @@ class ExprChecker:
         return method(e, scope)
 
     def e_literal(self, e: ast.Literal, scope: Scope) -> ir.Expr:
-        t = {"string": ir.STRING, "int": ir.INT, "float": ir.FLOAT, "bool": ir.BOOL,
-             "null": ir.NULL}[e.kind]
+        t = {
+            "string": ir.STRING,
+            "int": ir.INT,
+            "float": ir.FLOAT,
+            "bool": ir.BOOL,
+            "null": ir.NULL,
+        }[e.kind]
         return ir.Literal(t, e.span, e.value)
 
     def e_name(self, e: ast.Name, scope: Scope) -> ir.Expr:
@@ -82,8 +120,12 @@ class ExprChecker:
         if e.name in scope.failed:
             raise _Fail
         if e.name in scope.columns:
-            self.error("E0303", f"column `{e.name}` is used outside an aggregation", e.span,
-                       f"a feature is computed over many rows: wrap it, e.g. `last({e.name})`")
+            self.error(
+                "E0303",
+                f"column `{e.name}` is used outside an aggregation",
+                e.span,
+                f"a feature is computed over many rows: wrap it, e.g. `last({e.name})`",
+            )
         hint = _suggest(e.name, {**scope.features, **scope.columns})
         self.error("E0204", f"unknown feature or column `{e.name}`", e.span, hint)
 
@@ -128,8 +170,9 @@ class ExprChecker:
         for item in e.items:
             y = self.coerce_literal(self.expr(item, scope), x)
             if unify(x.type, y.type) is None:
-                self.error("E0300", f"`in` list item of type {y.type} cannot match {x.type}",
-                           item.span)
+                self.error(
+                    "E0300", f"`in` list item of type {y.type} cannot match {x.type}", item.span
+                )
             items.append(y)
         return ir.InList(ir.BOOL, e.span, x, tuple(items), e.negated)
 
@@ -171,8 +214,12 @@ class ExprChecker:
 
     def e_extract(self, e: ast.Extract, scope: Scope) -> ir.Expr:
         if e.part not in EXTRACT_PARTS:
-            self.error("E0300", f"unknown date part `{e.part}`", e.part_span or e.span,
-                       "one of " + ", ".join(EXTRACT_PARTS))
+            self.error(
+                "E0300",
+                f"unknown date part `{e.part}`",
+                e.part_span or e.span,
+                "one of " + ", ".join(EXTRACT_PARTS),
+            )
         x = self.expr(e.operand, scope)
         self.expect(x, ("timestamp", "date"), e.operand.span, "`extract`")
         return ir.Extract(ir.INT, e.span, e.part, x)
@@ -197,15 +244,20 @@ class ExprChecker:
     def aggregate(self, e: ast.Call, scope: Scope) -> ir.Expr:
         span = e.name_span or e.span
         if not scope.allow_aggregates:
-            self.error("E0303", f"aggregation `{e.name}` is not allowed here", span,
-                       "aggregations belong in feature definitions, not in `where`")
+            self.error(
+                "E0303",
+                f"aggregation `{e.name}` is not allowed here",
+                span,
+                "aggregations belong in feature definitions, not in `where`",
+            )
         if scope.in_aggregate:
             self.error("E0303", f"aggregation `{e.name}` inside another aggregation", span)
         inner = Scope(scope.columns, scope.features, True, scope.window, True, scope.failed)
         if e.star:
             if e.name != "count":
-                self.error("E0211", f"`{e.name}(*)` is not allowed; only `count(*)` takes `*`",
-                           e.span)
+                self.error(
+                    "E0211", f"`{e.name}(*)` is not allowed; only `count(*)` takes `*`", e.span
+                )
             return ir.Aggregate(ir.INT, e.span, "count", None, scope.window)
         want = 2 if e.name == "last_k" else 1
         if len(e.args) != want:
@@ -217,15 +269,20 @@ class ExprChecker:
         if e.name == "last_k":
             kx = e.args[1]
             if not (isinstance(kx, ast.Literal) and kx.kind == "int" and 0 < kx.value <= 1000):
-                self.error("E0305", "`last_k` needs a whole number from 1 to 1000 as its k",
-                           kx.span)
+                self.error(
+                    "E0305", "`last_k` needs a whole number from 1 to 1000 as its k", kx.span
+                )
             k = kx.value
         if e.name in ("count", "count_distinct"):
             t = ir.INT
         elif e.name in ("sum", "avg"):
             if not arg.type.is_numeric and arg.type != ir.NULL:
-                self.error("E0300", f"`{e.name}` needs a number, got {arg.type}",
-                           e.args[0].span, "cast it, or use count/min/max/last")
+                self.error(
+                    "E0300",
+                    f"`{e.name}` needs a number, got {arg.type}",
+                    e.args[0].span,
+                    "cast it, or use count/min/max/last",
+                )
             t = ir.FLOAT if e.name == "avg" or arg.type != ir.INT else ir.INT
         elif e.name == "last_k":
             t = ir.list_of(arg.type)
@@ -246,8 +303,11 @@ class ExprChecker:
             import datetime as dt
 
             try:
-                value = (dt.date.fromisoformat(x.value) if other.type == ir.DATE
-                         else dt.datetime.fromisoformat(x.value))
+                value = (
+                    dt.date.fromisoformat(x.value)
+                    if other.type == ir.DATE
+                    else dt.datetime.fromisoformat(x.value)
+                )
             except ValueError:
                 self.error("E0300", f"`{x.value}` is not an ISO 8601 {other.type}", x.span)
             return ir.Cast(other.type, x.span, ir.Literal(ir.STRING, x.span, value.isoformat()))
@@ -268,8 +328,9 @@ def _same_numeric(c: ExprChecker, e: ast.Call, args: list[ir.Expr]) -> ir.Expr:
     c.expect(args[0], ("int", "float"), e.args[0].span, f"`{e.name}`")
     if len(args) > 1:
         c.expect(args[1], ("int",), e.args[1].span, f"`{e.name}` digits")
-    return ir.Func(args[0].type if args[0].type != ir.NULL else ir.FLOAT, e.span, e.name,
-                   tuple(args))
+    return ir.Func(
+        args[0].type if args[0].type != ir.NULL else ir.FLOAT, e.span, e.name, tuple(args)
+    )
 
 
 def _to_float(c: ExprChecker, e: ast.Call, args: list[ir.Expr]) -> ir.Expr:
@@ -312,10 +373,15 @@ def _concat(c: ExprChecker, e: ast.Call, args: list[ir.Expr]) -> ir.Expr:
 
 def _date_trunc(c: ExprChecker, e: ast.Call, args: list[ir.Expr]) -> ir.Expr:
     part = e.args[0]
-    if not (isinstance(part, ast.Literal) and part.kind == "string"
-            and part.value.lower() in DATE_PARTS):
-        c.error("E0300", "`date_trunc` needs a unit in quotes as its first argument", part.span,
-                "one of " + ", ".join(f"'{p}'" for p in DATE_PARTS))
+    if not (
+        isinstance(part, ast.Literal) and part.kind == "string" and part.value.lower() in DATE_PARTS
+    ):
+        c.error(
+            "E0300",
+            "`date_trunc` needs a unit in quotes as its first argument",
+            part.span,
+            "one of " + ", ".join(f"'{p}'" for p in DATE_PARTS),
+        )
     c.expect(args[1], ("timestamp", "date"), e.args[1].span, "`date_trunc`")
     unit = ir.Literal(ir.STRING, part.span, part.value.lower())
     return ir.Func(ir.TIMESTAMP, e.span, e.name, (unit, args[1]))

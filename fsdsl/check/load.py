@@ -16,8 +16,11 @@ _DURATION = re.compile(r"^([0-9]+)([a-zA-Z]+)$")
 
 def feat_files(path: Path) -> list[Path]:
     if path.is_dir():
-        return sorted(p for p in path.rglob("*.feat") if not any(
-            part.startswith(".") for part in p.relative_to(path).parts))
+        return sorted(
+            p
+            for p in path.rglob("*.feat")
+            if not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
     return [path]
 
 
@@ -29,7 +32,9 @@ def load_repository(path: str | Path) -> tuple[ir.Repository | None, list[Diagno
     """
     path = Path(path)
     if not path.exists():
-        return None, [Diagnostic("E0001", f"no such file or folder: {path}", Span(str(path), 1, 1, 1, 1))]
+        return None, [
+            Diagnostic("E0001", f"no such file or folder: {path}", Span(str(path), 1, 1, 1, 1))
+        ]
     modules, diags = [], []
     files = feat_files(path)
     if not files:
@@ -70,16 +75,29 @@ class Resolver:
 
     # ---- top level ----
     def resolve(self, modules: list[ast.Module], files: tuple[str, ...]) -> ir.Repository:
-        decls: dict[str, dict[str, object]] = {"entity": {}, "source": {}, "view": {}, "service": {}}
+        decls: dict[str, dict[str, object]] = {
+            "entity": {},
+            "source": {},
+            "view": {},
+            "service": {},
+        }
         for m in modules:
-            for kind, items in (("entity", m.entities), ("source", m.sources),
-                                ("view", m.views), ("service", m.services)):
+            for kind, items in (
+                ("entity", m.entities),
+                ("source", m.sources),
+                ("view", m.views),
+                ("service", m.services),
+            ):
                 for item in items:
                     table = decls[kind]
                     if item.name.name in table:
                         first = table[item.name.name].name.span
-                        self.error("E0200", f"{kind} `{item.name.name}` is declared twice",
-                                   item.name.span, f"first declared at {first.file}:{first.line}")
+                        self.error(
+                            "E0200",
+                            f"{kind} `{item.name.name}` is declared twice",
+                            item.name.span,
+                            f"first declared at {first.file}:{first.line}",
+                        )
                         continue
                     table[item.name.name] = item
         entities = {n: e for n, a in decls["entity"].items() if (e := self.entity(a))}
@@ -100,8 +118,12 @@ class Resolver:
         m = _DURATION.match(d.text)
         if not m or m.group(2) not in ir.UNIT_SECONDS:
             unit = m.group(2) if m else d.text
-            self.error("E0302", f"bad duration `{d.text}`: unknown unit `{unit}`", d.span,
-                       "use s, m, h, d or w, e.g. 90s 15m 12h 7d 2w")
+            self.error(
+                "E0302",
+                f"bad duration `{d.text}`: unknown unit `{unit}`",
+                d.span,
+                "use s, m, h, d or w, e.g. 90s 15m 12h 7d 2w",
+            )
             return None
         amount = int(m.group(1))
         if amount <= 0:
@@ -123,8 +145,12 @@ class Resolver:
     # ---- entity ----
     def entity(self, e: ast.Entity) -> ir.Entity | None:
         if not e.keys:
-            self.error("E0206", f"entity `{e.name.name}` has no `key`", e.name.span,
-                       "add e.g. `key user_id: string`")
+            self.error(
+                "E0206",
+                f"entity `{e.name.name}` has no `key`",
+                e.name.span,
+                "add e.g. `key user_id: string`",
+            )
             return None
         keys, seen = [], set()
         for k in e.keys:
@@ -164,27 +190,45 @@ class Resolver:
             columns[c.name.name] = t
         parts = tuple(s.table.value.split("."))
         if not all(parts) or len(parts) > 3:
-            self.error("E0206", f"bad table name `{s.table.value}`", s.table.span,
-                       'write "table" or "schema.table"')
+            self.error(
+                "E0206",
+                f"bad table name `{s.table.value}`",
+                s.table.span,
+                'write "table" or "schema.table"',
+            )
             ok = False
         for what, ident in (("timestamp", s.timestamp), ("created", s.created)):
             if ident is None:
                 continue
             t = columns.get(ident.name)
             if ident.name not in columns and ok:
-                self.error("E0203", f"unknown column `{ident.name}` in source `{s.name.name}`",
-                           ident.span, _suggest(ident.name, columns))
+                self.error(
+                    "E0203",
+                    f"unknown column `{ident.name}` in source `{s.name.name}`",
+                    ident.span,
+                    _suggest(ident.name, columns),
+                )
                 ok = False
             elif t is not None and t != ir.TIMESTAMP:
-                self.error("E0307", f"the {what} column `{ident.name}` is {t}, not timestamp",
-                           ident.span)
+                self.error(
+                    "E0307", f"the {what} column `{ident.name}` is {t}, not timestamp", ident.span
+                )
                 ok = False
         if not ok:
             return None
         desc = s.description.value if s.description else None
         created = s.created.name if s.created else None
-        return ir.Source(s.name.name, parts, s.timestamp.name, created, columns, desc, s.span,
-                         s.table.span, {c.name.name: c.name.span for c in s.columns})
+        return ir.Source(
+            s.name.name,
+            parts,
+            s.timestamp.name,
+            created,
+            columns,
+            desc,
+            s.span,
+            s.table.span,
+            {c.name.name: c.name.span for c in s.columns},
+        )
 
     # ---- view ----
     def view(self, v: ast.View, entities, sources, decls) -> ir.View | None:
@@ -196,19 +240,31 @@ class Resolver:
         entity = entities.get(v.entity.name)
         if entity is None:
             if v.entity.name not in decls["entity"]:
-                self.error("E0201", f"unknown entity `{v.entity.name}`", v.entity.span,
-                           _suggest(v.entity.name, decls["entity"]))
+                self.error(
+                    "E0201",
+                    f"unknown entity `{v.entity.name}`",
+                    v.entity.span,
+                    _suggest(v.entity.name, decls["entity"]),
+                )
             return None
         source = sources.get(v.source.name)
         if source is None:
             if v.source.name not in decls["source"]:
-                self.error("E0202", f"unknown source `{v.source.name}`", v.source.span,
-                           _suggest(v.source.name, decls["source"]))
+                self.error(
+                    "E0202",
+                    f"unknown source `{v.source.name}`",
+                    v.source.span,
+                    _suggest(v.source.name, decls["source"]),
+                )
             return None
         # entity keys -> source columns
         if v.entity_by and len(v.entity_by) != len(entity.keys):
-            self.error("E0209", f"entity `{entity.name}` has {len(entity.keys)} key(s) but `by` "
-                       f"names {len(v.entity_by)} column(s)", v.entity_by[0].span)
+            self.error(
+                "E0209",
+                f"entity `{entity.name}` has {len(entity.keys)} key(s) but `by` "
+                f"names {len(v.entity_by)} column(s)",
+                v.entity_by[0].span,
+            )
             return None
         key_columns = []
         for i, key in enumerate(entity.keys):
@@ -216,15 +272,22 @@ class Resolver:
             col = ident.name if ident else key.name
             span = ident.span if ident else v.entity.span
             if col not in source.columns:
-                self.error("E0203", f"unknown column `{col}` in source `{source.name}`", span,
-                           _suggest(col, source.columns) or
-                           f"name the source column of key `{key.name}`: "
-                           f"`entity {entity.name} by <column>`")
+                self.error(
+                    "E0203",
+                    f"unknown column `{col}` in source `{source.name}`",
+                    span,
+                    _suggest(col, source.columns)
+                    or f"name the source column of key `{key.name}`: "
+                    f"`entity {entity.name} by <column>`",
+                )
                 return None
             ct = source.columns[col]
             if ct != key.type:
-                self.error("E0306", f"key `{key.name}` is {key.type} but column `{col}` of "
-                           f"`{source.name}` is {ct}", span)
+                self.error(
+                    "E0306",
+                    f"key `{key.name}` is {key.type} but column `{col}` of `{source.name}` is {ct}",
+                    span,
+                )
                 return None
             key_columns.append(col)
 
@@ -234,8 +297,9 @@ class Resolver:
             if where is None:
                 return None
             if where.type not in (ir.BOOL, ir.NULL):
-                self.error("E0300", f"`where` needs a bool condition, got {where.type}",
-                           v.where.span)
+                self.error(
+                    "E0300", f"`where` needs a bool condition, got {where.type}", v.where.span
+                )
                 return None
         ttl = self.duration(v.ttl) if v.ttl else None
         if v.ttl and ttl is None:
@@ -247,9 +311,18 @@ class Resolver:
         if not features:
             self.error("E0206", f"feature view `{name}` defines no features", v.name.span)
             return None
-        return ir.View(name, entity, tuple(key_columns), source, where, ttl,
-                       v.owner.value if v.owner else None,
-                       v.description.value if v.description else None, tuple(features), v.span)
+        return ir.View(
+            name,
+            entity,
+            tuple(key_columns),
+            source,
+            where,
+            ttl,
+            v.owner.value if v.owner else None,
+            v.description.value if v.description else None,
+            tuple(features),
+            v.span,
+        )
 
     def features(self, v: ast.View, source: ir.Source) -> list[ir.Feature] | None:
         by_name: dict[str, ast.Feature] = {}
@@ -257,8 +330,12 @@ class Resolver:
         for f in v.features:
             if f.name.name in by_name:
                 first = by_name[f.name.name].name.span
-                self.error("E0207", f"feature `{f.name.name}` is defined twice in `{v.name.name}`",
-                           f.name.span, f"first defined at line {first.line}")
+                self.error(
+                    "E0207",
+                    f"feature `{f.name.name}` is defined twice in `{v.name.name}`",
+                    f.name.span,
+                    f"first defined at line {first.line}",
+                )
                 ok = False
                 continue
             by_name[f.name.name] = f
@@ -282,19 +359,28 @@ class Resolver:
                 continue
             has_agg = any(isinstance(n, ir.Aggregate) for n in ir.walk(expr))
             if f.window is not None and not has_agg:
-                self.error("E0303", f"`over {f.window.text}` needs an aggregation in the feature",
-                           f.window.span, "a derived feature takes the windows of its inputs")
+                self.error(
+                    "E0303",
+                    f"`over {f.window.text}` needs an aggregation in the feature",
+                    f.window.span,
+                    "a derived feature takes the windows of its inputs",
+                )
                 ok = False
                 continue
             if not has_agg and not any(isinstance(n, ir.FeatureRef) for n in ir.walk(expr)):
-                self.error("E0303", f"feature `{fname}` is a constant", f.expr.span,
-                           "aggregate a column, e.g. `count(*) over 7d`")
+                self.error(
+                    "E0303",
+                    f"feature `{fname}` is a constant",
+                    f.expr.span,
+                    "aggregate a column, e.g. `count(*) over 7d`",
+                )
                 ok = False
                 continue
             t = expr.type if expr.type != ir.NULL else None
             if t is None:
-                self.error("E0300", f"feature `{fname}` has no type (it is always null)",
-                           f.expr.span)
+                self.error(
+                    "E0300", f"feature `{fname}` has no type (it is always null)", f.expr.span
+                )
                 ok = False
                 continue
             if f.type is not None:
@@ -303,17 +389,25 @@ class Resolver:
                     ok = False
                     continue
                 if declared != t and not (declared == ir.FLOAT and t == ir.INT):
-                    self.error("E0301", f"feature `{fname}` is declared {declared} but computes {t}",
-                               f.type.span)
+                    self.error(
+                        "E0301",
+                        f"feature `{fname}` is declared {declared} but computes {t}",
+                        f.type.span,
+                    )
                     ok = False
                     continue
                 t = declared
             size, depth = _expanded_size(expr, built)
             if size > MAX_EXPANDED_NODES or depth > MAX_EXPANDED_DEPTH:
-                self.error("E0103", f"feature `{fname}` is too large once the features it uses "
-                           f"are expanded ({size} nodes, depth {depth})", f.expr.span,
-                           f"keep derived features under {MAX_EXPANDED_NODES} nodes and depth "
-                           f"{MAX_EXPANDED_DEPTH}")
+                self.error(
+                    "E0103",
+                    f"feature `{fname}` is too large once the features it uses "
+                    f"are expanded (more than {MAX_EXPANDED_NODES} nodes or deeper than "
+                    f"{MAX_EXPANDED_DEPTH})",
+                    f.expr.span,
+                    f"keep derived features under {MAX_EXPANDED_NODES} nodes and depth "
+                    f"{MAX_EXPANDED_DEPTH}",
+                )
                 ok = False
                 continue
             types[fname] = t
@@ -332,10 +426,11 @@ class Resolver:
             if state.get(n) == 2:
                 return True
             if state.get(n) == 1:
-                cycle = path[path.index(n):] + [n]
+                cycle = path[path.index(n) :] + [n]
                 f = by_name[n]
-                self.error("E0208", "derived features form a cycle: " + " -> ".join(cycle),
-                           f.name.span)
+                self.error(
+                    "E0208", "derived features form a cycle: " + " -> ".join(cycle), f.name.span
+                )
                 return False
             state[n] = 1
             for d in deps[n]:
@@ -361,14 +456,22 @@ class Resolver:
             view = views.get(r.view.name)
             if view is None:
                 if r.view.name not in decls["view"]:
-                    self.error("E0205", f"unknown feature view `{r.view.name}`", r.view.span,
-                               _suggest(r.view.name, decls["view"]))
+                    self.error(
+                        "E0205",
+                        f"unknown feature view `{r.view.name}`",
+                        r.view.span,
+                        _suggest(r.view.name, decls["view"]),
+                    )
                 ok = False
                 continue
             names = [f.name for f in view.features] if r.feature is None else [r.feature.name]
             if r.feature is not None and r.feature.name not in {f.name for f in view.features}:
-                self.error("E0204", f"unknown feature `{r.feature.name}` in `{view.name}`",
-                           r.feature.span, _suggest(r.feature.name, [f.name for f in view.features]))
+                self.error(
+                    "E0204",
+                    f"unknown feature `{r.feature.name}` in `{view.name}`",
+                    r.feature.span,
+                    _suggest(r.feature.name, [f.name for f in view.features]),
+                )
                 ok = False
                 continue
             for n in names:
@@ -380,13 +483,18 @@ class Resolver:
         seen: dict[str, str] = {}
         for vname, fname in refs:
             if fname in seen and seen[fname] != vname:
-                self.error("E0207", f"service `{s.name.name}` has two features named `{fname}` "
-                           f"(from `{seen[fname]}` and `{vname}`)", s.name.span,
-                           "rename one of them")
+                self.error(
+                    "E0207",
+                    f"service `{s.name.name}` has two features named `{fname}` "
+                    f"(from `{seen[fname]}` and `{vname}`)",
+                    s.name.span,
+                    "rename one of them",
+                )
                 return None
             seen[fname] = vname
-        return ir.Service(s.name.name, tuple(refs), s.description.value if s.description else None,
-                          s.span)
+        return ir.Service(
+            s.name.name, tuple(refs), s.description.value if s.description else None, s.span
+        )
 
 
 # Derived features are inlined into SQL; these bounds keep queries (and sqlglot's recursive
@@ -432,6 +540,7 @@ def _references(e: ast.Expr, inside_agg: bool = False) -> list[str]:
             if isinstance(item, ast.Expr):
                 out += _references(item, inside_agg)
             elif isinstance(item, tuple):
-                out += [n for x in item if isinstance(x, ast.Expr)
-                        for n in _references(x, inside_agg)]
+                out += [
+                    n for x in item if isinstance(x, ast.Expr) for n in _references(x, inside_agg)
+                ]
     return out

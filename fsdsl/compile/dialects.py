@@ -17,11 +17,24 @@ from fsdsl import ir
 # sqlglot warns when a dialect cannot express NULLS FIRST/LAST; our sort keys are never null.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
-DIALECTS = ("duckdb", "postgres", "spark", "snowflake", "bigquery", "trino", "databricks",
-            "redshift")
+DIALECTS = (
+    "duckdb",
+    "postgres",
+    "spark",
+    "snowflake",
+    "bigquery",
+    "trino",
+    "databricks",
+    "redshift",
+)
 
-_UNITS = {"s": ("SECOND", 1), "m": ("MINUTE", 1), "h": ("HOUR", 1), "d": ("DAY", 1),
-          "w": ("DAY", 7)}
+_UNITS = {
+    "s": ("SECOND", 1),
+    "m": ("MINUTE", 1),
+    "h": ("HOUR", 1),
+    "d": ("DAY", 1),
+    "w": ("DAY", 7),
+}
 
 
 @dataclass(frozen=True)
@@ -31,11 +44,20 @@ class Dialect:
     # ---- types ----
     def sql_type(self, t: ir.Type) -> exp.DataType:
         if t.name == "list":
-            return exp.DataType(this=exp.DataType.Type.ARRAY,
-                                expressions=[self.sql_type(t.element)], nested=True)
-        return exp.DataType.build({
-            "string": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN",
-            "timestamp": "TIMESTAMP", "date": "DATE", "null": "VARCHAR"}[t.name])
+            return exp.DataType(
+                this=exp.DataType.Type.ARRAY, expressions=[self.sql_type(t.element)], nested=True
+            )
+        return exp.DataType.build(
+            {
+                "string": "VARCHAR",
+                "int": "BIGINT",
+                "float": "DOUBLE",
+                "bool": "BOOLEAN",
+                "timestamp": "TIMESTAMP",
+                "date": "DATE",
+                "null": "VARCHAR",
+            }[t.name]
+        )
 
     def cast(self, e: exp.Expression, t: ir.Type) -> exp.Expression:
         return exp.Cast(this=e, to=self.sql_type(t))
@@ -58,26 +80,43 @@ class Dialect:
         return exp.TimeToUnix(this=t)
 
     # ---- aggregation ----
-    def ordered_list(self, value: exp.Expression, order: exp.Expression,
-                     condition: exp.Expression, element: ir.Type) -> exp.Expression:
+    def ordered_list(
+        self,
+        value: exp.Expression,
+        order: exp.Expression,
+        condition: exp.Expression,
+        element: ir.Type,
+    ) -> exp.Expression:
         """The values of the rows meeting `condition`, ascending by `order`; NULL when none."""
         if self.name == "redshift":
             # No ARRAY_AGG: build a JSON array text with LISTAGG and parse it into SUPER.
             item = exp.Case(ifs=[exp.If(this=condition, true=_json_text(value, element))])
             agg = exp.WithinGroup(
                 this=exp.Anonymous(this="LISTAGG", expressions=[item, exp.Literal.string(",")]),
-                expression=exp.Order(expressions=[exp.Ordered(this=order)]))
-            text = exp.DPipe(this=exp.DPipe(this=exp.Literal.string("["), expression=agg),
-                             expression=exp.Literal.string("]"))
+                expression=exp.Order(expressions=[exp.Ordered(this=order)]),
+            )
+            text = exp.DPipe(
+                this=exp.DPipe(this=exp.Literal.string("["), expression=agg),
+                expression=exp.Literal.string("]"),
+            )
             return exp.Anonymous(this="JSON_PARSE", expressions=[text])
         if self.name in ("spark", "databricks"):
             pairs = exp.Filter(
-                this=exp.Anonymous(this="COLLECT_LIST", expressions=[exp.Struct(expressions=[
-                    exp.alias_(order, "r"), exp.alias_(value, "v")])]),
-                expression=exp.Where(this=condition))
-            lst = exp.Transform(this=exp.ArraySort(this=pairs), expression=exp.Lambda(
-                this=exp.Dot(this=exp.column("s"), expression=exp.to_identifier("v")),
-                expressions=[exp.to_identifier("s")]))
+                this=exp.Anonymous(
+                    this="COLLECT_LIST",
+                    expressions=[
+                        exp.Struct(expressions=[exp.alias_(order, "r"), exp.alias_(value, "v")])
+                    ],
+                ),
+                expression=exp.Where(this=condition),
+            )
+            lst = exp.Transform(
+                this=exp.ArraySort(this=pairs),
+                expression=exp.Lambda(
+                    this=exp.Dot(this=exp.column("s"), expression=exp.to_identifier("v")),
+                    expressions=[exp.to_identifier("s")],
+                ),
+            )
             # collect_list gives [] for no rows where the others give NULL; callers coalesce.
             return lst
         agg = exp.ArrayAgg(this=exp.Order(this=value, expressions=[exp.Ordered(this=order)]))
@@ -97,8 +136,9 @@ class Dialect:
     def round(self, x: exp.Expression, digits: exp.Expression | None, t: ir.Type):
         if digits is not None and t == ir.FLOAT and self.name in ("postgres", "redshift"):
             # ROUND(double precision, int) does not exist there; numeric rounds exactly.
-            inner = exp.Round(this=exp.Cast(this=x, to=exp.DataType.build("DECIMAL")),
-                              decimals=digits)
+            inner = exp.Round(
+                this=exp.Cast(this=x, to=exp.DataType.build("DECIMAL")), decimals=digits
+            )
             return exp.Cast(this=inner, to=exp.DataType.build("DOUBLE"))
         return exp.Round(this=x, decimals=digits) if digits is not None else exp.Round(this=x)
 
@@ -108,12 +148,15 @@ def _json_text(value: exp.Expression, t: ir.Type) -> exp.Expression:
     if t.is_numeric:
         return exp.Cast(this=value, to=exp.DataType.build("VARCHAR"))
     if t == ir.BOOL:
-        return exp.Case(ifs=[exp.If(this=value, true=exp.Literal.string("true"))],
-                        default=exp.Literal.string("false"))
+        return exp.Case(
+            ifs=[exp.If(this=value, true=exp.Literal.string("true"))],
+            default=exp.Literal.string("false"),
+        )
     text = exp.Cast(this=value, to=exp.DataType.build("VARCHAR"))
     for old, new in (("\\", "\\\\"), ('"', '\\"')):
-        text = exp.Anonymous(this="REPLACE", expressions=[text, exp.Literal.string(old),
-                                                          exp.Literal.string(new)])
+        text = exp.Anonymous(
+            this="REPLACE", expressions=[text, exp.Literal.string(old), exp.Literal.string(new)]
+        )
     quote = exp.Literal.string('"')
     return exp.DPipe(this=exp.DPipe(this=quote, expression=text), expression=quote.copy())
 

@@ -17,9 +17,18 @@ from fsdsl.compile.dialects import Dialect
 Resolver = Callable[[ir.Expr], exp.Expression]
 
 _BINARY = {
-    "+": exp.Add, "-": exp.Sub, "*": exp.Mul, "%": exp.Mod,
-    "=": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE,
-    "and": exp.And, "or": exp.Or,
+    "+": exp.Add,
+    "-": exp.Sub,
+    "*": exp.Mul,
+    "%": exp.Mod,
+    "=": exp.EQ,
+    "!=": exp.NEQ,
+    "<": exp.LT,
+    "<=": exp.LTE,
+    ">": exp.GT,
+    ">=": exp.GTE,
+    "and": exp.And,
+    "or": exp.Or,
 }
 
 
@@ -37,8 +46,10 @@ def literal(value: object, t: ir.Type, d: Dialect) -> exp.Expression:
 
 def wrap(x: exp.Expression) -> exp.Expression:
     """Parenthesise an operand that is itself an operator, so the tree prints as it parses."""
-    if isinstance(x, exp.Binary | exp.Connector | exp.Not | exp.Is | exp.In | exp.Between
-                  | exp.Neg | exp.Unary):
+    if isinstance(
+        x,
+        exp.Binary | exp.Connector | exp.Not | exp.Is | exp.In | exp.Between | exp.Neg | exp.Unary,
+    ):
         return exp.Paren(this=x)
     return x
 
@@ -64,11 +75,13 @@ def to_sql(e: ir.Expr, d: Dialect, leaf: Resolver) -> exp.Expression:
         if e.op == "/":
             if e.left.type != ir.FLOAT:
                 left = d.cast(left, ir.FLOAT)
-            return exp.Div(this=left,
-                           expression=exp.Nullif(this=right, expression=exp.Literal.number(0)))
+            return exp.Div(
+                this=left, expression=exp.Nullif(this=right, expression=exp.Literal.number(0))
+            )
         if e.op == "%":
-            return exp.Mod(this=left,
-                           expression=exp.Nullif(this=right, expression=exp.Literal.number(0)))
+            return exp.Mod(
+                this=left, expression=exp.Nullif(this=right, expression=exp.Literal.number(0))
+            )
         return _BINARY[e.op](this=left, expression=right)
     if isinstance(e, ir.IsNull):
         test = exp.Is(this=wrap(go(e.operand)), expression=exp.Null())
@@ -125,8 +138,10 @@ def _function(e: ir.Func, d: Dialect, go) -> exp.Expression:
     if name == "length":
         return exp.Length(this=args[0])
     if name == "concat":
-        parts = [exp.Coalesce(this=d.cast(a, ir.STRING), expressions=[exp.Literal.string("")])
-                 for a in args]
+        parts = [
+            exp.Coalesce(this=d.cast(a, ir.STRING), expressions=[exp.Literal.string("")])
+            for a in args
+        ]
         return exp.Concat(expressions=parts) if len(parts) > 1 else parts[0]
     if name == "date_trunc":
         unit = e.args[0].value.upper()

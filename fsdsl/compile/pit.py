@@ -37,7 +37,9 @@ def cte(name: str, query: exp.Expression) -> exp.CTE:
 
 
 def table_ref(name: str, alias: str) -> exp.Table:
-    return exp.Table(this=exp.to_identifier(name), alias=exp.TableAlias(this=exp.to_identifier(alias)))
+    return exp.Table(
+        this=exp.to_identifier(name), alias=exp.TableAlias(this=exp.to_identifier(alias))
+    )
 
 
 def source_table(source: ir.Source, alias: str) -> exp.Table:
@@ -104,12 +106,15 @@ class PointInTime:
     def build(self, spine: str, events: str) -> ViewAggregates:
         """Aggregations at every row of `spine` (keys, __t); `events` comes from `events()`."""
         windowed = [a for a in self.aggs if a.window is not None]
-        unbounded_lastk = [a for a in self.aggs if a.window is None and a.func == "last_k"
-                           and self.has_created]
+        unbounded_lastk = [
+            a for a in self.aggs if a.window is None and a.func == "last_k" and self.has_created
+        ]
         cumulative = [a for a in self.aggs if a.window is None and a not in unbounded_lastk]
         if windowed or self.view.ttl is not None:
-            widest = max([a.window for a in windowed] +
-                         ([self.view.ttl] if self.view.ttl else []), key=lambda w: w.seconds)
+            widest = max(
+                [a.window for a in windowed] + ([self.view.ttl] if self.view.ttl else []),
+                key=lambda w: w.seconds,
+            )
             self.range_join(spine, events, windowed, widest, "w", with_ttl=True)
         if unbounded_lastk:
             self.range_join(spine, events, unbounded_lastk, None, "u", with_ttl=False)
@@ -128,14 +133,22 @@ class PointInTime:
         ts = col(v.source.timestamp, src)
         proj = [exp.alias_(col(c, src), k) for c, k in zip(v.key_columns, self.keys, strict=True)]
         proj.append(exp.alias_(ts, TS))
-        not_null = [exp.Not(this=exp.Is(this=col(c, src), expression=exp.Null()))
-                    for c in (*v.key_columns, v.source.timestamp)]
+        not_null = [
+            exp.Not(this=exp.Is(this=col(c, src), expression=exp.Null()))
+            for c in (*v.key_columns, v.source.timestamp)
+        ]
         if self.has_created:
             created = col(v.source.created, src)
             proj.append(exp.alias_(created, CREATED))
             not_null.append(exp.Not(this=exp.Is(this=created.copy(), expression=exp.Null())))
-            avail = exp.Case(ifs=[exp.If(this=exp.GT(this=created.copy(), expression=ts.copy()),
-                                         true=created.copy())], default=ts.copy())
+            avail = exp.Case(
+                ifs=[
+                    exp.If(
+                        this=exp.GT(this=created.copy(), expression=ts.copy()), true=created.copy()
+                    )
+                ],
+                default=ts.copy(),
+            )
             proj.append(exp.alias_(avail, AVAIL))
         else:
             proj.append(exp.alias_(ts.copy(), AVAIL))
@@ -163,15 +176,18 @@ class PointInTime:
 
             here = [col(k) for k in self.keys] + [col(T)]
             own = exp.select(*here, exp.alias_(bucket(col(T)), BUCKET)).from_(spine)
-            prev = exp.select(*[c.copy() for c in here], exp.alias_(
-                exp.Sub(this=bucket(col(T)), expression=exp.Literal.number(1)), BUCKET)
+            prev = exp.select(
+                *[c.copy() for c in here],
+                exp.alias_(exp.Sub(this=bucket(col(T)), expression=exp.Literal.number(1)), BUCKET),
             ).from_(spine)
             left = self.add(f"{tag}spine", exp.union(own, prev, distinct=False))
             ev_cols = [col(k) for k in self.keys] + [col(TS), col(AVAIL)]
             ev_cols += [col(CREATED)] if self.has_created else []
             ev_cols += [col(n) for n in dict.fromkeys(self.a(a) for a in aggs if a.arg is not None)]
-            right = self.add(f"{tag}events", exp.select(*ev_cols, exp.alias_(bucket(col(TS)),
-                                                                             BUCKET)).from_(events))
+            right = self.add(
+                f"{tag}events",
+                exp.select(*ev_cols, exp.alias_(bucket(col(TS)), BUCKET)).from_(events),
+            )
         else:
             left, right = spine, events
         s, e = "s", "e"
@@ -192,19 +208,28 @@ class PointInTime:
         proj += [col(n, e) for n in dict.fromkeys(self.a(a) for a in aggs if a.arg is not None)]
         for agg in aggs:
             if agg.func in ir.ORDERED_AGGREGATES:
-                valid = and_all([in_window(agg.window, col(TS, e), col(T, s)),
-                                 exp.Not(this=exp.Is(this=col(self.a(agg), e),
-                                                     expression=exp.Null()))])
-                flag = exp.Case(ifs=[exp.If(this=valid, true=exp.Literal.number(1))],
-                                default=exp.Literal.number(0))
+                valid = and_all(
+                    [
+                        in_window(agg.window, col(TS, e), col(T, s)),
+                        exp.Not(this=exp.Is(this=col(self.a(agg), e), expression=exp.Null())),
+                    ]
+                )
+                flag = exp.Case(
+                    ifs=[exp.If(this=valid, true=exp.Literal.number(1))],
+                    default=exp.Literal.number(0),
+                )
                 proj.append(exp.alias_(flag, self.a(agg, "v")))
                 rn = exp.Window(
                     this=exp.RowNumber(),
                     partition_by=[col(k, s) for k in self.keys] + [col(T, s), flag.copy()],
-                    order=exp.Order(expressions=self.order_keys(agg, e, agg.func != "first")))
+                    order=exp.Order(expressions=self.order_keys(agg, e, agg.func != "first")),
+                )
                 proj.append(exp.alias_(rn, self.a(agg, "n")))
-        joined = exp.select(*proj).from_(table_ref(left, s)).join(
-            table_ref(right, e), on=and_all(on), join_type="inner")
+        joined = (
+            exp.select(*proj)
+            .from_(table_ref(left, s))
+            .join(table_ref(right, e), on=and_all(on), join_type="inner")
+        )
         joined_name = self.add(f"{tag}join", joined)
 
         group = [col(k) for k in self.keys] + [col(T)]
@@ -248,12 +273,14 @@ class PointInTime:
             return d.pick(when(value), agg.type, largest=f == "max")
         first = exp.EQ(this=col(self.a(agg, "v")), expression=exp.Literal.number(1))
         if f in ("first", "last"):
-            chosen = and_all([first, exp.EQ(this=col(self.a(agg, "n")),
-                                            expression=exp.Literal.number(1))])
+            chosen = and_all(
+                [first, exp.EQ(this=col(self.a(agg, "n")), expression=exp.Literal.number(1))]
+            )
             return d.pick(exp.Case(ifs=[exp.If(this=chosen, true=value)]), agg.type)
         assert f == "last_k"
-        within = and_all([first, exp.LTE(this=col(self.a(agg, "n")),
-                                         expression=exp.Literal.number(agg.k))])
+        within = and_all(
+            [first, exp.LTE(this=col(self.a(agg, "n")), expression=exp.Literal.number(agg.k))]
+        )
         return d.ordered_list(value, col(self.a(agg, "n")), within, agg.arg.type)
 
     # ---- unwindowed: running aggregates over spine ∪ events in visibility order ----
@@ -274,20 +301,35 @@ class PointInTime:
                 done.add(self.a(agg, "f"))
                 # 1 on the first event (in visibility order) of each value: a running sum of it
                 # is a running distinct count.
-                rn = exp.Window(this=exp.RowNumber(), partition_by=[*keys, col(self.a(agg))],
-                                order=exp.Order(expressions=[exp.Ordered(this=col(AVAIL))]))
-                flag = exp.Case(ifs=[exp.If(this=and_all([not_null, exp.EQ(
-                    this=rn, expression=exp.Literal.number(1))]), true=exp.Literal.number(1))],
-                    default=exp.Literal.number(0))
+                rn = exp.Window(
+                    this=exp.RowNumber(),
+                    partition_by=[*keys, col(self.a(agg))],
+                    order=exp.Order(expressions=[exp.Ordered(this=col(AVAIL))]),
+                )
+                flag = exp.Case(
+                    ifs=[
+                        exp.If(
+                            this=and_all(
+                                [not_null, exp.EQ(this=rn, expression=exp.Literal.number(1))]
+                            ),
+                            true=exp.Literal.number(1),
+                        )
+                    ],
+                    default=exp.Literal.number(0),
+                )
                 ranked_cols.append(exp.alias_(flag, self.a(agg, "f")))
                 stream_cols.append((self.a(agg, "f"), ir.INT))
             elif agg.func in ir.ORDERED_AGGREGATES and self.a(agg, "k") not in done:
                 done.add(self.a(agg, "k"))
-                nonnull_part = exp.Case(ifs=[exp.If(this=not_null.copy(),
-                                                    true=exp.Literal.number(1))],
-                                        default=exp.Literal.number(0))
-                rn = exp.Window(this=exp.RowNumber(), partition_by=[*keys, nonnull_part],
-                                order=exp.Order(expressions=self.order_keys(agg, None, False)))
+                nonnull_part = exp.Case(
+                    ifs=[exp.If(this=not_null.copy(), true=exp.Literal.number(1))],
+                    default=exp.Literal.number(0),
+                )
+                rn = exp.Window(
+                    this=exp.RowNumber(),
+                    partition_by=[*keys, nonnull_part],
+                    order=exp.Order(expressions=self.order_keys(agg, None, False)),
+                )
                 rank = exp.Case(ifs=[exp.If(this=not_null.copy(), true=rn)])
                 ranked_cols.append(exp.alias_(rank, self.a(agg, "k")))
                 stream_cols.append((self.a(agg, "k"), ir.INT))
@@ -297,21 +339,32 @@ class PointInTime:
         ranked = self.add("ranked", exp.select(*ranked_cols).from_(events))
 
         label_side = exp.select(
-            *keys, exp.alias_(col(T), AT), exp.alias_(exp.Literal.number(0), KIND), col(T),
-            *[exp.alias_(d.typed_null(t), n) for n, t in stream_cols]).from_(spine)
+            *keys,
+            exp.alias_(col(T), AT),
+            exp.alias_(exp.Literal.number(0), KIND),
+            col(T),
+            *[exp.alias_(d.typed_null(t), n) for n, t in stream_cols],
+        ).from_(spine)
         event_side = exp.select(
-            *[k.copy() for k in keys], exp.alias_(col(AVAIL), AT),
-            exp.alias_(exp.Literal.number(1), KIND), exp.alias_(d.typed_null(ir.TIMESTAMP), T),
-            *[col(n) for n, _ in stream_cols]).from_(ranked)
+            *[k.copy() for k in keys],
+            exp.alias_(col(AVAIL), AT),
+            exp.alias_(exp.Literal.number(1), KIND),
+            exp.alias_(d.typed_null(ir.TIMESTAMP), T),
+            *[col(n) for n, _ in stream_cols],
+        ).from_(ranked)
         stream = self.add("stream", exp.union(label_side, event_side, distinct=False))
 
         def over(fn):
             return exp.Window(
-                this=fn, partition_by=[k.copy() for k in keys],
-                order=exp.Order(expressions=[exp.Ordered(this=col(AT)),
-                                             exp.Ordered(this=col(KIND))]),
-                spec=exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING",
-                                    end="CURRENT ROW"))
+                this=fn,
+                partition_by=[k.copy() for k in keys],
+                order=exp.Order(
+                    expressions=[exp.Ordered(this=col(AT)), exp.Ordered(this=col(KIND))]
+                ),
+                spec=exp.WindowSpec(
+                    kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"
+                ),
+            )
 
         run_cols = [*[k.copy() for k in keys], col(T), col(KIND)]
         for agg in aggs:
@@ -345,8 +398,20 @@ class PointInTime:
         for agg in aggs:
             if agg.func in ("first", "last"):
                 alias = f"x{self.index[agg]}"  # one lookup per aggregation
-                joins.append((alias, and_all(keys_eq(self.keys, r, alias) + [exp.EQ(
-                    this=col(self.a(agg, "k"), alias), expression=col(self.a(agg, "r"), r))])))
+                joins.append(
+                    (
+                        alias,
+                        and_all(
+                            keys_eq(self.keys, r, alias)
+                            + [
+                                exp.EQ(
+                                    this=col(self.a(agg, "k"), alias),
+                                    expression=col(self.a(agg, "r"), r),
+                                )
+                            ]
+                        ),
+                    )
+                )
                 out.append(exp.alias_(col(self.a(agg), alias), self.a(agg, "r")))
             elif agg.func != "last_k":
                 out.append(col(self.a(agg, "r"), r))
@@ -365,19 +430,30 @@ class PointInTime:
                 continue
             x = "x"
             rank, top = col(self.a(agg, "k"), x), col(self.a(agg, "r"), r)
-            on = and_all(keys_eq(self.keys, r, x) + [
-                exp.LTE(this=rank, expression=top),
-                exp.GT(this=rank.copy(), expression=exp.Sub(
-                    this=top.copy(), expression=exp.Literal.number(agg.k)))])
-            lst = d.ordered_list(col(self.a(agg), x),
-                                 exp.Sub(this=top.copy(), expression=rank.copy()), exp.true(),
-                                 agg.arg.type)
+            on = and_all(
+                keys_eq(self.keys, r, x)
+                + [
+                    exp.LTE(this=rank, expression=top),
+                    exp.GT(
+                        this=rank.copy(),
+                        expression=exp.Sub(this=top.copy(), expression=exp.Literal.number(agg.k)),
+                    ),
+                ]
+            )
+            lst = d.ordered_list(
+                col(self.a(agg), x),
+                exp.Sub(this=top.copy(), expression=rank.copy()),
+                exp.true(),
+                agg.arg.type,
+            )
             group = [*[col(k, r) for k in self.keys], col(T, r)]
-            q = (exp.select(*group, exp.alias_(lst, self.a(agg, "r")))
-                 .from_(table_ref(running, r))
-                 .join(table_ref(ranked, x), on=on, join_type="inner")
-                 .where(exp.EQ(this=col(KIND, r), expression=exp.Literal.number(0)))
-                 .group_by(*[g.copy() for g in group]))
+            q = (
+                exp.select(*group, exp.alias_(lst, self.a(agg, "r")))
+                .from_(table_ref(running, r))
+                .join(table_ref(ranked, x), on=on, join_type="inner")
+                .where(exp.EQ(this=col(KIND, r), expression=exp.Literal.number(0)))
+                .group_by(*[g.copy() for g in group])
+            )
             name = self.add(f"lastk{self.index[agg]}", q)
             self.out.relations.append(name)
             self.out.columns[agg] = (name, self.a(agg, "r"))
@@ -392,8 +468,9 @@ def empty_value(agg: ir.Aggregate, value: exp.Expression, d: Dialect) -> exp.Exp
     return value
 
 
-def feature_values(view: ir.View, aggs: ViewAggregates, d: Dialect,
-                   alias_of: dict[str, str]) -> dict[str, exp.Expression]:
+def feature_values(
+    view: ir.View, aggs: ViewAggregates, d: Dialect, alias_of: dict[str, str]
+) -> dict[str, exp.Expression]:
     """Each feature as an expression over the joined aggregate relations.
 
     `alias_of` maps a relation (CTE) name to the alias it is joined under. Derived features are
@@ -421,9 +498,12 @@ def feature_values(view: ir.View, aggs: ViewAggregates, d: Dialect,
             value = d.cast(value, f.type)
         if aggs.ttl is not None:
             rel, column = aggs.ttl
-            alive = exp.GT(this=exp.Coalesce(this=col(column, alias_of[rel]),
-                                             expressions=[exp.Literal.number(0)]),
-                           expression=exp.Literal.number(0))
+            alive = exp.GT(
+                this=exp.Coalesce(
+                    this=col(column, alias_of[rel]), expressions=[exp.Literal.number(0)]
+                ),
+                expression=exp.Literal.number(0),
+            )
             value = exp.Case(ifs=[exp.If(this=alive, true=value)])
         out[f.name] = value
     return out

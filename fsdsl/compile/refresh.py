@@ -11,8 +11,17 @@ from sqlglot import exp
 
 from fsdsl import ir
 from fsdsl.compile import dialects
-from fsdsl.compile.pit import (AVAIL, T, TS, PointInTime, and_all, col, cte, feature_values,
-                               table_ref)
+from fsdsl.compile.pit import (
+    AVAIL,
+    TS,
+    PointInTime,
+    T,
+    and_all,
+    col,
+    cte,
+    feature_values,
+    table_ref,
+)
 
 AS_OF, WATERMARK = "as_of", "watermark"
 
@@ -37,20 +46,33 @@ def refresh_query(view: ir.View, dialect: str = "duckdb") -> exp.Select:
 
     as_of, wm = _param(AS_OF, d), _param(WATERMARK, d)
     full = exp.Is(this=exp.Placeholder(this=WATERMARK), expression=exp.Null())
-    new_rows = and_all([exp.LT(this=col(AVAIL), expression=as_of.copy()),
-                        exp.Paren(this=exp.Or(this=full, expression=exp.GTE(
-                            this=col(AVAIL), expression=wm.copy())))])
+    new_rows = and_all(
+        [
+            exp.LT(this=col(AVAIL), expression=as_of.copy()),
+            exp.Paren(
+                this=exp.Or(this=full, expression=exp.GTE(this=col(AVAIL), expression=wm.copy()))
+            ),
+        ]
+    )
     changed = [exp.Paren(this=new_rows)]
     horizons = {a.window for a in view.aggregates() if a.window is not None}
     if view.ttl is not None:
         horizons.add(view.ttl)
     for w in sorted(horizons, key=lambda w: w.seconds):
-        leaving = and_all([exp.GTE(this=col(TS), expression=d.minus(wm.copy(), w)),
-                           exp.LT(this=col(TS), expression=d.minus(as_of.copy(), w))])
+        leaving = and_all(
+            [
+                exp.GTE(this=col(TS), expression=d.minus(wm.copy(), w)),
+                exp.LT(this=col(TS), expression=d.minus(as_of.copy(), w)),
+            ]
+        )
         changed.append(exp.Paren(this=leaving))
     spine = f"{prefix}spine"
-    spine_q = (exp.select(*[col(k) for k in keys], exp.alias_(as_of.copy(), T))
-               .from_(events).where(_or_all(changed)).distinct())
+    spine_q = (
+        exp.select(*[col(k) for k in keys], exp.alias_(as_of.copy(), T))
+        .from_(events)
+        .where(_or_all(changed))
+        .distinct()
+    )
     ctes = [*pit.out.ctes, cte(spine, spine_q)]
     pit.out.ctes.clear()
     aggs = pit.build(spine, events)

@@ -55,8 +55,9 @@ def compile_repository(
     elif target == "training" and repo.services:
         groups = [("service", s.name, list(s.features)) for s in repo.services.values()]
     else:
-        groups = [("view", v.name, [(v.name, f.name) for f in v.features])
-                  for v in repo.views.values()]
+        groups = [
+            ("view", v.name, [(v.name, f.name) for f in v.features]) for v in repo.views.values()
+        ]
 
     out = []
     for kind, name, features in groups:
@@ -66,8 +67,9 @@ def compile_repository(
         else:
             for vname in dict.fromkeys(v for v, _ in features):
                 tree = refresh_query(repo.views[vname], dialect)
-                out.append(CompiledQuery(vname, "view", target, dialect,
-                                         sql_text(tree, dialect, pretty)))
+                out.append(
+                    CompiledQuery(vname, "view", target, dialect, sql_text(tree, dialect, pretty))
+                )
     return out
 
 

@@ -6,7 +6,7 @@ from sqlglot import exp
 
 from fsdsl import ir
 from fsdsl.compile import dialects
-from fsdsl.compile.pit import T, PointInTime, and_all, col, cte, feature_values, table_ref
+from fsdsl.compile.pit import PointInTime, T, and_all, col, cte, feature_values, table_ref
 
 LABELS = "labels"
 
@@ -34,8 +34,9 @@ def training_query(
     views = [repo.views[v] for v in dict.fromkeys(v for v, _ in features)]
     ctes: list[exp.CTE] = []
     l_alias = "l"
-    final_cols: list[exp.Expression] = [exp.Column(this=exp.Star(),
-                                                   table=exp.to_identifier(l_alias))]
+    final_cols: list[exp.Expression] = [
+        exp.Column(this=exp.Star(), table=exp.to_identifier(l_alias))
+    ]
     query = exp.select()
     joins = []
     values: dict[tuple[str, str], exp.Expression] = {}
@@ -43,9 +44,14 @@ def training_query(
         prefix = f"{view.name}__"
         keys = [k.name for k in view.entity.keys]
         spine = f"{prefix}spine"
-        ctes.append(cte(spine, exp.select(*[col(k) for k in keys],
-                                          exp.alias_(col(timestamp_column), T))
-                        .from_(exp.to_table(exp.to_identifier(labels))).distinct()))
+        ctes.append(
+            cte(
+                spine,
+                exp.select(*[col(k) for k in keys], exp.alias_(col(timestamp_column), T))
+                .from_(exp.to_table(exp.to_identifier(labels)))
+                .distinct(),
+            )
+        )
         pit = PointInTime(view, d, prefix)
         events = pit.events()
         aggs = pit.build(spine, events)

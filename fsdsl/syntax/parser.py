@@ -6,8 +6,9 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
+from lark.visitors import Transformer_NonRecursive
 
 from fsdsl.diagnostics import Diagnostic, FeatError, Span
 from fsdsl.syntax import ast
@@ -49,8 +50,13 @@ def _parser() -> Lark:
 def _span(file: str, meta_or_token) -> Span:
     m = meta_or_token
     if isinstance(m, Token):
-        return Span(file, m.line or 1, m.column or 1, m.end_line or m.line or 1,
-                    m.end_column or (m.column or 1) + 1)
+        return Span(
+            file,
+            m.line or 1,
+            m.column or 1,
+            m.end_line or m.line or 1,
+            m.end_column or (m.column or 1) + 1,
+        )
     if getattr(m, "empty", True):
         return Span.unknown(file)
     return Span(file, m.line, m.column, m.end_line, m.end_column)
@@ -74,19 +80,7 @@ def _unquote(tok: str) -> str:
     return "".join(out)
 
 
-def _first_span(value) -> Span | None:
-    """Where a statement's value starts: its own span, or that of its first part."""
-    span = getattr(value, "span", None)
-    if span is not None:
-        return span
-    if isinstance(value, ast.Column):
-        return value.name.span
-    if isinstance(value, tuple) and value:
-        return _first_span(value[0])
-    return None
-
-
-class _Build(Transformer):
+class _Build(Transformer_NonRecursive):
     """lark tree -> AST. Statements inside blocks come out as (keyword, value) pairs."""
 
     def __init__(self, file: str):
@@ -219,58 +213,75 @@ class _Build(Transformer):
     def not_between(self, meta, children):
         return ast.Between(self.sp(meta), *children, True)
 
-    # ---- statements ----
-    def key_decl(self, children):
+    # ---- statements: (keyword, value, span of the whole statement) ----
+    @v_args(meta=True)
+    def key_decl(self, meta, children):
         return ast.Column(self.ident(children[0]), children[1])
 
     column_decl = key_decl
 
-    def keys(self, children):
-        return ("key", tuple(children))
+    @v_args(meta=True)
+    def keys(self, meta, children):
+        return ("key", tuple(children), self.sp(meta))
 
-    def columns(self, children):
-        return ("columns", tuple(children))
+    @v_args(meta=True)
+    def columns(self, meta, children):
+        return ("columns", tuple(children), self.sp(meta))
 
-    def _text(self, kw):
-        def f(children):
-            tok = children[0]
-            return (kw, ast.Text(_unquote(str(tok)), self.sp(tok)))
-
-        return f
-
-    def description(self, children):
-        return self._text("description")(children)
-
-    def owner(self, children):
-        return self._text("owner")(children)
-
-    def table(self, children):
-        return self._text("table")(children)
-
-    def timestamp(self, children):
-        return ("timestamp", self.ident(children[0]))
-
-    def created(self, children):
-        return ("created", self.ident(children[0]))
-
-    def view_entity(self, children):
-        return ("entity", (self.ident(children[0]), tuple(self.ident(c) for c in children[1:])))
-
-    def view_from(self, children):
-        return ("from", self.ident(children[0]))
-
-    def where(self, children):
-        return ("where", children[0])
-
-    def ttl(self, children):
+    def _text(self, kw, meta, children):
         tok = children[0]
-        return ("ttl", ast.Duration(str(tok), self.sp(tok)))
+        return (kw, ast.Text(_unquote(str(tok)), self.sp(tok)), self.sp(meta))
+
+    @v_args(meta=True)
+    def description(self, meta, children):
+        return self._text("description", meta, children)
+
+    @v_args(meta=True)
+    def owner(self, meta, children):
+        return self._text("owner", meta, children)
+
+    @v_args(meta=True)
+    def table(self, meta, children):
+        return self._text("table", meta, children)
+
+    @v_args(meta=True)
+    def timestamp(self, meta, children):
+        return ("timestamp", self.ident(children[0]), self.sp(meta))
+
+    @v_args(meta=True)
+    def created(self, meta, children):
+        return ("created", self.ident(children[0]), self.sp(meta))
+
+    @v_args(meta=True)
+    def view_entity(self, meta, children):
+        return (
+            "entity",
+            (self.ident(children[0]), tuple(self.ident(c) for c in children[1:])),
+            self.sp(meta),
+        )
+
+    @v_args(meta=True)
+    def view_from(self, meta, children):
+        return ("from", self.ident(children[0]), self.sp(meta))
+
+    @v_args(meta=True)
+    def where(self, meta, children):
+        return ("where", children[0], self.sp(meta))
+
+    @v_args(meta=True)
+    def ttl(self, meta, children):
+        tok = children[0]
+        return ("ttl", ast.Duration(str(tok), self.sp(tok)), self.sp(meta))
 
     @v_args(meta=True)
     def feature(self, meta, children):
         name, typ, expr, window = children
         dur = ast.Duration(str(window), self.sp(window)) if window is not None else None
-        return ("feature", ast.Feature(self.ident(name), typ, expr, dur, self.sp(meta)))
+        return (
+            "feature",
+            ast.Feature(self.ident(name), typ, expr, dur, self.sp(meta)),
+            self.sp(meta),
+        )
 
     @v_args(meta=True)
     def feature_ref(self, meta, children):
@@ -278,21 +289,26 @@ class _Build(Transformer):
         f = None if str(feat) == "*" else self.ident(feat)
         return ast.FeatureRef(self.ident(view), f, self.sp(meta))
 
-    def service_features(self, children):
-        return ("features", tuple(children))
+    @v_args(meta=True)
+    def service_features(self, meta, children):
+        return ("features", tuple(children), self.sp(meta))
 
     # ---- blocks ----
     def _collect(self, kind: str, stmts, multi=("feature", "features")):
         seen: dict[str, object] = {}
         many: dict[str, list] = {m: [] for m in multi}
-        for kw, value in stmts:
+        for kw, value, span in stmts:
             if kw in many:
                 many[kw].append(value)
             elif kw in seen:
-                span = _first_span(value)
-                self.diagnostics.append(Diagnostic(
-                    "E0102", f"`{kw}` is given twice in this {kind}",
-                    span or Span.unknown(self.file), hints=("keep one of them",)))
+                self.diagnostics.append(
+                    Diagnostic(
+                        "E0102",
+                        f"`{kw}` is given twice in this {kind}",
+                        span,
+                        hints=("keep one of them",),
+                    )
+                )
             else:
                 seen[kw] = value
         return seen, many
@@ -301,33 +317,51 @@ class _Build(Transformer):
     def entity(self, meta, children):
         name, *stmts = children
         seen, _ = self._collect("entity", stmts)
-        return ast.Entity(self.ident(name), seen.get("key", ()), seen.get("description"),
-                          self.sp(meta))
+        return ast.Entity(
+            self.ident(name), seen.get("key", ()), seen.get("description"), self.sp(meta)
+        )
 
     @v_args(meta=True)
     def source(self, meta, children):
         name, *stmts = children
         seen, _ = self._collect("source", stmts)
-        return ast.Source(self.ident(name), seen.get("table"), seen.get("timestamp"),
-                          seen.get("created"), seen.get("columns", ()), seen.get("description"),
-                          seen.get("owner"), self.sp(meta))
+        return ast.Source(
+            self.ident(name),
+            seen.get("table"),
+            seen.get("timestamp"),
+            seen.get("created"),
+            seen.get("columns", ()),
+            seen.get("description"),
+            seen.get("owner"),
+            self.sp(meta),
+        )
 
     @v_args(meta=True)
     def view(self, meta, children):
         name, *stmts = children
         seen, many = self._collect("feature view", stmts)
         entity, by = seen.get("entity", (None, ()))
-        return ast.View(self.ident(name), entity, by, seen.get("from"), seen.get("where"),
-                        seen.get("ttl"), seen.get("owner"), seen.get("description"),
-                        tuple(many["feature"]), self.sp(meta))
+        return ast.View(
+            self.ident(name),
+            entity,
+            by,
+            seen.get("from"),
+            seen.get("where"),
+            seen.get("ttl"),
+            seen.get("owner"),
+            seen.get("description"),
+            tuple(many["feature"]),
+            self.sp(meta),
+        )
 
     @v_args(meta=True)
     def service(self, meta, children):
         name, *stmts = children
         seen, many = self._collect("service", stmts)
         refs = tuple(r for group in many["features"] for r in group)
-        return ast.Service(self.ident(name), refs, seen.get("description"), seen.get("owner"),
-                           self.sp(meta))
+        return ast.Service(
+            self.ident(name), refs, seen.get("description"), seen.get("owner"), self.sp(meta)
+        )
 
 
 def _keyword_names() -> dict[str, str]:
@@ -342,26 +376,42 @@ def _keyword_names() -> dict[str, str]:
 
 def _syntax_diagnostic(file: str, text: str, e: UnexpectedInput) -> Diagnostic:
     kw = _keyword_names()
-    expected = sorted({kw.get(t) or _TERMINAL_NAMES.get(t, t)
-                       for t in (getattr(e, "expected", None) or getattr(e, "allowed", None) or ())})
-    hint = ("expected " + ", ".join(expected[:10]) + (", ..." if len(expected) > 10 else "")) \
-        if expected else None
+    expected = sorted(
+        {
+            kw.get(t) or _TERMINAL_NAMES.get(t, t)
+            for t in (getattr(e, "expected", None) or getattr(e, "allowed", None) or ())
+        }
+    )
+    hint = (
+        ("expected " + ", ".join(expected[:10]) + (", ..." if len(expected) > 10 else ""))
+        if expected
+        else None
+    )
     line = getattr(e, "line", None) or 1
     col = getattr(e, "column", None) or 1
     if isinstance(e, UnexpectedCharacters):
         ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else "?"
         msg = f"unexpected character {ch!r}"
-        return Diagnostic("E0100", msg, Span(file, line, col, line, col + 1),
-                          hints=(hint,) if hint else ())
+        return Diagnostic(
+            "E0100", msg, Span(file, line, col, line, col + 1), hints=(hint,) if hint else ()
+        )
     if isinstance(e, UnexpectedEOF) or getattr(getattr(e, "token", None), "type", "") == "$END":
         lines = text.splitlines() or [""]
         line, col = len(lines), len(lines[-1]) + 1
-        return Diagnostic("E0101", "unexpected end of file", Span(file, line, col, line, col + 1),
-                          hints=(hint,) if hint else ())
+        return Diagnostic(
+            "E0101",
+            "unexpected end of file",
+            Span(file, line, col, line, col + 1),
+            hints=(hint,) if hint else (),
+        )
     tok = e.token
     length = max(1, len(str(tok)))
-    return Diagnostic("E0101", f"unexpected `{tok}`", Span(file, line, col, line, col + length),
-                      hints=(hint,) if hint else ())
+    return Diagnostic(
+        "E0101",
+        f"unexpected `{tok}`",
+        Span(file, line, col, line, col + length),
+        hints=(hint,) if hint else (),
+    )
 
 
 def parse_text(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Diagnostic]]:
@@ -383,7 +433,9 @@ def parse_text(text: str, file: str = "<string>") -> tuple[ast.Module | None, li
         orig = e.orig_exc
         if isinstance(orig, FeatError):
             return None, orig.diagnostics
-        return None, [Diagnostic("E0199", f"could not read this file: {orig}", Span(file, 1, 1, 1, 2))]
+        return None, [
+            Diagnostic("E0199", f"could not read this file: {orig}", Span(file, 1, 1, 1, 2))
+        ]
     children = items.children if isinstance(items, Tree) else []
     module = ast.Module(
         path=file,
@@ -397,8 +449,12 @@ def parse_text(text: str, file: str = "<string>") -> tuple[ast.Module | None, li
 
 
 def _too_deep(file: str) -> Diagnostic:
-    return Diagnostic("E0103", "expression nested too deeply to compile", Span(file, 1, 1, 1, 2),
-                      hints=("split it into derived features",))
+    return Diagnostic(
+        "E0103",
+        "expression nested too deeply to compile",
+        Span(file, 1, 1, 1, 2),
+        hints=("split it into derived features",),
+    )
 
 
 def read_source(path: Path) -> tuple[str | None, Diagnostic | None]:
@@ -406,18 +462,22 @@ def read_source(path: Path) -> tuple[str | None, Diagnostic | None]:
     try:
         data = path.read_bytes()
     except OSError as e:
-        return None, Diagnostic("E0001", f"cannot read file: {e.strerror}", Span(str(path), 1, 1, 1, 2))
+        return None, Diagnostic(
+            "E0001", f"cannot read file: {e.strerror}", Span(str(path), 1, 1, 1, 2)
+        )
     if b"\x00" in data:
-        return None, Diagnostic("E0100", "this is not a text file (it contains NUL bytes)",
-                                Span(str(path), 1, 1, 1, 2))
+        return None, Diagnostic(
+            "E0100", "this is not a text file (it contains NUL bytes)", Span(str(path), 1, 1, 1, 2)
+        )
     try:
         return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as e:
         before = data[: e.start].decode("utf-8", errors="replace")
         line = before.count("\n") + 1
         col = len(before) - (before.rfind("\n") + 1) + 1
-        return None, Diagnostic("E0100", "this file is not valid UTF-8 text",
-                                Span(str(path), line, col, line, col + 1))
+        return None, Diagnostic(
+            "E0100", "this file is not valid UTF-8 text", Span(str(path), line, col, line, col + 1)
+        )
 
 
 def parse_file(path: Path | str) -> tuple[ast.Module | None, list[Diagnostic]]:
