@@ -240,10 +240,24 @@ class View:
     def feature(self, name: str) -> Feature:
         return next(f for f in self.features if f.name == name)
 
-    def aggregates(self) -> list[Aggregate]:
-        """Every distinct aggregation the view's features use, in first-use order."""
+    def needed(self, names: list[str] | None = None) -> list[Feature]:
+        """The features `names` (default: all) and every feature they reference, in view order."""
+        if names is None:
+            return list(self.features)
+        want, todo = set(), list(names)
+        while todo:
+            name = todo.pop()
+            if name in want:
+                continue
+            want.add(name)
+            todo += [n.name for n in walk(self.feature(name).expr) if isinstance(n, FeatureRef)]
+        return [f for f in self.features if f.name in want]
+
+    def aggregates(self, names: list[str] | None = None) -> list[Aggregate]:
+        """Every distinct aggregation the features `names` (default: all) use, in first-use
+        order; a query computes only what its features need."""
         seen: dict[Aggregate, None] = {}
-        for f in self.features:
+        for f in self.needed(names):
             for node in walk(f.expr):
                 if isinstance(node, Aggregate):
                     seen.setdefault(node, None)

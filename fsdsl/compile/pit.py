@@ -77,10 +77,10 @@ class ViewAggregates:
 
 
 class PointInTime:
-    def __init__(self, view: ir.View, d: Dialect, prefix: str):
+    def __init__(self, view: ir.View, d: Dialect, prefix: str, features: list[str] | None = None):
         self.view, self.d, self.p = view, d, prefix
         self.keys = [k.name for k in view.entity.keys]
-        self.aggs = view.aggregates()
+        self.aggs = view.aggregates(features)
         self.index = {a: i for i, a in enumerate(self.aggs)}
         # one column per distinct input expression, however many aggregations read it
         args = dict.fromkeys(a.arg for a in self.aggs if a.arg is not None)
@@ -469,7 +469,11 @@ def empty_value(agg: ir.Aggregate, value: exp.Expression, d: Dialect) -> exp.Exp
 
 
 def feature_values(
-    view: ir.View, aggs: ViewAggregates, d: Dialect, alias_of: dict[str, str]
+    view: ir.View,
+    aggs: ViewAggregates,
+    d: Dialect,
+    alias_of: dict[str, str],
+    features: list[str] | None = None,
 ) -> dict[str, exp.Expression]:
     """Each feature as an expression over the joined aggregate relations.
 
@@ -492,7 +496,7 @@ def feature_values(
         return built[f.name].copy()
 
     out = {}
-    for f in view.features:
+    for f in view.needed(features):
         value = plain(f)
         if f.type.name != "list":  # one SQL type per feature whatever the dialect computed
             value = d.cast(value, f.type)

@@ -52,7 +52,8 @@ def training_query(
                 .distinct(),
             )
         )
-        pit = PointInTime(view, d, prefix)
+        names = [f for v, f in features if v == view.name]
+        pit = PointInTime(view, d, prefix, names)
         events = pit.events()
         aggs = pit.build(spine, events)
         ctes.extend(aggs.ctes)
@@ -63,7 +64,7 @@ def training_query(
             on = [exp.EQ(this=col(k, l_alias), expression=col(k, alias)) for k in keys]
             on.append(exp.EQ(this=col(timestamp_column, l_alias), expression=col(T, alias)))
             joins.append((rel, alias, and_all(on)))
-        for name, value in feature_values(view, aggs, d, alias_of).items():
+        for name, value in feature_values(view, aggs, d, alias_of, names).items():
             values[(view.name, name)] = value
     for view_name, fname in features:
         final_cols.append(exp.alias_(values[(view_name, fname)], fname))

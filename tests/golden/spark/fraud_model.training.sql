@@ -13,8 +13,7 @@ WITH `user_orders__spine` AS (
       THEN `src`.`created_at`
       ELSE `src`.`event_timestamp`
     END AS `__avail`,
-    `src`.`amount` AS `__a0`,
-    DATE_TRUNC('DAY', `src`.`event_timestamp`) AS `__a1`
+    `src`.`amount` AS `__a0`
   FROM `orders` AS `src`
   WHERE
     NOT `src`.`user_id` IS NULL
@@ -27,13 +26,13 @@ WITH `user_orders__spine` AS (
   SELECT
     `user_id`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 7776000) AS `__b`
+    FLOOR(UNIX_SECONDS(`__t`) / 5184000) AS `__b`
   FROM `user_orders__spine`
   UNION ALL
   SELECT
     `user_id`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 7776000) - 1 AS `__b`
+    FLOOR(UNIX_SECONDS(`__t`) / 5184000) - 1 AS `__b`
   FROM `user_orders__spine`
 ), `user_orders__wevents` AS (
   SELECT
@@ -42,34 +41,19 @@ WITH `user_orders__spine` AS (
     `__avail`,
     `__created`,
     `__a0`,
-    `__a1`,
-    FLOOR(UNIX_SECONDS(`__ts`) / 7776000) AS `__b`
+    FLOOR(UNIX_SECONDS(`__ts`) / 5184000) AS `__b`
   FROM `user_orders__events`
 ), `user_orders__wjoin` AS (
   SELECT
     `s`.`user_id`,
     `s`.`__t`,
     `e`.`__ts`,
-    `e`.`__a0`,
-    `e`.`__a1`,
-    CASE
-      WHEN `e`.`__ts` >= `s`.`__t` - INTERVAL '30' DAY AND NOT `e`.`__a0` IS NULL
-      THEN 1
-      ELSE 0
-    END AS `__v8`,
-    ROW_NUMBER() OVER (
-      PARTITION BY `s`.`user_id`, `s`.`__t`, CASE
-        WHEN `e`.`__ts` >= `s`.`__t` - INTERVAL '30' DAY AND NOT `e`.`__a0` IS NULL
-        THEN 1
-        ELSE 0
-      END
-      ORDER BY `e`.`__ts` ASC NULLS LAST, `e`.`__created` ASC NULLS LAST, `e`.`__a0` ASC NULLS LAST
-    ) AS `__n8`
+    `e`.`__a0`
   FROM `user_orders__wspine` AS `s`
   INNER JOIN `user_orders__wevents` AS `e`
     ON `s`.`user_id` = `e`.`user_id`
     AND `s`.`__b` = `e`.`__b`
-    AND `e`.`__ts` >= `s`.`__t` - INTERVAL '90' DAY
+    AND `e`.`__ts` >= `s`.`__t` - INTERVAL '60' DAY
     AND `e`.`__ts` < `s`.`__t`
     AND `e`.`__avail` < `s`.`__t`
 ), `user_orders__wagg` AS (
@@ -77,106 +61,16 @@ WITH `user_orders__spine` AS (
     `user_id`,
     `__t`,
     COUNT(CASE WHEN `__ts` >= `__t` - INTERVAL '7' DAY THEN 1 END) AS `__r0`,
-    COUNT(CASE WHEN `__ts` >= `__t` - INTERVAL '30' DAY THEN 1 END) AS `__r1`,
-    SUM(CASE WHEN `__ts` >= `__t` - INTERVAL '30' DAY THEN `__a0` END) AS `__r2`,
-    AVG(CAST(CASE WHEN `__ts` >= `__t` - INTERVAL '30' DAY THEN `__a0` END AS DOUBLE)) AS `__r3`,
-    MIN(CASE WHEN `__ts` >= `__t` - INTERVAL '7' DAY THEN `__a0` END) AS `__r4`,
-    MAX(`__a0`) AS `__r5`,
-    COUNT(CASE WHEN `__ts` >= `__t` - INTERVAL '30' DAY THEN `__a0` END) AS `__r6`,
-    MAX(CASE WHEN `__v8` = 1 AND `__n8` = 1 THEN `__a0` END) AS `__r8`,
-    COUNT(DISTINCT CASE WHEN `__ts` >= `__t` - INTERVAL '30' DAY THEN `__a1` END) AS `__r10`,
-    COUNT(CASE WHEN `__ts` >= `__t` - INTERVAL '60' DAY THEN 1 END) AS `__ttl`
+    SUM(CASE WHEN `__ts` >= `__t` - INTERVAL '30' DAY THEN `__a0` END) AS `__r1`,
+    COUNT(*) AS `__ttl`
   FROM `user_orders__wjoin`
   GROUP BY
     `user_id`,
     `__t`
-), `user_orders__ujoin` AS (
-  SELECT
-    `s`.`user_id`,
-    `s`.`__t`,
-    `e`.`__ts`,
-    `e`.`__a0`,
-    CASE WHEN NOT `e`.`__a0` IS NULL THEN 1 ELSE 0 END AS `__v9`,
-    ROW_NUMBER() OVER (
-      PARTITION BY `s`.`user_id`, `s`.`__t`, CASE WHEN NOT `e`.`__a0` IS NULL THEN 1 ELSE 0 END
-      ORDER BY `e`.`__ts` DESC, `e`.`__created` DESC, `e`.`__a0` DESC
-    ) AS `__n9`
-  FROM `user_orders__spine` AS `s`
-  INNER JOIN `user_orders__events` AS `e`
-    ON `s`.`user_id` = `e`.`user_id`
-    AND `e`.`__ts` < `s`.`__t`
-    AND `e`.`__avail` < `s`.`__t`
-), `user_orders__uagg` AS (
-  SELECT
-    `user_id`,
-    `__t`,
-    TRANSFORM(
-      ARRAY_SORT(
-        COLLECT_LIST(STRUCT(`__n9` AS `r`, `__a0` AS `v`)) FILTER(WHERE
-          `__v9` = 1 AND `__n9` <= 3)
-      ),
-      `s` -> `s`.`v`
-    ) AS `__r9`
-  FROM `user_orders__ujoin`
-  GROUP BY
-    `user_id`,
-    `__t`
-), `user_orders__ranked` AS (
-  SELECT
-    `user_id`,
-    `__ts`,
-    `__avail`,
-    `__created`,
-    `__a0`,
-    CASE
-      WHEN NOT `__a0` IS NULL
-      THEN ROW_NUMBER() OVER (
-        PARTITION BY `user_id`, CASE WHEN NOT `__a0` IS NULL THEN 1 ELSE 0 END
-        ORDER BY `__ts` ASC NULLS LAST, `__created` ASC NULLS LAST, `__a0` ASC NULLS LAST
-      )
-    END AS `__k0`
-  FROM `user_orders__events`
-), `user_orders__stream` AS (
-  SELECT
-    `user_id`,
-    `__t` AS `__at`,
-    0 AS `__kind`,
-    `__t`,
-    CAST(NULL AS BIGINT) AS `__k0`
-  FROM `user_orders__spine`
-  UNION ALL
-  SELECT
-    `user_id`,
-    `__avail` AS `__at`,
-    1 AS `__kind`,
-    CAST(NULL AS TIMESTAMP) AS `__t`,
-    `__k0`
-  FROM `user_orders__ranked`
-), `user_orders__running` AS (
-  SELECT
-    `user_id`,
-    `__t`,
-    `__kind`,
-    MAX(`__k0`) OVER (
-      PARTITION BY `user_id`
-      ORDER BY `__at` NULLS LAST, `__kind` NULLS LAST
-      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-    ) AS `__r7`
-  FROM `user_orders__stream`
-), `user_orders__cagg` AS (
-  SELECT
-    `r`.`user_id`,
-    `r`.`__t`,
-    `x7`.`__a0` AS `__r7`
-  FROM `user_orders__running` AS `r`
-  LEFT JOIN `user_orders__ranked` AS `x7`
-    ON `r`.`user_id` = `x7`.`user_id` AND `x7`.`__k0` = `r`.`__r7`
-  WHERE
-    `r`.`__kind` = 0
 )
 SELECT
   `l`.*,
-  CASE WHEN COALESCE(`v0r0`.`__ttl`, 0) > 0 THEN CAST(`v0r0`.`__r2` AS DOUBLE) END AS `spend_30d`,
+  CASE WHEN COALESCE(`v0r0`.`__ttl`, 0) > 0 THEN CAST(`v0r0`.`__r1` AS DOUBLE) END AS `spend_30d`,
   CASE
     WHEN COALESCE(`v0r0`.`__ttl`, 0) > 0
     THEN CAST(COALESCE(`v0r0`.`__r0`, 0) AS BIGINT)
@@ -184,7 +78,3 @@ SELECT
 FROM `labels` AS `l`
 LEFT JOIN `user_orders__wagg` AS `v0r0`
   ON `l`.`user_id` = `v0r0`.`user_id` AND `l`.`event_timestamp` = `v0r0`.`__t`
-LEFT JOIN `user_orders__uagg` AS `v0r1`
-  ON `l`.`user_id` = `v0r1`.`user_id` AND `l`.`event_timestamp` = `v0r1`.`__t`
-LEFT JOIN `user_orders__cagg` AS `v0r2`
-  ON `l`.`user_id` = `v0r2`.`user_id` AND `l`.`event_timestamp` = `v0r2`.`__t`

@@ -257,8 +257,7 @@ WITH `user_browsing__spine` AS (
       THEN `src`.`created_at`
       ELSE `src`.`event_timestamp`
     END AS `__avail`,
-    `src`.`amount` AS `__a0`,
-    DATE_TRUNC('DAY', `src`.`event_timestamp`) AS `__a1`
+    `src`.`amount` AS `__a0`
   FROM `orders` AS `src`
   WHERE
     NOT `src`.`user_id` IS NULL
@@ -271,13 +270,13 @@ WITH `user_browsing__spine` AS (
   SELECT
     `user_id`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 7776000) AS `__b`
+    FLOOR(UNIX_SECONDS(`__t`) / 5184000) AS `__b`
   FROM `user_orders__spine`
   UNION ALL
   SELECT
     `user_id`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 7776000) - 1 AS `__b`
+    FLOOR(UNIX_SECONDS(`__t`) / 5184000) - 1 AS `__b`
   FROM `user_orders__spine`
 ), `user_orders__wevents` AS (
   SELECT
@@ -285,83 +284,26 @@ WITH `user_browsing__spine` AS (
     `__ts`,
     `__avail`,
     `__created`,
-    `__a0`,
-    `__a1`,
-    FLOOR(UNIX_SECONDS(`__ts`) / 7776000) AS `__b`
+    FLOOR(UNIX_SECONDS(`__ts`) / 5184000) AS `__b`
   FROM `user_orders__events`
 ), `user_orders__wjoin` AS (
   SELECT
     `s`.`user_id`,
     `s`.`__t`,
-    `e`.`__ts`,
-    `e`.`__a0`,
-    `e`.`__a1`,
-    CASE
-      WHEN `e`.`__ts` >= `s`.`__t` - INTERVAL '30' DAY AND NOT `e`.`__a0` IS NULL
-      THEN 1
-      ELSE 0
-    END AS `__v8`,
-    ROW_NUMBER() OVER (
-      PARTITION BY `s`.`user_id`, `s`.`__t`, CASE
-        WHEN `e`.`__ts` >= `s`.`__t` - INTERVAL '30' DAY AND NOT `e`.`__a0` IS NULL
-        THEN 1
-        ELSE 0
-      END
-      ORDER BY `e`.`__ts` ASC NULLS LAST, `e`.`__created` ASC NULLS LAST, `e`.`__a0` ASC NULLS LAST
-    ) AS `__n8`
+    `e`.`__ts`
   FROM `user_orders__wspine` AS `s`
   INNER JOIN `user_orders__wevents` AS `e`
     ON `s`.`user_id` = `e`.`user_id`
     AND `s`.`__b` = `e`.`__b`
-    AND `e`.`__ts` >= `s`.`__t` - INTERVAL '90' DAY
+    AND `e`.`__ts` >= `s`.`__t` - INTERVAL '60' DAY
     AND `e`.`__ts` < `s`.`__t`
     AND `e`.`__avail` < `s`.`__t`
 ), `user_orders__wagg` AS (
   SELECT
     `user_id`,
     `__t`,
-    COUNT(CASE WHEN `__ts` >= `__t` - INTERVAL '7' DAY THEN 1 END) AS `__r0`,
-    COUNT(CASE WHEN `__ts` >= `__t` - INTERVAL '30' DAY THEN 1 END) AS `__r1`,
-    SUM(CASE WHEN `__ts` >= `__t` - INTERVAL '30' DAY THEN `__a0` END) AS `__r2`,
-    AVG(CAST(CASE WHEN `__ts` >= `__t` - INTERVAL '30' DAY THEN `__a0` END AS DOUBLE)) AS `__r3`,
-    MIN(CASE WHEN `__ts` >= `__t` - INTERVAL '7' DAY THEN `__a0` END) AS `__r4`,
-    MAX(`__a0`) AS `__r5`,
-    COUNT(CASE WHEN `__ts` >= `__t` - INTERVAL '30' DAY THEN `__a0` END) AS `__r6`,
-    MAX(CASE WHEN `__v8` = 1 AND `__n8` = 1 THEN `__a0` END) AS `__r8`,
-    COUNT(DISTINCT CASE WHEN `__ts` >= `__t` - INTERVAL '30' DAY THEN `__a1` END) AS `__r10`,
-    COUNT(CASE WHEN `__ts` >= `__t` - INTERVAL '60' DAY THEN 1 END) AS `__ttl`
+    COUNT(*) AS `__ttl`
   FROM `user_orders__wjoin`
-  GROUP BY
-    `user_id`,
-    `__t`
-), `user_orders__ujoin` AS (
-  SELECT
-    `s`.`user_id`,
-    `s`.`__t`,
-    `e`.`__ts`,
-    `e`.`__a0`,
-    CASE WHEN NOT `e`.`__a0` IS NULL THEN 1 ELSE 0 END AS `__v9`,
-    ROW_NUMBER() OVER (
-      PARTITION BY `s`.`user_id`, `s`.`__t`, CASE WHEN NOT `e`.`__a0` IS NULL THEN 1 ELSE 0 END
-      ORDER BY `e`.`__ts` DESC, `e`.`__created` DESC, `e`.`__a0` DESC
-    ) AS `__n9`
-  FROM `user_orders__spine` AS `s`
-  INNER JOIN `user_orders__events` AS `e`
-    ON `s`.`user_id` = `e`.`user_id`
-    AND `e`.`__ts` < `s`.`__t`
-    AND `e`.`__avail` < `s`.`__t`
-), `user_orders__uagg` AS (
-  SELECT
-    `user_id`,
-    `__t`,
-    TRANSFORM(
-      ARRAY_SORT(
-        COLLECT_LIST(STRUCT(`__n9` AS `r`, `__a0` AS `v`)) FILTER(WHERE
-          `__v9` = 1 AND `__n9` <= 3)
-      ),
-      `s` -> `s`.`v`
-    ) AS `__r9`
-  FROM `user_orders__ujoin`
   GROUP BY
     `user_id`,
     `__t`
@@ -405,16 +347,16 @@ WITH `user_browsing__spine` AS (
       PARTITION BY `user_id`
       ORDER BY `__at` NULLS LAST, `__kind` NULLS LAST
       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-    ) AS `__r7`
+    ) AS `__r0`
   FROM `user_orders__stream`
 ), `user_orders__cagg` AS (
   SELECT
     `r`.`user_id`,
     `r`.`__t`,
-    `x7`.`__a0` AS `__r7`
+    `x0`.`__a0` AS `__r0`
   FROM `user_orders__running` AS `r`
-  LEFT JOIN `user_orders__ranked` AS `x7`
-    ON `r`.`user_id` = `x7`.`user_id` AND `x7`.`__k0` = `r`.`__r7`
+  LEFT JOIN `user_orders__ranked` AS `x0`
+    ON `r`.`user_id` = `x0`.`user_id` AND `x0`.`__k0` = `r`.`__r0`
   WHERE
     `r`.`__kind` = 0
 )
@@ -467,7 +409,7 @@ SELECT
     WHEN COALESCE(`v1r0`.`__ttl`, 0) > 0
     THEN CAST(CAST(COALESCE(`v1r0`.`__r0`, 0) AS DOUBLE) / NULLIF(NULLIF(COALESCE(`v1r0`.`__r0`, 0) + 1, 0), 0) AS DOUBLE)
   END AS `category_share_7d`,
-  CASE WHEN COALESCE(`v2r0`.`__ttl`, 0) > 0 THEN CAST(`v2r2`.`__r7` AS DOUBLE) END AS `last_amount`
+  CASE WHEN COALESCE(`v2r0`.`__ttl`, 0) > 0 THEN CAST(`v2r1`.`__r0` AS DOUBLE) END AS `last_amount`
 FROM `labels` AS `l`
 LEFT JOIN `user_browsing__wagg` AS `v0r0`
   ON `l`.`user_id` = `v0r0`.`user_id` AND `l`.`event_timestamp` = `v0r0`.`__t`
@@ -479,7 +421,5 @@ LEFT JOIN `user_category_browsing__wagg` AS `v1r0`
   AND `l`.`event_timestamp` = `v1r0`.`__t`
 LEFT JOIN `user_orders__wagg` AS `v2r0`
   ON `l`.`user_id` = `v2r0`.`user_id` AND `l`.`event_timestamp` = `v2r0`.`__t`
-LEFT JOIN `user_orders__uagg` AS `v2r1`
+LEFT JOIN `user_orders__cagg` AS `v2r1`
   ON `l`.`user_id` = `v2r1`.`user_id` AND `l`.`event_timestamp` = `v2r1`.`__t`
-LEFT JOIN `user_orders__cagg` AS `v2r2`
-  ON `l`.`user_id` = `v2r2`.`user_id` AND `l`.`event_timestamp` = `v2r2`.`__t`
