@@ -48,6 +48,9 @@ def load_profile(path: str | Path, name: str | None = None) -> Profile:
     if not isinstance(url, str):
         raise UsageError(f"profile {file} has no [warehouse] url", "E0002")
     url = resolve_url(url, root)
+    temp = wh.get("temp_directory")
+    if isinstance(temp, str) and not Path(temp).is_absolute():
+        wh["temp_directory"] = str(root / temp)
     dialect = wh.get("dialect") or url.split(":", 1)[0].split("+", 1)[0]
     return Profile(name, file, url, dialect, data)
 

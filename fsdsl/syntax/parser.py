@@ -44,7 +44,10 @@ def grammar_text() -> str:
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
-    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    # cache=True: lark keeps the built LALR tables in the temp folder, keyed by the grammar's
+    # hash, which saves most of the start-up of every `fsc` command.
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                cache=True)
 
 
 def _span(file: str, meta_or_token) -> Span:
