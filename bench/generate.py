@@ -1,6 +1,6 @@
 """Generate the seeded benchmark data of one scale: users, orders (skewed activity), labels.
 
-    python bench/generate.py --scale S
+python bench/generate.py --scale S
 """
 
 from __future__ import annotations
@@ -35,8 +35,16 @@ def ensure(scale: str, force: bool = False, seed: int = 7) -> tuple[Path, Path]:
                 tasks[stage] = bar.add_task(f"{scale}: {stage}", total=total)
             bar.update(tasks[stage], completed=done)
 
-        counts = generate(db, users=users, orders=events, page_views=1000, labels=n_labels,
-                          seed=seed, labels_path=labels, progress=progress)
+        counts = generate(
+            db,
+            users=users,
+            orders=events,
+            page_views=1000,
+            labels=n_labels,
+            seed=seed,
+            labels_path=labels,
+            progress=progress,
+        )
     print(f"generated scale {scale} in {time.perf_counter() - started:.1f}s: {counts}")
     return db, labels
 

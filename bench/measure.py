@@ -21,8 +21,17 @@ def main() -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"seconds": seconds, "peak_mib": peak_kib / 1024, "returncode": proc.returncode,
-                      "stdout": proc.stdout[-2000:], "stderr": proc.stderr[-2000:]}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_mib": peak_kib / 1024,
+                "returncode": proc.returncode,
+                "stdout": proc.stdout[-2000:],
+                "stderr": proc.stderr[-2000:],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

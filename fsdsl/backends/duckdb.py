@@ -31,7 +31,9 @@ class DuckDBWarehouse(Warehouse):
             if settings.get(key) is not None:
                 config[key] = str(settings[key])
         try:
-            self.con = duckdb.connect(path, read_only=False, config=config)
+            # read-only: computing features never changes the warehouse, and other readers
+            # (a notebook, a second job) can share the file
+            self.con = duckdb.connect(path, read_only=path != ":memory:", config=config)
         except duckdb.Error as e:
             raise UsageError(f"cannot open DuckDB database {path}: {e}", "E0003") from None
         # Keep labels order-insensitive work parallel; the query orders its output explicitly.

@@ -46,8 +46,9 @@ def grammar_text() -> str:
 def _parser() -> Lark:
     # cache=True: lark keeps the built LALR tables in the temp folder, keyed by the grammar's
     # hash, which saves most of the start-up of every `fsc` command.
-    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
-                cache=True)
+    return Lark(
+        grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=True
+    )
 
 
 def _span(file: str, meta_or_token) -> Span:
