@@ -125,7 +125,8 @@ def generate(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
 
     world = _World(users, seed, _to_naive_utc_us(start), days)
-    con = duckdb.connect(str(warehouse))
+    # our own progress callback reports; DuckDB's bar would write over it
+    con = duckdb.connect(str(warehouse), config={"enable_progress_bar": "false"})
     try:
         con.execute("CREATE SCHEMA IF NOT EXISTS web")
         con.execute(_ORDERS_SQL)

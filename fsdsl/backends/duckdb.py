@@ -26,7 +26,7 @@ class DuckDBWarehouse(Warehouse):
                 "example warehouse, or pass --warehouse)",
                 "E0003",
             )
-        config = {}
+        config = {"enable_progress_bar": "false"}  # fsc shows its own progress
         for key in ("memory_limit", "threads", "temp_directory"):
             if settings.get(key) is not None:
                 config[key] = str(settings[key])
