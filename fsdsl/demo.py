@@ -126,7 +126,8 @@ def generate(
 
     world = _World(users, seed, _to_naive_utc_us(start), days)
     # our own progress callback reports; DuckDB's bar would write over it
-    con = duckdb.connect(str(warehouse), config={"enable_progress_bar": "false"})
+    con = duckdb.connect(str(warehouse))
+    con.execute("SET enable_progress_bar = false")
     try:
         con.execute("CREATE SCHEMA IF NOT EXISTS web")
         con.execute(_ORDERS_SQL)

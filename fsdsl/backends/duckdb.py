@@ -26,7 +26,7 @@ class DuckDBWarehouse(Warehouse):
                 "example warehouse, or pass --warehouse)",
                 "E0003",
             )
-        config = {"enable_progress_bar": "false"}  # fsc shows its own progress
+        config = {}
         for key in ("memory_limit", "threads", "temp_directory"):
             if settings.get(key) is not None:
                 config[key] = str(settings[key])
@@ -38,6 +38,7 @@ class DuckDBWarehouse(Warehouse):
             raise UsageError(f"cannot open DuckDB database {path}: {e}", "E0003") from None
         # Keep labels order-insensitive work parallel; the query orders its output explicitly.
         self.con.execute("SET preserve_insertion_order = false")
+        self.con.execute("SET enable_progress_bar = false")  # fsc shows its own progress
 
     def table_columns(self, table: tuple[str, ...]) -> dict[str, str] | None:
         schema = table[-2] if len(table) >= 2 else None
