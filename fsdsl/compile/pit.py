@@ -336,7 +336,20 @@ class PointInTime:
             elif agg.func not in ("count_distinct", *ir.ORDERED_AGGREGATES):
                 stream_cols.append((self.a(agg), agg.arg.type))
         stream_cols = list(dict.fromkeys(stream_cols))
-        ranked = self.add("ranked", exp.select(*ranked_cols).from_(events))
+        # Only the entities of the spine: a refresh of a few changed entities then costs their
+        # history, not everyone's.
+        e, sp = "e", "sp"
+        in_spine = exp.Exists(
+            this=exp.select(exp.Literal.number(1))
+            .from_(table_ref(spine, sp))
+            .where(and_all(keys_eq(self.keys, sp, e)))
+        )
+        ranked = self.add(
+            "ranked",
+            exp.select(*[_qualify(c, e) for c in ranked_cols])
+            .from_(table_ref(events, e))
+            .where(in_spine),
+        )
 
         label_side = exp.select(
             *keys,
@@ -457,6 +470,15 @@ class PointInTime:
             name = self.add(f"lastk{self.index[agg]}", q)
             self.out.relations.append(name)
             self.out.columns[agg] = (name, self.a(agg, "r"))
+
+
+def _qualify(e: exp.Expression, table: str) -> exp.Expression:
+    """`e` with its unqualified columns read from `table` (keeps aliases)."""
+    e = e.copy()
+    for c in e.find_all(exp.Column):
+        if not c.table:
+            c.set("table", exp.to_identifier(table))
+    return e
 
 
 def empty_value(agg: ir.Aggregate, value: exp.Expression, d: Dialect) -> exp.Expression:

@@ -136,19 +136,27 @@ WITH `user_browsing__events` AS (
     `__t`
 ), `user_browsing__ranked` AS (
   SELECT
-    `user_id`,
-    `__ts`,
-    `__avail`,
-    `__a3`,
+    `e`.`user_id`,
+    `e`.`__ts`,
+    `e`.`__avail`,
+    `e`.`__a3`,
     CASE
-      WHEN NOT `__a3` IS NULL
+      WHEN NOT `e`.`__a3` IS NULL
       THEN ROW_NUMBER() OVER (
-        PARTITION BY `user_id`, CASE WHEN NOT `__a3` IS NULL THEN 1 ELSE 0 END
-        ORDER BY `__ts` ASC NULLS LAST, `__a3` ASC NULLS LAST
+        PARTITION BY `e`.`user_id`, CASE WHEN NOT `e`.`__a3` IS NULL THEN 1 ELSE 0 END
+        ORDER BY `e`.`__ts` ASC NULLS LAST, `e`.`__a3` ASC NULLS LAST
       )
     END AS `__k3`,
-    `__a4`
-  FROM `user_browsing__events`
+    `e`.`__a4`
+  FROM `user_browsing__events` AS `e`
+  WHERE
+    EXISTS(
+      SELECT
+        1
+      FROM `user_browsing__spine` AS `sp`
+      WHERE
+        `sp`.`user_id` = `e`.`user_id`
+    )
 ), `user_browsing__stream` AS (
   SELECT
     `user_id`,

@@ -145,19 +145,27 @@ WITH "user_orders__events" AS (
     "__t"
 ), "user_orders__ranked" AS (
   SELECT
-    "user_id",
-    "__ts",
-    "__avail",
-    "__created",
-    "__a0",
+    "e"."user_id",
+    "e"."__ts",
+    "e"."__avail",
+    "e"."__created",
+    "e"."__a0",
     CASE
-      WHEN NOT "__a0" IS NULL
+      WHEN NOT "e"."__a0" IS NULL
       THEN ROW_NUMBER() OVER (
-        PARTITION BY "user_id", CASE WHEN NOT "__a0" IS NULL THEN 1 ELSE 0 END
-        ORDER BY "__ts" ASC, "__created" ASC, "__a0" ASC
+        PARTITION BY "e"."user_id", CASE WHEN NOT "e"."__a0" IS NULL THEN 1 ELSE 0 END
+        ORDER BY "e"."__ts" ASC, "e"."__created" ASC, "e"."__a0" ASC
       )
     END AS "__k0"
-  FROM "user_orders__events"
+  FROM "user_orders__events" AS "e"
+  WHERE
+    EXISTS(
+      SELECT
+        1
+      FROM "user_orders__spine" AS "sp"
+      WHERE
+        "sp"."user_id" = "e"."user_id"
+    )
 ), "user_orders__stream" AS (
   SELECT
     "user_id",
