@@ -442,6 +442,268 @@ class _progress:
             self.bar.__exit__(*exc)
 
 
+OnlineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--online",
+        help="Online store URL: redis://[:password@]host:port/db, rediss://..., "
+        "unix:///path.sock (password also from $FSC_REDIS_PASSWORD). Default: the profile's "
+        "[online] url, else an embedded Redis under .fsc/.",
+    ),
+]
+WarehouseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--warehouse",
+        "-w",
+        help="Warehouse URL, e.g. duckdb:///path.duckdb (default: the profile in backends/).",
+    ),
+]
+ProfileOpt = Annotated[
+    str | None, typer.Option(help="Profile name in backends/ (default: $FSC_PROFILE or duckdb).")
+]
+
+
+@app.command()
+@guarded
+def run(
+    path: PathArg,
+    warehouse: WarehouseOpt = None,
+    online: OnlineOpt = None,
+    profile: ProfileOpt = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="Compute values as of this time (ISO 8601, UTC unless a zone is given; default "
+            "now)."
+        ),
+    ] = None,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Recompute every entity into a fresh namespace instead of only the "
+            "entities that changed since the last run.",
+        ),
+    ] = False,
+    view: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--view", "-v", help="Refresh only this view (repeatable). Default: every view."
+        ),
+    ] = None,
+    format: Annotated[
+        Format,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text: a summary table; json: one object per view, for schedulers.",
+        ),
+    ] = Format.text,
+) -> None:
+    """Refresh the online store: compute every view as of --at and write it to Redis.
+
+    The first run of a view (or --full, or a changed definition) computes every entity; later
+    runs only the entities whose values can have changed since the previous run."""
+    import time
+
+    from fsdsl.store import FeatureStore
+
+    started = time.perf_counter()
+    with FeatureStore(path, warehouse=warehouse, profile=profile, online=online) as store:
+        targets = store.views_named(view)
+        with _bar(format is Format.text, [v.name for v in targets]) as progress:
+            runs = store.run(at, views=view, full=full, progress=progress)
+    seconds = time.perf_counter() - started
+    if format is Format.json:
+        typer.echo(json.dumps({"views": [r.to_dict() for r in runs], "seconds": round(seconds, 3)}))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"fsc run as of {runs[0].as_of if runs else '-'}", title_justify="left")
+    for col in ("view", "mode", "written", "removed", "values", "seconds", "rows/s"):
+        table.add_column(col, justify="left" if col in ("view", "mode") else "right")
+    for r in runs:
+        d = r.to_dict()
+        table.add_row(
+            r.view,
+            r.mode,
+            f"{r.entities_written:,}",
+            f"{r.entities_removed:,}",
+            f"{r.values_written:,}",
+            f"{r.seconds:.2f}",
+            f"{d['rows_per_second'] or 0:,.0f}",
+        )
+    _console().print(table)
+    typer.echo(f"done in {seconds:.2f}s")
+
+
+class _bar:
+    """A progress bar per view while `fsc run` writes; silent when not on a terminal."""
+
+    def __init__(self, enabled: bool, views: list[str]):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.views = views
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=_console(stderr=True),
+            transient=True,
+        )
+        self.progress.__enter__()
+        self.tasks = {v: self.progress.add_task(v, total=None) for v in self.views}
+        return lambda v, done, total: self.progress.update(
+            self.tasks[v], completed=done, total=total
+        )
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.progress.__exit__(*exc)
+
+
+@app.command()
+@guarded
+def get(
+    path: PathArg,
+    keys: Annotated[
+        list[str] | None,
+        typer.Argument(help="Entity keys as KEY=VALUE (e.g. user_id=u000042).", show_default=False),
+    ] = None,
+    service: Annotated[
+        str,
+        typer.Option(
+            "--service", "-s", help="The service whose features to serve.", show_default=False
+        ),
+    ] = ...,
+    keys_file: Annotated[
+        Path | None,
+        typer.Option("--keys", help="A Parquet/CSV file of key columns: serve a batch."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="With --keys: write the key columns + one column per feature "
+            "here (Parquet, or CSV by extension).",
+        ),
+    ] = None,
+    online: OnlineOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Serve feature values from the online store, as JSON (or a file with --keys/--out)."""
+    from fsdsl.store import FeatureStore
+
+    if (keys_file is None) == (not keys):
+        fail("give KEY=VALUE arguments or --keys FILE", "E0004")
+    with FeatureStore(path, profile=profile, online=online) as store:
+        plan = store.plan(service)
+        if keys_file is not None:
+            from fsdsl.online.lookup import as_table, lookup
+            from fsdsl.training_set import read_table, write_table
+
+            table = read_table(keys_file, "keys")
+            rows = lookup(store.online(), plan, table.to_pylist())
+            result = as_table(rows, plan, table.schema)
+            if out is None:
+                typer.echo(json.dumps(result.to_pylist(), default=str, indent=2))
+            else:
+                write_table(result, out)
+                typer.echo(f"wrote {result.num_rows:,} rows to {out}")
+            return
+        row = {}
+        for item in keys:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                fail(f"`{item}` is not KEY=VALUE", "E0004")
+            row[name] = value
+        from fsdsl.online.lookup import lookup
+
+        result = lookup(store.online(), plan, [row])[0]
+        typer.echo(json.dumps(result, default=str, indent=2))
+
+
+@app.command()
+@guarded
+def verify(
+    path: PathArg,
+    sample: Annotated[int, typer.Option(help="Entity keys sampled per view.")] = 100,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="Compare with the training query at this time (default: each view's last "
+            "refresh time)."
+        ),
+    ] = None,
+    view: Annotated[
+        list[str] | None, typer.Option("--view", "-v", help="Check only this view (repeatable).")
+    ] = None,
+    warehouse: WarehouseOpt = None,
+    online: OnlineOpt = None,
+    profile: ProfileOpt = None,
+    format: Annotated[
+        Format,
+        typer.Option("--format", "-f", help="text: a per-feature table; json: the full report."),
+    ] = Format.text,
+) -> None:
+    """Check that serving equals training: online values of sampled entities (and of keys
+    never seen) against the training query at the refresh time. Exit 1 on any mismatch."""
+    from fsdsl.online.refresh import parse_time
+    from fsdsl.online.verify import verify_view
+    from fsdsl.store import FeatureStore
+
+    when = parse_time(at) if at else None
+    with FeatureStore(path, warehouse=warehouse, profile=profile, online=online) as store:
+        reports, skipped = [], {}
+        for v in store.views_named(view):
+            rs, why = verify_view(store.repo, v, store.warehouse(), store.online(), sample, when)
+            if why:
+                skipped[v.name] = why
+            reports += rs
+    bad = sum(r.mismatches for r in reports)
+    if format is Format.json:
+        typer.echo(
+            json.dumps(
+                {"mismatches": bad, "skipped": skipped, "features": [r.__dict__ for r in reports]},
+                default=str,
+                indent=2,
+            )
+        )
+    else:
+        from rich.table import Table
+
+        table = Table(title="online vs training", title_justify="left")
+        for col in ("view", "feature", "compared", "mismatches"):
+            table.add_column(col, justify="right" if col in ("compared", "mismatches") else "left")
+        for r in reports:
+            table.add_row(
+                r.view,
+                r.feature,
+                str(r.compared),
+                f"[red]{r.mismatches}[/red]" if r.mismatches else "0",
+            )
+        console = _console()
+        console.print(table)
+        for name, why in skipped.items():
+            typer.echo(f"skipped {name}: {why}")
+        for r in reports:
+            for ex in r.examples:
+                typer.echo(
+                    f"mismatch {r.view}.{r.feature} at {ex['key']}: training "
+                    f"{ex['training']} != online {ex['online']}"
+                )
+        typer.echo(f"{bad} mismatch(es) in {sum(r.compared for r in reports):,} values")
+    if bad or (skipped and not reports):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

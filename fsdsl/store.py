@@ -18,7 +18,13 @@ class FeatureStore:
     >>> df = store.training_set(labels_df, service="churn_model")  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | Path, warehouse: str | None = None, profile: str | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        warehouse: str | None = None,
+        profile: str | None = None,
+        online: str | None = None,
+    ):
         from fsdsl.check import load_repository
         from fsdsl.project import load_profile
 
@@ -29,7 +35,10 @@ class FeatureStore:
         self.repo: ir.Repository = repo
         self.profile = load_profile(self.path, profile)
         self.warehouse_url = warehouse or self.profile.warehouse_url
+        self.online_url = online or self.profile.settings.get("online", {}).get("url")
         self._warehouse = None
+        self._online = None
+        self._plans: dict[str, object] = {}
 
     def warehouse(self):
         from fsdsl.backends import connect
@@ -39,10 +48,29 @@ class FeatureStore:
             self._warehouse = connect(self.warehouse_url, settings)
         return self._warehouse
 
+    def online(self):
+        """The online store: `online=` / the profile's [online] url, else the embedded Redis."""
+        from fsdsl.online.store import OnlineStore
+
+        if self._online is None:
+            url = self.online_url
+            if not url:
+                from fsdsl.online.server import ensure_embedded
+                from fsdsl.project import project_root
+
+                url = ensure_embedded(project_root(self.path))
+            store = OnlineStore(url)
+            store.check()
+            self._online = store
+        return self._online
+
     def close(self) -> None:
         if self._warehouse is not None:
             self._warehouse.close()
             self._warehouse = None
+        if self._online is not None:
+            self._online.close()
+            self._online = None
 
     def __enter__(self):
         return self
@@ -78,3 +106,59 @@ class FeatureStore:
             progress=progress,
         )
         return out.to_pandas() if is_pandas else out
+
+    # ---- online ----
+    def views_named(self, names: list[str] | None) -> list[ir.View]:
+        if not names:
+            return list(self.repo.views.values())
+        unknown = [n for n in names if n not in self.repo.views]
+        if unknown:
+            from fsdsl.compile.render import _unknown
+
+            raise UsageError(_unknown("view", unknown[0], self.repo.views), "E0005")
+        return [self.repo.views[n] for n in names]
+
+    def run(
+        self, at=None, *, views: list[str] | None = None, full: bool = False, progress=None
+    ) -> list:
+        """Refresh the online store as of `at` (datetime or ISO text; default now)."""
+        import datetime as dt
+
+        from fsdsl.online.refresh import parse_time, refresh_view
+        from fsdsl.training_set import check_sources
+
+        when = at if isinstance(at, dt.datetime) else parse_time(at)
+        if when.tzinfo is not None:
+            when = when.astimezone(dt.UTC).replace(tzinfo=None)
+        targets = self.views_named(views)
+        wh, online = self.warehouse(), self.online()
+        check_sources(self.repo, targets, wh)
+        return [
+            refresh_view(self.repo, v, wh, online, when, full=full, progress=progress)
+            for v in targets
+        ]
+
+    def plan(self, service: str):
+        from fsdsl.online.lookup import plan_service
+
+        self.service_features(service)
+        if service not in self._plans:
+            self._plans[service] = plan_service(self.repo, service)
+        return self._plans[service]
+
+    def online_features(self, service: str, keys: Any) -> Any:
+        """Feature values served for `keys` (a dict, a list of dicts, a pandas DataFrame or an
+        Arrow table of key columns), in one round trip; returns the same shape. An entity with
+        no online value gets the values the semantics give an unseen entity."""
+        from fsdsl.online.lookup import as_table, lookup
+
+        plan = self.plan(service)
+        if isinstance(keys, dict):
+            return lookup(self.online(), plan, [keys])[0]
+        is_pandas = type(keys).__module__.startswith("pandas")
+        if is_pandas or isinstance(keys, pa.Table):
+            table = pa.Table.from_pandas(keys, preserve_index=False) if is_pandas else keys
+            rows = lookup(self.online(), plan, table.to_pylist())
+            out = as_table(rows, plan, table.schema)
+            return out.to_pandas() if is_pandas else out
+        return lookup(self.online(), plan, list(keys))

@@ -1,0 +1,1 @@
+"""The online store: feature values as of the last refresh, in Redis, for serving."""

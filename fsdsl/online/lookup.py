@@ -1,0 +1,98 @@
+"""Online lookups for a service: key dicts in, feature dicts out, one round trip per batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fsdsl import ir
+from fsdsl.diagnostics import UsageError
+from fsdsl.online.codec import decode, key_text, normalise_key_value
+from fsdsl.online.refresh import fingerprint
+from fsdsl.online.store import OnlineStore
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    view: str
+    fp: str
+    keys: tuple[ir.Key, ...]
+    features: tuple[ir.Feature, ...]  # every feature of the view the service uses
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """Everything a lookup needs that does not change between calls (computed once)."""
+
+    service: str
+    views: tuple[ViewPlan, ...]
+    order: tuple[str, ...]  # feature names in service order
+
+    @property
+    def key_names(self) -> list[str]:
+        return list(dict.fromkeys(k.name for v in self.views for k in v.keys))
+
+
+def plan_service(repo: ir.Repository, service: str) -> ServicePlan:
+    svc = repo.services[service]
+    views = []
+    for vname in svc.views():
+        view = repo.views[vname]
+        names = {f for v, f in svc.features if v == vname}
+        feats = tuple(f for f in view.features if f.name in names)
+        views.append(ViewPlan(vname, fingerprint(view), view.entity.keys, feats))
+    return ServicePlan(service, tuple(views), tuple(f for _, f in svc.features))
+
+
+def lookup(online: OnlineStore, plan: ServicePlan, keys: list[dict]) -> list[dict]:
+    missing = [k for k in plan.key_names if keys and k not in keys[0]]
+    if missing:
+        raise UsageError(
+            f"missing key column(s) {', '.join(f'`{k}`' for k in missing)} for "
+            f"service `{plan.service}` (needs {', '.join(plan.key_names)})",
+            "E0402",
+        )
+    requests, texts = [], []
+    for vp in plan.views:
+        kt = []
+        for row in keys:
+            values = [normalise_key_value(row.get(k.name), k.type) for k in vp.keys]
+            kt.append(None if any(v is None for v in values) else key_text(values))
+        texts.append(kt)
+        # a key with a null part is never seen: ask for a key that cannot exist
+        requests.append(
+            (
+                vp.view,
+                vp.fp,
+                [f.name for f in vp.features],
+                [t if t is not None else "\x00" for t in kt],
+            )
+        )
+    reply = online.lookup(requests)
+    out = [dict(row) for row in keys]
+    for vp, part in zip(plan.views, reply, strict=True):
+        if part is None:
+            raise UsageError(
+                f"the online store has no complete refresh of view `{vp.view}` for "
+                "the current definition; run `fsc run` first",
+                "E0508",
+            )
+        empty, rows = part
+        for i, values in enumerate(rows):
+            source = values if values[0] is not None else empty  # [0] is the marker field
+            for f, raw in zip(vp.features, source[1:], strict=True):
+                out[i][f.name] = decode(raw, f.type)
+    return out
+
+
+def as_table(rows: list[dict], plan: ServicePlan, keys_schema):
+    """Rows of a lookup as Arrow: the key columns as given, then typed feature columns."""
+    import pyarrow as pa
+
+    from fsdsl.online.types import arrow_type
+
+    types = {f.name: f.type for vp in plan.views for f in vp.features}
+    fields = list(keys_schema) + [pa.field(n, arrow_type(types[n])) for n in plan.order]
+    schema = pa.schema(fields)
+    return pa.Table.from_pylist(
+        [{f.name: r.get(f.name) for f in fields} for r in rows], schema=schema
+    )

@@ -1,0 +1,199 @@
+"""`fsc run`: compute views as of a time with the compiled refresh SQL and write them to Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import pyarrow as pa
+
+from fsdsl import ir
+from fsdsl.backends.base import Warehouse
+from fsdsl.compile.refresh import refresh_query
+from fsdsl.compile.render import sql_text
+from fsdsl.compile.training import training_query
+from fsdsl.diagnostics import UsageError
+from fsdsl.online.codec import encode_column, key_text
+from fsdsl.online.store import OnlineStore
+
+BATCH = 2000
+Progress = Callable[[str, int, int | None], None]  # (view, rows done, total or None)
+
+
+def fingerprint(view: ir.View) -> str:
+    """Changes whenever anything that decides a value changes: the refresh SQL says it all."""
+    text = sql_text(refresh_query(view, "duckdb"), "duckdb", pretty=False)
+    types = ",".join(f"{f.name}:{f.type}" for f in view.features)
+    return hashlib.sha256(f"{text}\n{types}".encode()).hexdigest()[:16]
+
+
+def parse_time(text: str | None) -> dt.datetime:
+    """ISO 8601; a zone is converted to UTC and dropped (all times are naive UTC)."""
+    if text is None:
+        return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"`{text}` is not an ISO 8601 time (e.g. 2024-06-01T12:00:00)", "E0004"
+        ) from None
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+@dataclass
+class ViewRun:
+    view: str
+    mode: str  # full | incremental
+    as_of: str
+    previous: str | None
+    entities_written: int = 0
+    entities_removed: int = 0
+    values_written: int = 0
+    query_seconds: float = 0.0
+    write_seconds: float = 0.0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["rows_per_second"] = (
+            round((self.entities_written + self.entities_removed) / self.seconds, 1)
+            if self.seconds
+            else None
+        )
+        return d
+
+
+def empty_fields(repo: ir.Repository, view: ir.View, wh: Warehouse, at: dt.datetime) -> dict:
+    """The encoded values of an entity with no visible event, computed by the warehouse with
+    the training query itself, so that serving and training agree on it by construction."""
+    features = [(view.name, f.name) for f in view.features]
+    keys = [k for k in view.entity.keys]
+    from fsdsl.training_set import _KEY_TYPES
+
+    labels = pa.table(
+        {
+            **{k.name: pa.array([None], _KEY_TYPES[k.type.name]) for k in keys},
+            "__t": pa.array([at], pa.timestamp("us")),
+        }
+    )
+    wh.register_arrow("__fsdsl_empty", labels)
+    tree = training_query(
+        repo, features, wh.dialect, timestamp_column="__t", labels="__fsdsl_empty"
+    )
+    row = wh.query(tree)
+    return _fields(row, view, 0)
+
+
+def _fields(table: pa.Table, view: ir.View, i: int) -> dict[str, str]:
+    out = {}
+    for f in view.features:
+        value = encode_column(table[f.name].slice(i, 1), f.type)[0]
+        if value is not None:
+            out[f.name] = value
+    return out
+
+
+def refresh_view(
+    repo: ir.Repository,
+    view: ir.View,
+    wh: Warehouse,
+    online: OnlineStore,
+    at: dt.datetime,
+    *,
+    full: bool = False,
+    progress: Progress | None = None,
+) -> ViewRun:
+    started = time.perf_counter()
+    fp = fingerprint(view)
+    owner = uuid.uuid4().hex
+    if not online.lock(view.name, owner):
+        raise UsageError(
+            f"another run of view `{view.name}` is in progress (lock "
+            f"fsdsl:lock:{view.name}); wait for it or delete the lock",
+            "E0506",
+        )
+    try:
+        state = online.state(view.name)
+        previous = state.get("as_of")
+        incremental = not full and state.get("fp") == fp and previous is not None
+        if incremental and at < dt.datetime.fromisoformat(previous):
+            raise UsageError(
+                f"--at {at.isoformat()} is before the last refresh of "
+                f"`{view.name}` ({previous}); use --full to recompute",
+                "E0507",
+            )
+        ns = state["ns"] if incremental else f"{view.name}:{fp}:{owner[:8]}"
+        run = ViewRun(view.name, "incremental" if incremental else "full", at.isoformat(), previous)
+
+        if not incremental:
+            empty = empty_fields(repo, view, wh, at)
+            online.write_empty(ns, empty)
+        else:
+            empty = {k: v for k, v in _empty_from_store(online, ns).items()}
+
+        t0 = time.perf_counter()
+        params = {
+            "as_of": at,
+            "watermark": dt.datetime.fromisoformat(previous) if incremental else None,
+        }
+        result = wh.query(refresh_query(view, wh.dialect), params)
+        run.query_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        keys = [k.name for k in view.entity.keys]
+        total = result.num_rows
+        done = 0
+        for batch in result.to_batches(max_chunksize=BATCH):
+            key_cols = [batch.column(k).to_pylist() for k in keys]
+            encoded = {f.name: encode_column(batch.column(f.name), f.type) for f in view.features}
+            puts, deletes = [], []
+            for i in range(batch.num_rows):
+                kt = key_text([c[i] for c in key_cols])
+                fields = {name: vals[i] for name, vals in encoded.items() if vals[i] is not None}
+                if fields == empty:
+                    if incremental:  # a fresh namespace holds no stale value to remove
+                        deletes.append(kt)
+                else:
+                    puts.append((kt, fields))
+                    run.values_written += len(fields)
+            online.write_batch(ns, puts, deletes)
+            run.entities_written += len(puts)
+            run.entities_removed += len(deletes)
+            done += batch.num_rows
+            if progress:
+                progress(view.name, done, total)
+        run.write_seconds = time.perf_counter() - t1
+
+        # Every write succeeded: only now does the new state serve.
+        online.set_state(
+            view.name,
+            {
+                "ns": ns,
+                "fp": fp,
+                "as_of": at.isoformat(),
+                "watermark": at.isoformat(),
+                "refreshed_at": dt.datetime.now(dt.UTC).isoformat(),
+            },
+        )
+        if not incremental and state.get("ns") and state["ns"] != ns:
+            online.drop_namespace(state["ns"])
+        run.seconds = time.perf_counter() - started
+        return run
+    finally:
+        try:
+            online.unlock(view.name, owner)
+        except UsageError:
+            pass  # the store is gone; the lock expires by itself
+
+
+def _empty_from_store(online: OnlineStore, ns: str) -> dict[str, str]:
+    with online.errors():
+        raw = online.client.hgetall(f"fsdsl:empty:{ns}")
+    out = {k.decode(): v.decode() for k, v in raw.items()}
+    out.pop("__", None)
+    return out

@@ -1,0 +1,22 @@
+"""IR types as Arrow types (what a feature column holds outside the warehouse)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from fsdsl import ir
+
+_SCALAR = {
+    "string": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us"),
+    "date": pa.date32(),
+}
+
+
+def arrow_type(t: ir.Type) -> pa.DataType:
+    if t.name == "list":
+        return pa.list_(arrow_type(t.element))
+    return _SCALAR[t.name]
