@@ -89,7 +89,7 @@ def main() -> None:
                 "-o",
                 str(out),
                 "-w",
-                f"duckdb:///{db}",
+                f"duckdb:///{db}?memory_limit={args.memory_limit}",
             ]
         ),
         out,

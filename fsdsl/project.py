@@ -67,8 +67,17 @@ def resolve_url(url: str, root: Path) -> str:
 
 def duckdb_path(url: str) -> str:
     prefix = "duckdb:///"
+    url = url.split("?", 1)[0]
     if url == "duckdb://" or url == "duckdb:///:memory:":
         return ":memory:"
     if not url.startswith(prefix):
         raise UsageError(f"not a DuckDB URL: {url} (expected duckdb:///path.duckdb)", "E0003")
     return url[len(prefix) :] or ":memory:"
+
+
+def url_settings(url: str) -> dict[str, str]:
+    """Settings given in a URL's query string: duckdb:///wh.duckdb?memory_limit=12GB."""
+    import urllib.parse
+
+    query = url.split("?", 1)[1] if "?" in url else ""
+    return dict(urllib.parse.parse_qsl(query))

@@ -32,3 +32,32 @@ source orders {
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def redis_urls(tmp_path_factory):
+    """Every real Redis the tests can reach: always the embedded binary, plus CI's server."""
+    from redis_servers import Server, external_url
+
+    server = Server(tmp_path_factory.mktemp("redis")).start()
+    urls = {"embedded": server.url}
+    if external_url():
+        urls["debian"] = external_url()
+    yield urls
+    server.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """CI sets FSDSL_REQUIRE_SERVERS=1: a test skipped for a missing server is then a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    import os
+
+    if (
+        os.environ.get("FSDSL_REQUIRE_SERVERS")
+        and report.skipped
+        and call.when in ("setup", "call")
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"skipped while FSDSL_REQUIRE_SERVERS is set: {report.longrepr}"

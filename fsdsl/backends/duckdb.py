@@ -26,6 +26,9 @@ class DuckDBWarehouse(Warehouse):
                 "example warehouse, or pass --warehouse)",
                 "E0003",
             )
+        from fsdsl.project import url_settings
+
+        settings = {**settings, **url_settings(url)}  # the URL wins over the profile
         config = {}
         for key in ("memory_limit", "threads", "temp_directory"):
             if settings.get(key) is not None:

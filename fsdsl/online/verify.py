@@ -127,6 +127,6 @@ def _unseen(t: ir.Type, i: int):
         "int": -(10**15) - i,
         "float": -1e300 - i,
         "bool": None,
-        "timestamp": "1900-01-0{}T00:00:00".format(i + 1),
+        "timestamp": f"1900-01-0{i + 1}T00:00:00",
         "date": f"1900-01-0{i + 1}",
     }[t.name]

