@@ -162,6 +162,7 @@ def refresh_view(
                     puts.append((kt, fields))
                     run.values_written += len(fields)
             online.write_batch(ns, puts, deletes)
+            online.keep_lock(view.name)
             run.entities_written += len(puts)
             run.entities_removed += len(deletes)
             done += batch.num_rows

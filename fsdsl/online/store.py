@@ -16,6 +16,7 @@ definition is the caller's, and fetches every entity's fields, in a single round
 from __future__ import annotations
 
 import os
+import socket
 import urllib.parse
 from collections.abc import Iterable
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from fsdsl.diagnostics import UsageError
 
 PREFIX = "fsdsl"
+LOCK_SECONDS = 120
 MARKER = "__"
 
 # ARGV: n_views, then per view: view, fp, n_fields, fields..., n_keys, keys...
@@ -111,14 +113,33 @@ class OnlineStore:
         with self.errors():
             self.client.hset(f"{PREFIX}:state:{view}", mapping=state)
 
-    def lock(self, view: str, owner: str, seconds: int = 3600) -> bool:
+    def lock(self, view: str, owner: str, seconds: int = LOCK_SECONDS) -> bool:
+        """Take the view's run lock. Its value names host and process, so a lock left by a run
+        that died on this machine is taken over at once; one left elsewhere expires (a live
+        run keeps extending it with `keep_lock`)."""
+        key = f"{PREFIX}:lock:{view}"
+        value = f"{socket.gethostname()}:{os.getpid()}:{owner}"
         with self.errors():
-            return bool(self.client.set(f"{PREFIX}:lock:{view}", owner, nx=True, ex=seconds))
+            if self.client.set(key, value, nx=True, ex=seconds):
+                return True
+            held = (self.client.get(key) or b"").decode()
+            host, _, rest = held.partition(":")
+            pid = rest.partition(":")[0]
+            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                pipe = self.client.pipeline(transaction=True)
+                pipe.delete(key)
+                pipe.set(key, value, nx=True, ex=seconds)
+                return bool(pipe.execute()[1])
+            return False
+
+    def keep_lock(self, view: str, seconds: int = LOCK_SECONDS) -> None:
+        with self.errors():
+            self.client.expire(f"{PREFIX}:lock:{view}", seconds)
 
     def unlock(self, view: str, owner: str) -> None:
         with self.errors():
             key = f"{PREFIX}:lock:{view}"
-            if self.client.get(key) == owner.encode():
+            if (self.client.get(key) or b"").decode().endswith(f":{owner}"):
                 self.client.delete(key)
 
     # ---- writes ----
@@ -193,6 +214,16 @@ class OnlineStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _glob(text: str) -> str:
