@@ -283,16 +283,34 @@ def demo_data(
     page_views: Annotated[int, typer.Option(help="Number of page views.")] = 80000,
     label_rows: Annotated[int, typer.Option("--label-rows", help="Number of label rows.")] = 5000,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")] = 7,
+    days: Annotated[int, typer.Option(help="Days of history.")] = 180,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            help="The history ends on this day (ISO date; default today, so `fsc run` without "
+            "--at finds live entities)."
+        ),
+    ] = None,
 ) -> None:
     """Fill a DuckDB warehouse with seeded example data for the definitions/ example."""
+    import datetime as dt
+
     from fsdsl.demo import generate
     from fsdsl.project import duckdb_path, load_profile
+
+    try:
+        last = dt.date.fromisoformat(end) if end else dt.datetime.now(dt.UTC).date()
+    except ValueError:
+        fail(f"--end `{end}` is not an ISO date", "E0004")
+    start = dt.datetime.combine(last, dt.time()) - dt.timedelta(days=days)
 
     url = warehouse or load_profile(path).warehouse_url
     target = Path(duckdb_path(url))
     target.parent.mkdir(parents=True, exist_ok=True)
     counts = generate(
         target,
+        start=start,
+        days=days,
         users=users,
         orders=orders,
         page_views=page_views,
@@ -522,7 +540,7 @@ def run(
 
     table = Table(title=f"fsc run as of {runs[0].as_of if runs else '-'}", title_justify="left")
     for col in ("view", "mode", "written", "removed", "values", "seconds", "rows/s"):
-        table.add_column(col, justify="left" if col in ("view", "mode") else "right")
+        table.add_column(col, justify="left" if col in ("view", "mode") else "right", no_wrap=True)
     for r in runs:
         d = r.to_dict()
         table.add_row(
