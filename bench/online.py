@@ -1,0 +1,198 @@
+"""Benchmark the online store at one scale (default M), each figure against raw redis-py in the
+same run:
+
+* full refresh of `user_orders`: total seconds, and write throughput (feature values/s) against
+  a raw redis-py pipeline writing the same hashes;
+* incremental refresh after appending 1% new events (by ingestion time): the whole `fsc run`
+  process, start-up included, against the full refresh's;
+* `online_features` of service `churn_model` for 1 and for 100 entities over 2,000 calls: p50
+  and p99 against raw HGETALL of the same keys in one pipeline.
+
+    python bench/online.py --scale M
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from generate import ensure  # noqa: E402
+from scales import DATA  # noqa: E402
+
+VIEW, SERVICE = "user_orders", "churn_model"
+AT = dt.datetime(2024, 6, 1)  # inside the generated history (2024-01-01 + 180 days)
+
+
+def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
+    from fsdsl.online.server import redis_binary
+
+    port = 6391
+    proc = subprocess.Popen([redis_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", str(folder)],
+                            stdout=subprocess.DEVNULL)
+    import redis
+
+    for _ in range(500):
+        try:
+            redis.Redis(port=port).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.01)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def fsc_run(db: Path, url: str, at: dt.datetime, *extra: str) -> tuple[float, dict]:
+    started = time.perf_counter()
+    out = subprocess.run(["fsc", "run", str(ROOT / "definitions"), "-w", f"duckdb:///{db}",
+                          "--online", url, "--at", at.isoformat(), "-v", VIEW, "-f", "json",
+                          *extra], capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if out.returncode:
+        raise SystemExit(out.stderr)
+    return seconds, json.loads(out.stdout)["views"][0]
+
+
+def raw_write(url: str, db: Path) -> tuple[float, int]:
+    """The same hashes written by a plain redis-py pipeline (values already text)."""
+    import redis
+
+    from fsdsl import FeatureStore
+    from fsdsl.compile.refresh import refresh_query
+    from fsdsl.online.codec import encode_column
+
+    with FeatureStore(ROOT / "definitions", warehouse=f"duckdb:///{db}") as store:
+        view = store.repo.views[VIEW]
+        table = store.warehouse().query(refresh_query(view, "duckdb"),
+                                        {"as_of": AT, "watermark": None})
+    cols = {f.name: encode_column(table[f.name], f.type) for f in view.features}
+    keys = table["user_id"].to_pylist()
+    rows = [(f"raw:{k}", {n: v[i] for n, v in cols.items() if v[i] is not None})
+            for i, k in enumerate(keys)]
+    client = redis.Redis.from_url(url)
+    values = sum(len(r) for _, r in rows)
+    started = time.perf_counter()
+    pipe = client.pipeline(transaction=False)
+    for i, (key, fields) in enumerate(rows, 1):
+        pipe.hset(key, mapping=fields)
+        if i % 2000 == 0:
+            pipe.execute()
+    pipe.execute()
+    seconds = time.perf_counter() - started
+    client.delete(*[k for k, _ in rows][:1])
+    for i in range(0, len(rows), 10000):
+        client.delete(*[k for k, _ in rows[i:i + 10000]])
+    return seconds, values
+
+
+def append_one_percent(db: Path, at: dt.datetime, later: dt.datetime) -> int:
+    """1% new orders ingested between the two refreshes (some with an old event time)."""
+    import duckdb
+
+    con = duckdb.connect(str(db))
+    n = con.sql("SELECT count(*) FROM orders").fetchone()[0] // 100
+    span = int((later - at).total_seconds())
+    con.execute(f"""
+        INSERT INTO orders
+        SELECT 'new' || i, 'u' || lpad(CAST(1 + (i * 7919) % 100000 AS VARCHAR), 6, '0'),
+               round(random() * 100, 2), 'completed',
+               TIMESTAMP '{at.isoformat()}' + to_seconds((i * 13) % {span})
+                 - CASE WHEN i % 50 = 0 THEN INTERVAL 3 DAY ELSE INTERVAL 0 DAY END,
+               TIMESTAMP '{at.isoformat()}' + to_seconds((i * 13) % {span})
+        FROM range({n}) t(i)""")
+    con.close()
+    return n
+
+
+def latency(store, url: str, batch: int, calls: int, users: int) -> tuple[dict, dict]:
+    import redis
+
+    from fsdsl.online.store import PREFIX
+
+    rnd = random.Random(batch)
+    plan = store.plan(SERVICE)
+    state = store.online().state(VIEW)
+    raw = redis.Redis.from_url(url)
+    ours, base = [], []
+    for _ in range(calls):
+        ids = [f"u{rnd.randint(1, users):06d}" for _ in range(batch)]
+        keys = [{"user_id": i} for i in ids]
+        t0 = time.perf_counter()
+        store.online_features(SERVICE, keys)
+        ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        pipe = raw.pipeline(transaction=False)
+        for i in ids:
+            pipe.hgetall(f"{PREFIX}:v:{state['ns']}:[\"{i}\"]")
+        pipe.execute()
+        base.append(time.perf_counter() - t0)
+    assert plan is not None
+
+    def summary(xs):
+        xs = sorted(xs)
+        return {"p50_ms": round(statistics.median(xs) * 1000, 3),
+                "p99_ms": round(xs[int(len(xs) * 0.99) - 1] * 1000, 3)}
+
+    return summary(ours), summary(base)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--scale", default="M", choices=["XS", "S", "M", "L"])
+    p.add_argument("--calls", type=int, default=2000)
+    args = p.parse_args()
+    db, _ = ensure(args.scale)
+    work = Path(tempfile.mkdtemp(prefix="fsdsl-bench-"))
+    copy = work / "wh.duckdb"
+    shutil.copy(db, copy)
+    proc, url = start_redis(work)
+    results: dict = {"scale": args.scale}
+    try:
+        full_s, full = fsc_run(copy, url, AT, "--full")
+        raw_s, raw_values = raw_write(url, copy)
+        ours_vps = full["values_written"] / full["write_seconds"]
+        raw_vps = raw_values / raw_s
+        results["full"] = {"process_seconds": round(full_s, 2), **{
+            k: full[k] for k in ("entities_written", "values_written", "query_seconds",
+                                 "write_seconds")},
+            "values_per_s": round(ours_vps), "raw_values_per_s": round(raw_vps),
+            "ratio_to_raw": round(ours_vps / raw_vps, 3)}
+        later = AT + dt.timedelta(hours=6)
+        appended = append_one_percent(copy, AT, later)
+        inc_s, inc = fsc_run(copy, url, later)
+        results["incremental"] = {"appended_events": appended, "process_seconds": round(inc_s, 2),
+                                  "entities_written": inc["entities_written"],
+                                  "entities_removed": inc["entities_removed"],
+                                  "ratio_to_full": round(inc_s / full_s, 3)}
+        from fsdsl import FeatureStore
+
+        users = {"XS": 1000, "S": 10_000, "M": 100_000, "L": 1_000_000}[args.scale]
+        with FeatureStore(ROOT / "definitions", warehouse=f"duckdb:///{copy}",
+                          online=url) as store:
+            # the lookup is of the service's user_orders features: refresh is current
+            for n in (1, 100):
+                ours, base = latency(store, url, n, args.calls, users)
+                results[f"lookup_{n}"] = {"fsc": ours, "raw": base,
+                                          "p50_ratio": round(ours["p50_ms"] / base["p50_ms"], 2),
+                                          "p99_ratio": round(ours["p99_ms"] / base["p99_ms"], 2)}
+    finally:
+        proc.terminate()
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+    (DATA / f"results_online_{args.scale.lower()}.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
