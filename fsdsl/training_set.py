@@ -222,7 +222,22 @@ def compute(
     result = wh.query(tree)
     result = result.drop_columns([ROW])
     # the original label columns, untouched (types as given), then the features
-    feature_cols = [result[f] for _, f in features]
+    # one Arrow type per feature whatever the backend returned (Decimal, tz-aware, ...)
+    types = {f.name: f.type for v in views for f in v.features}
+    feature_cols = [_as_type(result[f], types[f]) for _, f in features]
     return pa.table(
         [*labels.columns, *feature_cols], names=[*labels.column_names, *[f for _, f in features]]
     )
+
+
+def _as_type(column, t: ir.Type):
+    from fsdsl.online.types import arrow_type
+
+    want = arrow_type(t)
+    if column.type == want:
+        return column
+    if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+        column = pc.cast(column, pa.timestamp(column.type.unit, tz="UTC")).cast(
+            pa.timestamp(column.type.unit)
+        )
+    return column.cast(want)

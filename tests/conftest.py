@@ -61,3 +61,33 @@ def pytest_runtest_makereport(item, call):
     ):
         report.outcome = "failed"
         report.longrepr = f"skipped while FSDSL_REQUIRE_SERVERS is set: {report.longrepr}"
+
+
+@pytest.fixture(scope="session")
+def warehouse_urls(tmp_path_factory):
+    """URL of every warehouse that can run here; a missing one is absent (tests skip)."""
+    urls = {"duckdb": "duckdb:///:memory:"}
+    problems = {}
+    try:
+        import pgserver
+
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+        uri = server.get_uri()  # postgresql://postgres:@/postgres?host=/path
+        urls["postgres"] = uri.replace("postgresql://", "postgresql+psycopg://", 1)
+    except Exception as e:  # noqa: BLE001 - any reason the server cannot start is reported
+        problems["postgres"] = f"no Postgres server: {e}"
+    try:
+        from fsdsl.backends.spark import local_session
+
+        local_session(str(tmp_path_factory.mktemp("spark")))
+        urls["spark"] = "spark://local[2]"
+    except Exception as e:  # noqa: BLE001
+        problems["spark"] = f"no Spark: {type(e).__name__}: {e}"
+    urls["_problems"] = problems
+    return urls
+
+
+def warehouse_url(urls: dict, backend: str) -> str:
+    if backend not in urls:
+        pytest.skip(urls["_problems"].get(backend, f"{backend} unavailable"))
+    return urls[backend]

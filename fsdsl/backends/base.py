@@ -30,6 +30,10 @@ class Warehouse(ABC):
     def execute_sql(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
         """Run one statement and return its result as Arrow."""
 
+    def create_table(self, table: tuple[str, ...], data: pa.Table) -> None:
+        """Create (or replace) a table holding `data`: demo data and tests on any backend."""
+        raise UsageError(f"the {self.dialect} backend cannot create tables", "E0003")
+
     def query(self, tree: exp.Expression, params: dict[str, Any] | None = None) -> pa.Table:
         return self.execute_sql(sql_text(tree, self.dialect, pretty=False), params)
 
@@ -43,12 +47,53 @@ class Warehouse(ABC):
         self.close()
 
 
-def connect(url: str, settings: dict | None = None) -> Warehouse:
-    scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
-    if scheme == "duckdb":
-        from fsdsl.backends.duckdb import DuckDBWarehouse
+BUILTIN = {
+    "duckdb": ("fsdsl.backends.duckdb", "DuckDBWarehouse", "duckdb"),
+    "postgresql": ("fsdsl.backends.postgres", "PostgresWarehouse", "sqlalchemy, psycopg"),
+    "postgres": ("fsdsl.backends.postgres", "PostgresWarehouse", "sqlalchemy, psycopg"),
+    "spark": ("fsdsl.backends.spark", "SparkWarehouse", "pyspark"),
+    "sc": ("fsdsl.backends.spark", "SparkWarehouse", "pyspark"),
+}
+ENTRY_POINTS = "fsdsl.backends"
 
-        return DuckDBWarehouse(url, settings or {})
+
+def plugins() -> dict[str, object]:
+    """Backends registered by other packages: entry points `scheme = "module:Class"`."""
+    from importlib.metadata import entry_points
+
+    return {ep.name.lower(): ep for ep in entry_points(group=ENTRY_POINTS)}
+
+
+def connect(url: str, settings: dict | None = None) -> Warehouse:
+    """A warehouse for `url`, chosen by its scheme (`postgresql+psycopg://` -> postgresql)."""
+    import importlib
+
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
+    found = plugins().get(scheme)
+    if found is not None:
+        try:
+            cls = found.load()
+        except ImportError as e:
+            raise UsageError(
+                f"the `{scheme}` backend plug-in cannot be imported: {e}", "E0003"
+            ) from None
+        return cls(url, settings or {})
+    if scheme in BUILTIN:
+        module, name, needs = BUILTIN[scheme]
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except ImportError as e:
+            raise UsageError(
+                f"the {scheme} backend needs {needs} ({e.name} is missing): "
+                f"pip install 'fsdsl[{_extra(scheme)}]'",
+                "E0003",
+            ) from None
+        return cls(url, settings or {})
+    known = sorted({*BUILTIN, *plugins()})
     raise UsageError(
-        f"unknown warehouse URL scheme `{scheme or url}`; use duckdb:///path.duckdb", "E0003"
+        f"unknown warehouse URL scheme `{scheme or url}`; known: {', '.join(known)}", "E0003"
     )
+
+
+def _extra(scheme: str) -> str:
+    return {"postgresql": "postgres", "sc": "spark"}.get(scheme, scheme)

@@ -56,6 +56,28 @@ class DuckDBWarehouse(Warehouse):
         rows = self.con.execute(sql, params).fetchall()
         return {c: t for c, t in rows} or None
 
+    def create_table(self, table: tuple[str, ...], data: pa.Table) -> None:
+        from sqlglot import exp
+
+        ref = exp.Table(
+            this=exp.to_identifier(table[-1]),
+            db=exp.to_identifier(table[-2]) if len(table) > 1 else None,
+        )
+        if len(table) > 1:
+            schema = exp.Create(
+                this=exp.Table(this=exp.to_identifier(table[-2])), kind="SCHEMA", exists=True
+            )
+            self.con.execute(schema.sql("duckdb", identify=True))
+        self.con.register("__fsdsl_upload", data)
+        create = exp.Create(
+            this=ref,
+            kind="TABLE",
+            replace=True,
+            expression=exp.select(exp.Star()).from_("__fsdsl_upload"),
+        )
+        self.con.execute(create.sql("duckdb", identify=True))
+        self.con.unregister("__fsdsl_upload")
+
     def register_arrow(self, name: str, data: pa.Table) -> None:
         self.con.register(name, data)
 

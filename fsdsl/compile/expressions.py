@@ -79,6 +79,11 @@ def to_sql(e: ir.Expr, d: Dialect, leaf: Resolver) -> exp.Expression:
                 this=left, expression=exp.Nullif(this=right, expression=exp.Literal.number(0))
             )
         if e.op == "%":
+            if d.name in ("postgres", "redshift"):  # `%` would clash with pyformat parameters
+                return exp.Anonymous(
+                    this="MOD",
+                    expressions=[left, exp.Nullif(this=right, expression=exp.Literal.number(0))],
+                )
             return exp.Mod(
                 this=left, expression=exp.Nullif(this=right, expression=exp.Literal.number(0))
             )

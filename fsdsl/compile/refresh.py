@@ -45,7 +45,8 @@ def refresh_query(view: ir.View, dialect: str = "duckdb") -> exp.Select:
     events = pit.events()
 
     as_of, wm = _param(AS_OF, d), _param(WATERMARK, d)
-    full = exp.Is(this=exp.Placeholder(this=WATERMARK), expression=exp.Null())
+    # typed: a bare NULL parameter has no type for postgres to infer
+    full = exp.Is(this=_param(WATERMARK, d), expression=exp.Null())
     new_rows = and_all(
         [
             exp.LT(this=col(AVAIL), expression=as_of.copy()),

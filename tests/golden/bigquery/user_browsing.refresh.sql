@@ -21,7 +21,7 @@ WITH `user_browsing__events` AS (
     (
       `__avail` < CAST(@as_of AS DATETIME)
       AND (
-        @watermark IS NULL OR `__avail` >= CAST(@watermark AS DATETIME)
+        CAST(@watermark AS DATETIME) IS NULL OR `__avail` >= CAST(@watermark AS DATETIME)
       )
     )
     OR (

@@ -27,7 +27,7 @@ WITH `user_orders__events` AS (
     (
       `__avail` < CAST(@as_of AS DATETIME)
       AND (
-        @watermark IS NULL OR `__avail` >= CAST(@watermark AS DATETIME)
+        CAST(@watermark AS DATETIME) IS NULL OR `__avail` >= CAST(@watermark AS DATETIME)
       )
     )
     OR (

@@ -27,7 +27,8 @@ WITH `user_orders__events` AS (
     (
       `__avail` < CAST(:as_of AS TIMESTAMP)
       AND (
-        :watermark IS NULL OR `__avail` >= CAST(:watermark AS TIMESTAMP)
+        CAST(:watermark AS TIMESTAMP) IS NULL
+        OR `__avail` >= CAST(:watermark AS TIMESTAMP)
       )
     )
     OR (

@@ -27,7 +27,8 @@ WITH "user_category_browsing__events" AS (
     (
       "__avail" < CAST(%(as_of)s AS TIMESTAMP)
       AND (
-        %(watermark)s IS NULL OR "__avail" >= CAST(%(watermark)s AS TIMESTAMP)
+        CAST(%(watermark)s AS TIMESTAMP) IS NULL
+        OR "__avail" >= CAST(%(watermark)s AS TIMESTAMP)
       )
     )
     OR (
