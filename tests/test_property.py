@@ -13,10 +13,10 @@ import math
 import os
 
 import pytest
+from conftest import warehouse_url
 from duck import training
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from conftest import warehouse_url
 from reference import training_set
 from warehouses import BACKENDS, training_on
 
