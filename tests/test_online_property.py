@@ -14,14 +14,17 @@ import random
 
 import duckdb
 import pytest
+from conftest import warehouse_url
 from duck import load_source
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis_servers import flush
 from reference import view_values
 from test_property import BASE, USERS, same, view_text
+from warehouses import load_events
 
 from fsdsl import FeatureStore
+from fsdsl.backends import connect
 from fsdsl.check import load_text
 
 EXAMPLES = int(os.environ.get("FSDSL_ONLINE_EXAMPLES", "40"))
@@ -55,7 +58,10 @@ def new_rows(
     return rows
 
 
-def refresh_and_compare(tmp, text, redis_url, schedule, draw_int, draw_choice, draw_bool):
+def refresh_and_compare(
+    tmp, text, redis_url, schedule, draw_int, draw_choice, draw_bool, warehouse=None
+):
+    """`warehouse`: a URL of another backend; by default a DuckDB file in `tmp`."""
     repo, diags = load_text(text + "\nservice s { features v.* }\n")
     assert repo is not None, [d.message for d in diags]
     view = repo.views["v"]
@@ -68,10 +74,15 @@ def refresh_and_compare(tmp, text, redis_url, schedule, draw_int, draw_choice, d
     previous = BASE
     for step, at in enumerate(schedule):
         rows += new_rows(draw_int, draw_choice, previous, at, created, draw_int(0, 8))
-        con = duckdb.connect(str(db))
-        load_source(con, repo.sources["events"], rows)
-        con.close()
-        with FeatureStore(tmp, warehouse=f"duckdb:///{db}", online=redis_url) as store:
+        if warehouse is None:
+            con = duckdb.connect(str(db))
+            load_source(con, repo.sources["events"], rows)
+            con.close()
+        else:
+            with connect(warehouse, {}) as wh:
+                load_events(wh, repo, {"events": rows})
+        url = warehouse or f"duckdb:///{db}"
+        with FeatureStore(tmp, warehouse=url, online=redis_url) as store:
             store.run(at, full=step > 0 and draw_bool())
             got = store.online_features("s", [{"user_id": k} for k in KEYS])
         for key, served in zip(KEYS, got, strict=True):
@@ -110,6 +121,42 @@ def test_online_equals_reference(server, redis_urls, tmp_path, data):
         lambda xs: data.draw(st.sampled_from(xs)),
         lambda: data.draw(st.integers(0, 4)) == 0,
     )
+
+
+ONLINE_BACKEND_EXAMPLES = {
+    "postgres": EXAMPLES,
+    "spark": int(os.environ.get("FSDSL_SPARK_ONLINE_EXAMPLES", "12")),
+}
+
+
+@pytest.mark.parametrize("backend", ["postgres", "spark"])
+def test_online_equals_reference_on_other_warehouses(
+    backend, warehouse_urls, redis_urls, tmp_path_factory
+):
+    """The same property with the refresh SQL running on Postgres and on Spark."""
+    url = warehouse_url(warehouse_urls, backend)
+
+    @settings(
+        max_examples=ONLINE_BACKEND_EXAMPLES[backend],
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(data=st.data())
+    def prop(data):
+        text = data.draw(view_text(), label="feat")
+        schedule = data.draw(schedules, label="refresh times")
+        refresh_and_compare(
+            tmp_path_factory.mktemp("online"),
+            text,
+            redis_urls["embedded"],
+            schedule,
+            lambda lo, hi: data.draw(st.integers(lo, hi)),
+            lambda xs: data.draw(st.sampled_from(xs)),
+            lambda: data.draw(st.integers(0, 4)) == 0,
+            warehouse=url,
+        )
+
+    prop()
 
 
 def test_long_seeded_run(redis_urls, tmp_path):
