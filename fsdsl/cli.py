@@ -272,7 +272,9 @@ def demo_data(
     warehouse: Annotated[
         str | None,
         typer.Option(
-            help="Warehouse URL, e.g. duckdb:///demo.duckdb (default: the duckdb profile)."
+            "--warehouse",
+            "-w",
+            help="Warehouse URL, e.g. duckdb:///demo.duckdb (default: the duckdb profile).",
         ),
     ] = None,
     labels: Annotated[
@@ -292,7 +294,8 @@ def demo_data(
         ),
     ] = None,
 ) -> None:
-    """Fill a DuckDB warehouse with seeded example data for the definitions/ example."""
+    """Fill a warehouse (the DuckDB profile by default, or any backend URL) with seeded example
+    data for the definitions/ example."""
     import datetime as dt
 
     from fsdsl.demo import generate
@@ -304,11 +307,9 @@ def demo_data(
         fail(f"--end `{end}` is not an ISO date", "E0004")
     start = dt.datetime.combine(last, dt.time()) - dt.timedelta(days=days)
 
-    url = warehouse or load_profile(path).warehouse_url
-    target = Path(duckdb_path(url))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    counts = generate(
-        target,
+    profile = load_profile(path)
+    url = warehouse or profile.warehouse_url
+    options = dict(
         start=start,
         days=days,
         users=users,
@@ -318,9 +319,39 @@ def demo_data(
         seed=seed,
         labels_path=labels,
     )
+    if url.startswith("duckdb:"):
+        target = Path(duckdb_path(url))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        counts = generate(target, **options)
+    else:
+        # any other warehouse: generate into a scratch DuckDB, then copy the tables over
+        import tempfile
+
+        import duckdb
+
+        from fsdsl.backends import connect
+
+        with tempfile.TemporaryDirectory() as scratch:
+            local = Path(scratch) / "demo.duckdb"
+            counts = generate(local, **options)
+            con = duckdb.connect(str(local), read_only=True)
+            try:
+                with connect(url, dict(profile.settings.get("warehouse", {}))) as wh:
+                    for table in counts:
+                        data = con.sql(f"SELECT * FROM {_duck_name(table)}").to_arrow_table()
+                        wh.create_table(tuple(table.split(".")), data)
+            finally:
+                con.close()
+        target = url
     for table, n in counts.items():
         typer.echo(f"{table:<16} {n:>10,} rows")
     typer.echo(f"warehouse: {target}")
+
+
+def _duck_name(table: str) -> str:
+    from sqlglot import exp
+
+    return exp.to_table(table).sql("duckdb", identify=True)
 
 
 @app.command("training-set")

@@ -48,9 +48,10 @@ def load_profile(path: str | Path, name: str | None = None) -> Profile:
     if not isinstance(url, str):
         raise UsageError(f"profile {file} has no [warehouse] url", "E0002")
     url = resolve_url(url, root)
-    temp = wh.get("temp_directory")
-    if isinstance(temp, str) and not Path(temp).is_absolute():
-        wh["temp_directory"] = str(root / temp)
+    for key in ("temp_directory", "warehouse_dir"):
+        value = wh.get(key)
+        if isinstance(value, str) and not Path(value).is_absolute():
+            wh[key] = str(root / value)
     dialect = wh.get("dialect") or url.split(":", 1)[0].split("+", 1)[0]
     return Profile(name, file, url, dialect, data)
 
