@@ -40,9 +40,22 @@ def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
     from fsdsl.online.server import redis_binary
 
     port = 6391
-    proc = subprocess.Popen([redis_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", str(folder)],
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     import redis
 
     for _ in range(500):
@@ -56,9 +69,26 @@ def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
 
 def fsc_run(db: Path, url: str, at: dt.datetime, *extra: str) -> tuple[float, dict]:
     started = time.perf_counter()
-    out = subprocess.run(["fsc", "run", str(ROOT / "definitions"), "-w", f"duckdb:///{db}",
-                          "--online", url, "--at", at.isoformat(), "-v", VIEW, "-f", "json",
-                          *extra], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            "fsc",
+            "run",
+            str(ROOT / "definitions"),
+            "-w",
+            f"duckdb:///{db}",
+            "--online",
+            url,
+            "--at",
+            at.isoformat(),
+            "-v",
+            VIEW,
+            "-f",
+            "json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - started
     if out.returncode:
         raise SystemExit(out.stderr)
@@ -75,12 +105,15 @@ def raw_write(url: str, db: Path) -> tuple[float, int]:
 
     with FeatureStore(ROOT / "definitions", warehouse=f"duckdb:///{db}") as store:
         view = store.repo.views[VIEW]
-        table = store.warehouse().query(refresh_query(view, "duckdb"),
-                                        {"as_of": AT, "watermark": None})
+        table = store.warehouse().query(
+            refresh_query(view, "duckdb"), {"as_of": AT, "watermark": None}
+        )
     cols = {f.name: encode_column(table[f.name], f.type) for f in view.features}
     keys = table["user_id"].to_pylist()
-    rows = [(f"raw:{k}", {n: v[i] for n, v in cols.items() if v[i] is not None})
-            for i, k in enumerate(keys)]
+    rows = [
+        (f"raw:{k}", {n: v[i] for n, v in cols.items() if v[i] is not None})
+        for i, k in enumerate(keys)
+    ]
     client = redis.Redis.from_url(url)
     values = sum(len(r) for _, r in rows)
     started = time.perf_counter()
@@ -93,7 +126,7 @@ def raw_write(url: str, db: Path) -> tuple[float, int]:
     seconds = time.perf_counter() - started
     client.delete(*[k for k, _ in rows][:1])
     for i in range(0, len(rows), 10000):
-        client.delete(*[k for k, _ in rows[i:i + 10000]])
+        client.delete(*[k for k, _ in rows[i : i + 10000]])
     return seconds, values
 
 
@@ -135,15 +168,17 @@ def latency(store, url: str, batch: int, calls: int, users: int) -> tuple[dict, 
         t0 = time.perf_counter()
         pipe = raw.pipeline(transaction=False)
         for i in ids:
-            pipe.hgetall(f"{PREFIX}:v:{state['ns']}:[\"{i}\"]")
+            pipe.hgetall(f'{PREFIX}:v:{state["ns"]}:["{i}"]')
         pipe.execute()
         base.append(time.perf_counter() - t0)
     assert plan is not None
 
     def summary(xs):
         xs = sorted(xs)
-        return {"p50_ms": round(statistics.median(xs) * 1000, 3),
-                "p99_ms": round(xs[int(len(xs) * 0.99) - 1] * 1000, 3)}
+        return {
+            "p50_ms": round(statistics.median(xs) * 1000, 3),
+            "p99_ms": round(xs[int(len(xs) * 0.99) - 1] * 1000, 3),
+        }
 
     return summary(ours), summary(base)
 
@@ -164,29 +199,39 @@ def main() -> None:
         raw_s, raw_values = raw_write(url, copy)
         ours_vps = full["values_written"] / full["write_seconds"]
         raw_vps = raw_values / raw_s
-        results["full"] = {"process_seconds": round(full_s, 2), **{
-            k: full[k] for k in ("entities_written", "values_written", "query_seconds",
-                                 "write_seconds")},
-            "values_per_s": round(ours_vps), "raw_values_per_s": round(raw_vps),
-            "ratio_to_raw": round(ours_vps / raw_vps, 3)}
+        results["full"] = {
+            "process_seconds": round(full_s, 2),
+            **{
+                k: full[k]
+                for k in ("entities_written", "values_written", "query_seconds", "write_seconds")
+            },
+            "values_per_s": round(ours_vps),
+            "raw_values_per_s": round(raw_vps),
+            "ratio_to_raw": round(ours_vps / raw_vps, 3),
+        }
         later = AT + dt.timedelta(hours=6)
         appended = append_one_percent(copy, AT, later)
         inc_s, inc = fsc_run(copy, url, later)
-        results["incremental"] = {"appended_events": appended, "process_seconds": round(inc_s, 2),
-                                  "entities_written": inc["entities_written"],
-                                  "entities_removed": inc["entities_removed"],
-                                  "ratio_to_full": round(inc_s / full_s, 3)}
+        results["incremental"] = {
+            "appended_events": appended,
+            "process_seconds": round(inc_s, 2),
+            "entities_written": inc["entities_written"],
+            "entities_removed": inc["entities_removed"],
+            "ratio_to_full": round(inc_s / full_s, 3),
+        }
         from fsdsl import FeatureStore
 
         users = {"XS": 1000, "S": 10_000, "M": 100_000, "L": 1_000_000}[args.scale]
-        with FeatureStore(ROOT / "definitions", warehouse=f"duckdb:///{copy}",
-                          online=url) as store:
+        with FeatureStore(ROOT / "definitions", warehouse=f"duckdb:///{copy}", online=url) as store:
             # the lookup is of the service's user_orders features: refresh is current
             for n in (1, 100):
                 ours, base = latency(store, url, n, args.calls, users)
-                results[f"lookup_{n}"] = {"fsc": ours, "raw": base,
-                                          "p50_ratio": round(ours["p50_ms"] / base["p50_ms"], 2),
-                                          "p99_ratio": round(ours["p99_ms"] / base["p99_ms"], 2)}
+                results[f"lookup_{n}"] = {
+                    "fsc": ours,
+                    "raw": base,
+                    "p50_ratio": round(ours["p50_ms"] / base["p50_ms"], 2),
+                    "p99_ratio": round(ours["p99_ms"] / base["p99_ms"], 2),
+                }
     finally:
         proc.terminate()
         shutil.rmtree(work, ignore_errors=True)

@@ -12,6 +12,7 @@ from fsdsl import ir
 from fsdsl.backends.base import Warehouse
 from fsdsl.compile.training import label_keys, training_query
 from fsdsl.diagnostics import UsageError
+from fsdsl.online.types import conform
 
 ROW = "__fsdsl_row"
 LABELS_RELATION = "__fsdsl_labels"
@@ -224,20 +225,7 @@ def compute(
     # the original label columns, untouched (types as given), then the features
     # one Arrow type per feature whatever the backend returned (Decimal, tz-aware, ...)
     types = {f.name: f.type for v in views for f in v.features}
-    feature_cols = [_as_type(result[f], types[f]) for _, f in features]
+    feature_cols = [conform(result[f], types[f]) for _, f in features]
     return pa.table(
         [*labels.columns, *feature_cols], names=[*labels.column_names, *[f for _, f in features]]
     )
-
-
-def _as_type(column, t: ir.Type):
-    from fsdsl.online.types import arrow_type
-
-    want = arrow_type(t)
-    if column.type == want:
-        return column
-    if pa.types.is_timestamp(column.type) and column.type.tz is not None:
-        column = pc.cast(column, pa.timestamp(column.type.unit, tz="UTC")).cast(
-            pa.timestamp(column.type.unit)
-        )
-    return column.cast(want)

@@ -89,6 +89,9 @@ class SparkWarehouse(Warehouse):
                 self.spark = SparkSession.builder.remote(url).getOrCreate()
                 self.spark.conf.set("spark.sql.session.timeZone", "UTC")
             else:
+                from fsdsl.project import url_settings
+
+                settings = {**settings, **url_settings(url)}
                 master = url.split("://", 1)[1].split("?", 1)[0] or "local[*]"
                 self.spark = local_session(settings.get("warehouse_dir"), master)
         except UsageError:
@@ -117,12 +120,7 @@ class SparkWarehouse(Warehouse):
                 this=exp.Table(this=exp.to_identifier(table[-2])), kind="SCHEMA", exists=True
             )
             self.spark.sql(db.sql("spark", identify=True))
-        frame = self.spark.createDataFrame(data)
-        if len(table) == 1:
-            # a single-part name: a view of the session is enough and much faster (tests)
-            frame.createOrReplaceTempView(table[0])
-        else:
-            frame.write.mode("overwrite").saveAsTable(".".join(table))
+        self.spark.createDataFrame(data).write.mode("overwrite").saveAsTable(".".join(table))
 
     def execute_sql(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
         try:

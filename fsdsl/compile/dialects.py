@@ -75,9 +75,16 @@ class Dialect:
 
     def epoch_seconds(self, t: exp.Expression) -> exp.Expression:
         """Seconds since 1970 as a number; only its monotonicity is relied upon (buckets)."""
-        if self.name in ("spark", "databricks", "bigquery"):
+        if self.name == "bigquery":  # naive times are DATETIME there; UNIX_SECONDS wants TIMESTAMP
+            return exp.UnixSeconds(this=exp.Cast(this=t, to=exp.DataType.build("TIMESTAMPTZ")))
+        if self.name in ("spark", "databricks"):
             return exp.UnixSeconds(this=t)
         return exp.TimeToUnix(this=t)
+
+    def truncate(self, t: exp.Expression, unit: str) -> exp.Expression:
+        if self.name == "bigquery":  # TIMESTAMP_TRUNC does not take a DATETIME
+            return exp.DatetimeTrunc(this=t, unit=exp.var(unit))
+        return exp.TimestampTrunc(this=t, unit=exp.var(unit))
 
     # ---- aggregation ----
     def ordered_list(

@@ -151,5 +151,5 @@ def _function(e: ir.Func, d: Dialect, go) -> exp.Expression:
     if name == "date_trunc":
         unit = e.args[0].value.upper()
         value = args[1] if e.args[1].type == ir.TIMESTAMP else d.cast(args[1], ir.TIMESTAMP)
-        return exp.TimestampTrunc(this=value, unit=exp.var(unit))
+        return d.truncate(value, unit)
     raise TypeError(f"no SQL for function {name}")

@@ -19,6 +19,7 @@ from fsdsl.compile.training import training_query
 from fsdsl.diagnostics import UsageError
 from fsdsl.online.codec import encode_column, key_text
 from fsdsl.online.store import OnlineStore
+from fsdsl.online.types import conform
 
 BATCH = 2000
 Progress = Callable[[str, int, int | None], None]  # (view, rows done, total or None)
@@ -93,7 +94,7 @@ def empty_fields(repo: ir.Repository, view: ir.View, wh: Warehouse, at: dt.datet
 def _fields(table: pa.Table, view: ir.View, i: int) -> dict[str, str]:
     out = {}
     for f in view.features:
-        value = encode_column(table[f.name].slice(i, 1), f.type)[0]
+        value = encode_column(conform(table[f.name].slice(i, 1), f.type), f.type)[0]
         if value is not None:
             out[f.name] = value
     return out
@@ -150,7 +151,10 @@ def refresh_view(
         done = 0
         for batch in result.to_batches(max_chunksize=BATCH):
             key_cols = [batch.column(k).to_pylist() for k in keys]
-            encoded = {f.name: encode_column(batch.column(f.name), f.type) for f in view.features}
+            encoded = {
+                f.name: encode_column(conform(batch.column(f.name), f.type), f.type)
+                for f in view.features
+            }
             puts, deletes = [], []
             for i in range(batch.num_rows):
                 kt = key_text([c[i] for c in key_cols])

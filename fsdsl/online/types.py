@@ -20,3 +20,10 @@ def arrow_type(t: ir.Type) -> pa.DataType:
     if t.name == "list":
         return pa.list_(arrow_type(t.element))
     return _SCALAR[t.name]
+
+
+def conform(column, t: ir.Type):
+    """A result column as the Arrow type of its feature, whatever the backend returned:
+    Postgres `numeric`, Spark's zone-aware timestamps (cast to naive UTC), lists of either."""
+    want = arrow_type(t)
+    return column if column.type == want else column.cast(want)

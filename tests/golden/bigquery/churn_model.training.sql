@@ -14,7 +14,7 @@ WITH `user_orders__spine` AS (
       ELSE `src`.`event_timestamp`
     END AS `__avail`,
     `src`.`amount` AS `__a0`,
-    TIMESTAMP_TRUNC(`src`.`event_timestamp`, DAY) AS `__a1`
+    DATETIME_TRUNC(`src`.`event_timestamp`, DAY) AS `__a1`
   FROM `orders` AS `src`
   WHERE
     NOT `src`.`user_id` IS NULL
@@ -27,13 +27,13 @@ WITH `user_orders__spine` AS (
   SELECT
     `user_id`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 7776000) AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__t` AS TIMESTAMP)) / 7776000) AS `__b`
   FROM `user_orders__spine`
   UNION ALL
   SELECT
     `user_id`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 7776000) - 1 AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__t` AS TIMESTAMP)) / 7776000) - 1 AS `__b`
   FROM `user_orders__spine`
 ), `user_orders__wevents` AS (
   SELECT
@@ -43,7 +43,7 @@ WITH `user_orders__spine` AS (
     `__created`,
     `__a0`,
     `__a1`,
-    FLOOR(UNIX_SECONDS(`__ts`) / 7776000) AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__ts` AS TIMESTAMP)) / 7776000) AS `__b`
   FROM `user_orders__events`
 ), `user_orders__wjoin` AS (
   SELECT

@@ -26,13 +26,13 @@ WITH `user_orders__spine` AS (
   SELECT
     `user_id`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 5184000) AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__t` AS TIMESTAMP)) / 5184000) AS `__b`
   FROM `user_orders__spine`
   UNION ALL
   SELECT
     `user_id`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 5184000) - 1 AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__t` AS TIMESTAMP)) / 5184000) - 1 AS `__b`
   FROM `user_orders__spine`
 ), `user_orders__wevents` AS (
   SELECT
@@ -41,7 +41,7 @@ WITH `user_orders__spine` AS (
     `__avail`,
     `__created`,
     `__a0`,
-    FLOOR(UNIX_SECONDS(`__ts`) / 5184000) AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__ts` AS TIMESTAMP)) / 5184000) AS `__b`
   FROM `user_orders__events`
 ), `user_orders__wjoin` AS (
   SELECT

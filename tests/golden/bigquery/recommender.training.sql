@@ -21,13 +21,13 @@ WITH `user_browsing__spine` AS (
   SELECT
     `user_id`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 2592000) AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__t` AS TIMESTAMP)) / 2592000) AS `__b`
   FROM `user_browsing__spine`
   UNION ALL
   SELECT
     `user_id`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 2592000) - 1 AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__t` AS TIMESTAMP)) / 2592000) - 1 AS `__b`
   FROM `user_browsing__spine`
 ), `user_browsing__wevents` AS (
   SELECT
@@ -39,7 +39,7 @@ WITH `user_browsing__spine` AS (
     `__a2`,
     `__a4`,
     `__a5`,
-    FLOOR(UNIX_SECONDS(`__ts`) / 2592000) AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__ts` AS TIMESTAMP)) / 2592000) AS `__b`
   FROM `user_browsing__events`
 ), `user_browsing__wjoin` AS (
   SELECT
@@ -199,14 +199,14 @@ WITH `user_browsing__spine` AS (
     `user_id`,
     `category`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 1209600) AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__t` AS TIMESTAMP)) / 1209600) AS `__b`
   FROM `user_category_browsing__spine`
   UNION ALL
   SELECT
     `user_id`,
     `category`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 1209600) - 1 AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__t` AS TIMESTAMP)) / 1209600) - 1 AS `__b`
   FROM `user_category_browsing__spine`
 ), `user_category_browsing__wevents` AS (
   SELECT
@@ -215,7 +215,7 @@ WITH `user_browsing__spine` AS (
     `__ts`,
     `__avail`,
     `__a0`,
-    FLOOR(UNIX_SECONDS(`__ts`) / 1209600) AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__ts` AS TIMESTAMP)) / 1209600) AS `__b`
   FROM `user_category_browsing__events`
 ), `user_category_browsing__wjoin` AS (
   SELECT
@@ -272,13 +272,13 @@ WITH `user_browsing__spine` AS (
   SELECT
     `user_id`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 5184000) AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__t` AS TIMESTAMP)) / 5184000) AS `__b`
   FROM `user_orders__spine`
   UNION ALL
   SELECT
     `user_id`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 5184000) - 1 AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__t` AS TIMESTAMP)) / 5184000) - 1 AS `__b`
   FROM `user_orders__spine`
 ), `user_orders__wevents` AS (
   SELECT
@@ -286,7 +286,7 @@ WITH `user_browsing__spine` AS (
     `__ts`,
     `__avail`,
     `__created`,
-    FLOOR(UNIX_SECONDS(`__ts`) / 5184000) AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__ts` AS TIMESTAMP)) / 5184000) AS `__b`
   FROM `user_orders__events`
 ), `user_orders__wjoin` AS (
   SELECT

@@ -48,13 +48,13 @@ WITH `user_browsing__events` AS (
   SELECT
     `user_id`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 2592000) AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__t` AS TIMESTAMP)) / 2592000) AS `__b`
   FROM `user_browsing__spine`
   UNION ALL
   SELECT
     `user_id`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 2592000) - 1 AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__t` AS TIMESTAMP)) / 2592000) - 1 AS `__b`
   FROM `user_browsing__spine`
 ), `user_browsing__wevents` AS (
   SELECT
@@ -66,7 +66,7 @@ WITH `user_browsing__events` AS (
     `__a2`,
     `__a4`,
     `__a5`,
-    FLOOR(UNIX_SECONDS(`__ts`) / 2592000) AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__ts` AS TIMESTAMP)) / 2592000) AS `__b`
   FROM `user_browsing__events`
 ), `user_browsing__wjoin` AS (
   SELECT

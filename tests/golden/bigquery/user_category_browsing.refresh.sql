@@ -43,14 +43,14 @@ WITH `user_category_browsing__events` AS (
     `user_id`,
     `category`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 1209600) AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__t` AS TIMESTAMP)) / 1209600) AS `__b`
   FROM `user_category_browsing__spine`
   UNION ALL
   SELECT
     `user_id`,
     `category`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 1209600) - 1 AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__t` AS TIMESTAMP)) / 1209600) - 1 AS `__b`
   FROM `user_category_browsing__spine`
 ), `user_category_browsing__wevents` AS (
   SELECT
@@ -59,7 +59,7 @@ WITH `user_category_browsing__events` AS (
     `__ts`,
     `__avail`,
     `__a0`,
-    FLOOR(UNIX_SECONDS(`__ts`) / 1209600) AS `__b`
+    FLOOR(UNIX_SECONDS(CAST(`__ts` AS TIMESTAMP)) / 1209600) AS `__b`
   FROM `user_category_browsing__events`
 ), `user_category_browsing__wjoin` AS (
   SELECT
