@@ -110,12 +110,13 @@ def raw_write(url: str, db: Path) -> tuple[float, int]:
         )
     cols = {f.name: encode_column(table[f.name], f.type) for f in view.features}
     keys = table["user_id"].to_pylist()
+    # the same hashes fsc writes: the non-null fields plus its one-byte marker field
     rows = [
-        (f"raw:{k}", {n: v[i] for n, v in cols.items() if v[i] is not None})
+        (f"raw:{k}", {"__": "1", **{n: v[i] for n, v in cols.items() if v[i] is not None}})
         for i, k in enumerate(keys)
     ]
     client = redis.Redis.from_url(url)
-    values = sum(len(r) for _, r in rows)
+    values = sum(len(r) - 1 for _, r in rows)
     started = time.perf_counter()
     pipe = client.pipeline(transaction=False)
     for i, (key, fields) in enumerate(rows, 1):
@@ -135,7 +136,7 @@ def append_one_percent(db: Path, at: dt.datetime, later: dt.datetime) -> int:
     import duckdb
 
     con = duckdb.connect(str(db))
-    n = con.sql("SELECT count(*) FROM orders").fetchone()[0] // 100
+    n = con.execute("SELECT count(*) FROM orders").fetchone()[0] // 100
     span = int((later - at).total_seconds())
     con.execute(f"""
         INSERT INTO orders

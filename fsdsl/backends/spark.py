@@ -46,6 +46,8 @@ def local_session(warehouse_dir: str | None = None, master: str = "local[2]"):
     if key in _SESSIONS:
         return _SESSIONS[key]
     _java_home()
+    # local mode talks to itself only: never bind or advertise a non-loopback address
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
     base = Path(warehouse_dir or Path.cwd() / ".fsc" / "spark").resolve()
@@ -57,6 +59,8 @@ def local_session(warehouse_dir: str | None = None, master: str = "local[2]"):
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.sql.warehouse.dir", str(base / "warehouse"))
         .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={base}")
         .config(

@@ -59,6 +59,11 @@ class Dialect:
             }[t.name]
         )
 
+    @property
+    def has_asof(self) -> bool:
+        """An ASOF join sqlglot prints faithfully (it prints ASOF verbatim everywhere else)."""
+        return self.name == "duckdb"
+
     def cast(self, e: exp.Expression, t: ir.Type) -> exp.Expression:
         return exp.Cast(this=e, to=self.sql_type(t))
 

@@ -110,6 +110,13 @@ class PointInTime:
             a for a in self.aggs if a.window is None and a.func == "last_k" and self.has_created
         ]
         cumulative = [a for a in self.aggs if a.window is None and a not in unbounded_lastk]
+        # Without late rows, the last value before T is exactly what an ASOF join finds.
+        as_of = [
+            a for a in cumulative if a.func == "last" and not self.has_created and self.d.has_asof
+        ]
+        cumulative = [a for a in cumulative if a not in as_of]
+        for agg in as_of:
+            self.asof_last(spine, events, agg)
         if windowed or self.view.ttl is not None:
             widest = max(
                 [a.window for a in windowed] + ([self.view.ttl] if self.view.ttl else []),
@@ -282,6 +289,34 @@ class PointInTime:
             [first, exp.LTE(this=col(self.a(agg, "n")), expression=exp.Literal.number(agg.k))]
         )
         return d.ordered_list(value, col(self.a(agg, "n")), within, agg.arg.type)
+
+    # ---- unwindowed `last` where the dialect has ASOF and the source no late rows ----
+    def asof_last(self, spine: str, events: str, agg: ir.Aggregate) -> None:
+        """One row per (entity, timestamp) holding the value that wins a tie (the greatest,
+        as the contract orders ties without `created`), then the latest row before T."""
+        keys = [col(k) for k in self.keys]
+        value = col(self.a(agg))
+        latest = self.add(
+            f"latest{self.index[agg]}",
+            exp.select(*keys, col(TS), exp.alias_(self.d.pick(value, agg.arg.type), "__v"))
+            .from_(events)
+            .where(exp.Not(this=exp.Is(this=value.copy(), expression=exp.Null())))
+            .group_by(*[k.copy() for k in keys], col(TS)),
+        )
+        s, x = "s", "x"
+        on = and_all(keys_eq(self.keys, s, x) + [exp.LT(this=col(TS, x), expression=col(T, s))])
+        q = (
+            exp.select(
+                *[col(k, s) for k in self.keys],
+                col(T, s),
+                exp.alias_(col("__v", x), self.a(agg, "r")),
+            )
+            .from_(table_ref(spine, s))
+            .join(table_ref(latest, x), on=on, join_type="asof left")
+        )
+        name = self.add(f"asof{self.index[agg]}", q)
+        self.out.relations.append(name)
+        self.out.columns[agg] = (name, self.a(agg, "r"))
 
     # ---- unwindowed: running aggregates over spine ∪ events in visibility order ----
     def running(self, spine: str, events: str, aggs: list[ir.Aggregate]):
