@@ -132,20 +132,24 @@ def raw_write(url: str, db: Path) -> tuple[float, int]:
 
 
 def append_one_percent(db: Path, at: dt.datetime, later: dt.datetime) -> int:
-    """1% new orders ingested between the two refreshes (some with an old event time)."""
+    """1% new orders ingested between the two refreshes, drawn from the existing ones so that
+    they follow the same skewed activity; 1 in 50 is a late row with an old event time."""
     import duckdb
 
     con = duckdb.connect(str(db))
     n = con.execute("SELECT count(*) FROM orders").fetchone()[0] // 100
     span = int((later - at).total_seconds())
+    con.execute("SELECT setseed(0.42)")
     con.execute(f"""
         INSERT INTO orders
-        SELECT 'new' || i, 'u' || lpad(CAST(1 + (i * 7919) % 100000 AS VARCHAR), 6, '0'),
-               round(random() * 100, 2), 'completed',
-               TIMESTAMP '{at.isoformat()}' + to_seconds((i * 13) % {span})
+        WITH picked AS (
+          SELECT user_id, amount, status, row_number() OVER () AS i
+          FROM orders USING SAMPLE {n} ROWS (reservoir, 42))
+        SELECT 'new-' || i, user_id, amount, status,
+               TIMESTAMP '{at.isoformat()}' + to_seconds(1 + (i * 13) % {span - 1})
                  - CASE WHEN i % 50 = 0 THEN INTERVAL 3 DAY ELSE INTERVAL 0 DAY END,
-               TIMESTAMP '{at.isoformat()}' + to_seconds((i * 13) % {span})
-        FROM range({n}) t(i)""")
+               TIMESTAMP '{at.isoformat()}' + to_seconds(1 + (i * 13) % {span - 1})
+        FROM picked""")
     con.close()
     return n
 

@@ -20,7 +20,9 @@ from typer.testing import CliRunner
 from fsdsl import FeatureStore
 from fsdsl.cli import app
 from fsdsl.demo import generate
+from fsdsl.online import store as online_store
 from fsdsl.online.server import stop_embedded
+from fsdsl.online.store import OnlineStore
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner(env={"COLUMNS": "120"})
@@ -164,7 +166,7 @@ def test_incremental_runs_touch_only_changed_entities(project, redis_urls):
     one_line_error(r, "E0507")
 
 
-def test_changed_definition_gets_a_new_namespace(project, redis_urls, tmp_path):
+def test_changed_definition_gets_a_new_namespace(project, redis_urls, tmp_path, monkeypatch):
     url = redis_urls["embedded"]
     flush(url)
     repo = tmp_path / "repo"
@@ -184,7 +186,14 @@ def test_changed_definition_gets_a_new_namespace(project, redis_urls, tmp_path):
     assert json.loads(r.output)["views"][0]["mode"] == "full"
     new_ns = client.hget("fsdsl:state:user_orders", "ns").decode()
     assert new_ns != old_ns
+    # readers that cached the old namespace may still read it for a moment: it is retired,
+    # and removed once RETIRE_AFTER has passed (by the next run, or here explicitly)
+    assert client.hexists("fsdsl:retired", old_ns)
+    assert list(client.scan_iter(match=f"fsdsl:v:{old_ns}:*"))
+    monkeypatch.setattr(online_store, "RETIRE_AFTER", 0.0)
+    OnlineStore(url).drop_retired()
     assert not list(client.scan_iter(match=f"fsdsl:v:{old_ns}:*"))  # old one removed
+    assert not client.hexists("fsdsl:retired", old_ns)
     assert run("verify", d, "-w", wh, "--online", url, "-v", "user_orders").exit_code == 0
 
 

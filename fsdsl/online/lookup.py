@@ -77,10 +77,12 @@ def lookup(online: OnlineStore, plan: ServicePlan, keys: list[dict]) -> list[dic
                 "E0508",
             )
         empty, rows = part
+        names = [(f.name, f.name.encode(), f.type) for f in vp.features]
         for i, values in enumerate(rows):
-            source = values if values[0] is not None else empty  # [0] is the marker field
-            for f, raw in zip(vp.features, source[1:], strict=True):
-                out[i][f.name] = decode(raw, f.type)
+            source = values or empty  # no hash: the entity has the empty values
+            row = out[i]
+            for name, field, t in names:
+                row[name] = decode(source.get(field), t)
     return out
 
 

@@ -165,7 +165,7 @@ def refresh_view(
                 else:
                     puts.append((kt, fields))
                     run.values_written += len(fields)
-            online.write_batch(ns, puts, deletes)
+            online.write_batch(ns, puts, deletes, fresh=not incremental)
             online.keep_lock(view.name)
             run.entities_written += len(puts)
             run.entities_removed += len(deletes)
@@ -186,7 +186,10 @@ def refresh_view(
             },
         )
         if not incremental and state.get("ns") and state["ns"] != ns:
-            online.drop_namespace(state["ns"])
+            # Readers may use the namespace they cached for up to STATE_TTL seconds: retire
+            # the old one now, remove it once no reader can still be using it.
+            online.retire_namespace(state["ns"])
+        online.drop_retired()
         run.seconds = time.perf_counter() - started
         return run
     finally:

@@ -9,14 +9,16 @@ Layout (one namespace per view, definition fingerprint and full-refresh generati
 
 A full refresh (first run, `--full`, or a changed definition) writes a new namespace and switches
 `state` to it only when every write succeeded; incremental runs write in place and advance
-`state` last. A lookup runs one server-side script: it reads `state`, checks that the serving
-definition is the caller's, and fetches every entity's fields, in a single round trip.
+`state` last. A lookup is one MULTI/EXEC: it reads `state` and the entities' fields from the
+namespace it believes is serving (cached); if `state` names another namespace or definition,
+the cache is renewed and the read repeated, so two definitions are never mixed.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 import urllib.parse
 from collections.abc import Iterable
 from typing import Any
@@ -25,35 +27,11 @@ from fsdsl.diagnostics import UsageError
 
 PREFIX = "fsdsl"
 LOCK_SECONDS = 120
+# A reader trusts the serving namespace it cached for this long; a namespace replaced by a full
+# refresh is removed only after RETIRE_AFTER, so no reader ever reads a removed namespace.
+STATE_TTL = 1.0
+RETIRE_AFTER = 5.0
 MARKER = "__"
-
-# ARGV: n_views, then per view: view, fp, n_fields, fields..., n_keys, keys...
-# Reply: per view: false (not served for this definition) or [empty, values per key].
-LOOKUP = """
-local out = {}
-local i = 1
-local n_views = tonumber(ARGV[i]); i = i + 1
-for v = 1, n_views do
-  local view, fp, nf = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]); i = i + 3
-  local fields = {'__'}
-  for f = 1, nf do fields[#fields + 1] = ARGV[i]; i = i + 1 end
-  local nk = tonumber(ARGV[i]); i = i + 1
-  local state = redis.call('HMGET', 'fsdsl:state:' .. view, 'fp', 'ns')
-  if state[1] ~= fp then
-    out[#out + 1] = false
-    i = i + nk
-  else
-    local rows = {redis.call('HMGET', 'fsdsl:empty:' .. state[2], unpack(fields))}
-    for k = 1, nk do
-      rows[#rows + 1] = redis.call('HMGET', 'fsdsl:v:' .. state[2] .. ':' .. ARGV[i],
-                                   unpack(fields))
-      i = i + 1
-    end
-    out[#out + 1] = rows
-  end
-end
-return out
-"""
 
 
 def redacted(url: str) -> str:
@@ -87,7 +65,8 @@ class OnlineStore:
             self.client = redis.Redis.from_url(url, **kwargs)
         except ValueError as e:
             raise UsageError(f"bad online store URL `{redacted(url)}`: {e}", "E0502") from None
-        self._lookup = None
+        # (view, fields) -> (fp, ns, encoded empty row, checked at): what is serving
+        self._cache: dict[tuple, tuple] = {}
 
     # ---- errors ----
     def check(self) -> None:
@@ -156,19 +135,49 @@ class OnlineStore:
             pipe.execute()
 
     def write_batch(
-        self, ns: str, puts: Iterable[tuple[str, dict[str, str]]], deletes: Iterable[str]
+        self,
+        ns: str,
+        puts: Iterable[tuple[str, dict[str, str]]],
+        deletes: Iterable[str],
+        fresh: bool = False,
     ) -> None:
-        """Replace the hashes of `puts`, remove those of `deletes`; one MULTI/EXEC, so a reader
-        never sees an entity half-written."""
+        """Replace the hashes of `puts`, remove those of `deletes`.
+
+        In a serving namespace (`fresh=False`) a batch is one MULTI/EXEC and each hash is
+        deleted before it is written, so a reader never sees an entity half-written or with a
+        stale field. A fresh namespace is not served until the run switches to it: plain
+        HSETs, pipelined, are enough."""
         with self.errors():
-            pipe = self.client.pipeline(transaction=True)
+            pipe = self.client.pipeline(transaction=not fresh)
             for key_text, fields in puts:
                 key = self.entity_key(ns, key_text)
-                pipe.delete(key)
+                if not fresh:
+                    pipe.delete(key)
                 pipe.hset(key, mapping={MARKER: "1", **fields})
             for key_text in deletes:
                 pipe.delete(self.entity_key(ns, key_text))
             pipe.execute()
+
+    def retire_namespace(self, ns: str) -> None:
+        with self.errors():
+            self.client.hset(f"{PREFIX}:retired", ns, str(time.time()))
+
+    def drop_retired(self, wait: bool = False) -> int:
+        """Remove the namespaces retired more than RETIRE_AFTER seconds ago (all of them, after
+        waiting, with `wait`)."""
+        with self.errors():
+            retired = {
+                k.decode(): float(v) for k, v in self.client.hgetall(f"{PREFIX}:retired").items()
+            }
+        if wait and retired:
+            time.sleep(max(0.0, RETIRE_AFTER - (time.time() - max(retired.values()))))
+        removed = 0
+        for ns, when in retired.items():
+            if time.time() - when >= RETIRE_AFTER:
+                removed += self.drop_namespace(ns)
+                with self.errors():
+                    self.client.hdel(f"{PREFIX}:retired", ns)
+        return removed
 
     def drop_namespace(self, ns: str, batch: int = 5000) -> int:
         """Remove a namespace that no longer serves (after a switch)."""
@@ -196,21 +205,74 @@ class OnlineStore:
 
     # ---- reads ----
     def lookup(self, requests: list[tuple[str, str, list[str], list[str]]]) -> list:
-        """[(view, fp, fields, key_texts)] -> per view None or (empty, [values per key])."""
-        if self._lookup is None:
-            self._lookup = self.client.register_script(LOOKUP)
-        args: list[Any] = [len(requests)]
-        for view, fp, fields, keys in requests:
-            args += [view, fp, len(fields), *fields, len(keys), *keys]
-        with self.errors():
-            reply = self._lookup(args=args)
+        """[(view, fp, fields, key_texts)] -> per view None or (empty, [hash per key]), each a
+        {field bytes: value bytes} dict; a missing entity is an empty dict.
+
+        One round trip: the serving namespace and empty values of each view are cached for
+        STATE_TTL seconds; past that (or for a definition the cache does not hold) `state` is
+        read in the same pipeline as the entities and checked. All keys of one call are read
+        from one namespace, so a lookup never mixes two definitions."""
+        now = time.monotonic()
+        fresh = all(self._fresh((v, tuple(f)), fp, now) for v, fp, f, _ in requests)
+        replies = self._read(requests, with_state=not fresh)
+        if not fresh:
+            stale = False
+            for (view, _fp, fields, _keys), (state, _rows) in zip(requests, replies, strict=True):
+                cached = self._cache.get((view, tuple(fields)))
+                if cached is None or cached[:2] != _decode_state(state):
+                    self._refresh_cache(view, fields, state)
+                    stale = True
+                else:
+                    self._cache[(view, tuple(fields))] = (*cached[:3], now)
+            if stale:
+                replies = self._read(requests, with_state=True)
         out = []
-        for part in reply:
-            if not part:
+        for (view, fp, fields, _keys), (state, rows) in zip(requests, replies, strict=True):
+            cached = self._cache.get((view, tuple(fields)))
+            served = _decode_state(state) if state is not None else (cached or (None,))[:2]
+            if cached is None or served[0] != fp or cached[:2] != served:
                 out.append(None)
             else:
-                out.append((part[0], part[1:]))
+                out.append((cached[2], rows))
         return out
+
+    def _fresh(self, key, fp: str, now: float) -> bool:
+        cached = self._cache.get(key)
+        return cached is not None and cached[0] == fp and now - cached[3] < STATE_TTL
+
+    def _read(self, requests, with_state: bool):
+        with self.errors():
+            pipe = self.client.pipeline(transaction=False)
+            plan = []
+            for view, _fp, fields, keys in requests:
+                if with_state:
+                    pipe.hmget(f"{PREFIX}:state:{view}", "fp", "ns")
+                cached = self._cache.get((view, tuple(fields)))
+                n = len(keys) if cached else 0
+                for key in keys if cached else ():
+                    # HGETALL, not HMGET: no field names to send (the hash holds only this
+                    # view's features), which is most of a small lookup's client-side cost
+                    pipe.hgetall(f"{PREFIX}:v:{cached[1]}:{key}")
+                plan.append(n)
+            flat = pipe.execute()
+        out, i = [], 0
+        for n in plan:
+            state = None
+            if with_state:
+                state = flat[i]
+                i += 1
+            out.append((state, flat[i : i + n]))
+            i += n
+        return out
+
+    def _refresh_cache(self, view: str, fields: list[str], state) -> None:
+        fp, ns = _decode_state(state)
+        if fp is None:
+            self._cache.pop((view, tuple(fields)), None)
+            return
+        with self.errors():
+            empty = self.client.hgetall(f"{PREFIX}:empty:{ns}")
+        self._cache[(view, tuple(fields))] = (fp, ns, empty, time.monotonic())
 
     def close(self) -> None:
         self.client.close()
@@ -224,6 +286,11 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _decode_state(state) -> tuple[str | None, str | None]:
+    fp, ns = state
+    return (fp.decode() if fp else None, ns.decode() if ns else None)
 
 
 def _glob(text: str) -> str:
