@@ -12,20 +12,11 @@ from fsdsl import ir
 from fsdsl.backends.base import Warehouse
 from fsdsl.compile.training import label_keys, training_query
 from fsdsl.diagnostics import UsageError
-from fsdsl.online.types import conform
+from fsdsl.online.types import arrow_type, conform
 
 ROW = "__fsdsl_row"
 LABELS_RELATION = "__fsdsl_labels"
 Progress = Callable[[str], None]
-
-_KEY_TYPES = {
-    "string": pa.string(),
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "timestamp": pa.timestamp("us"),
-    "date": pa.date32(),
-}
 
 
 def read_table(path: Path, what: str = "labels") -> pa.Table:
@@ -119,7 +110,7 @@ def _set(table: pa.Table, name: str, column) -> pa.Table:
 
 
 def _key_column(column, name: str, t: ir.Type, where: str):
-    want = _KEY_TYPES[t.name]
+    want = arrow_type(t)
     have = column.type
     if have == want or pa.types.is_null(have):
         return column.cast(want)

@@ -75,11 +75,11 @@ def empty_fields(repo: ir.Repository, view: ir.View, wh: Warehouse, at: dt.datet
     the training query itself, so that serving and training agree on it by construction."""
     features = [(view.name, f.name) for f in view.features]
     keys = [k for k in view.entity.keys]
-    from fsdsl.training_set import _KEY_TYPES
+    from fsdsl.online.types import arrow_type
 
     labels = pa.table(
         {
-            **{k.name: pa.array([None], _KEY_TYPES[k.type.name]) for k in keys},
+            **{k.name: pa.array([None], arrow_type(k.type)) for k in keys},
             "__t": pa.array([at], pa.timestamp("us")),
         }
     )
