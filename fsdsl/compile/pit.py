@@ -11,7 +11,7 @@ avoid joining a label with every event of its entity:
   events ordered by the time each event became visible (greatest(timestamp, created)); `first` /
   `last` / `last_k` become a running max/min of a per-entity rank, looked up afterwards.
 * `last_k` without a window on a source with late rows: the only case with no prefix structure;
-  an unbounded range join (lint reports its cost).
+  an unbounded range join (the one shape whose cost grows with history; give it a window).
 """
 
 from __future__ import annotations

@@ -17,6 +17,25 @@ WITH "user_browsing__spine" AS (
   FROM "web"."page_views" AS "src"
   WHERE
     NOT "src"."visitor_id" IS NULL AND NOT "src"."viewed_at" IS NULL
+), "user_browsing__latest6" AS (
+  SELECT
+    "user_id",
+    "__ts",
+    MAX("__a3") AS "__v"
+  FROM "user_browsing__events"
+  WHERE
+    NOT "__a3" IS NULL
+  GROUP BY
+    "user_id",
+    "__ts"
+), "user_browsing__asof6" AS (
+  SELECT
+    "s"."user_id",
+    "s"."__t",
+    "x"."__v" AS "__r6"
+  FROM "user_browsing__spine" AS "s"
+  ASOF LEFT JOIN "user_browsing__latest6" AS "x"
+    ON "s"."user_id" = "x"."user_id" AND "x"."__ts" < "s"."__t"
 ), "user_browsing__wspine" AS (
   SELECT
     "user_id",
@@ -107,14 +126,6 @@ WITH "user_browsing__spine" AS (
     "e"."user_id",
     "e"."__ts",
     "e"."__avail",
-    "e"."__a3",
-    CASE
-      WHEN NOT "e"."__a3" IS NULL
-      THEN ROW_NUMBER() OVER (
-        PARTITION BY "e"."user_id", CASE WHEN NOT "e"."__a3" IS NULL THEN 1 ELSE 0 END
-        ORDER BY "e"."__ts" ASC, "e"."__a3" ASC
-      )
-    END AS "__k3",
     "e"."__a4"
   FROM "user_browsing__events" AS "e"
   WHERE
@@ -131,7 +142,6 @@ WITH "user_browsing__spine" AS (
     "__t" AS "__at",
     0 AS "__kind",
     "__t",
-    CAST(NULL AS BIGINT) AS "__k3",
     CAST(NULL AS TIMESTAMP) AS "__a4"
   FROM "user_browsing__spine"
   UNION ALL
@@ -140,7 +150,6 @@ WITH "user_browsing__spine" AS (
     "__avail" AS "__at",
     1 AS "__kind",
     CAST(NULL AS TIMESTAMP) AS "__t",
-    "__k3",
     "__a4"
   FROM "user_browsing__ranked"
 ), "user_browsing__running" AS (
@@ -148,11 +157,6 @@ WITH "user_browsing__spine" AS (
     "user_id",
     "__t",
     "__kind",
-    MAX("__k3") OVER (
-      PARTITION BY "user_id"
-      ORDER BY "__at", "__kind"
-      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-    ) AS "__r6",
     MAX("__a4") OVER (
       PARTITION BY "user_id"
       ORDER BY "__at", "__kind"
@@ -163,11 +167,8 @@ WITH "user_browsing__spine" AS (
   SELECT
     "r"."user_id",
     "r"."__t",
-    "x6"."__a3" AS "__r6",
     "r"."__r7"
   FROM "user_browsing__running" AS "r"
-  LEFT JOIN "user_browsing__ranked" AS "x6"
-    ON "r"."user_id" = "x6"."user_id" AND "x6"."__k3" = "r"."__r6"
   WHERE
     "r"."__kind" = 0
 ), "user_category_browsing__spine" AS (
@@ -374,39 +375,39 @@ WITH "user_browsing__spine" AS (
 SELECT
   "l".*,
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r0"."__r0", 0) AS BIGINT)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST(COALESCE("v0r1"."__r0", 0) AS BIGINT)
   END AS "views_1h",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r0"."__r1", 0) AS BIGINT)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST(COALESCE("v0r1"."__r1", 0) AS BIGINT)
   END AS "views_24h",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r0"."__r2", 0) AS BIGINT)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST(COALESCE("v0r1"."__r2", 0) AS BIGINT)
   END AS "views_7d",
-  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r0"."__r3" AS DOUBLE) END AS "mobile_share_7d",
+  CASE WHEN COALESCE("v0r1"."__ttl", 0) > 0 THEN CAST("v0r1"."__r3" AS DOUBLE) END AS "mobile_share_7d",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST("v0r0"."__r4" / NULLIF(NULLIF(COALESCE("v0r0"."__r2", 0), 0), 0) AS DOUBLE)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST("v0r1"."__r4" / NULLIF(NULLIF(COALESCE("v0r1"."__r2", 0), 0), 0) AS DOUBLE)
   END AS "dwell_per_view_7d",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r0"."__r5", 0) AS BIGINT)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST(COALESCE("v0r1"."__r5", 0) AS BIGINT)
   END AS "categories_7d",
-  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r1"."__r6" AS TEXT) END AS "last_category",
-  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r1"."__r7" AS TIMESTAMP) END AS "last_view_at",
+  CASE WHEN COALESCE("v0r1"."__ttl", 0) > 0 THEN CAST("v0r0"."__r6" AS TEXT) END AS "last_category",
+  CASE WHEN COALESCE("v0r1"."__ttl", 0) > 0 THEN CAST("v0r2"."__r7" AS TIMESTAMP) END AS "last_view_at",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(EXTRACT(HOUR FROM "v0r0"."__r8") AS BIGINT)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST(EXTRACT(HOUR FROM "v0r1"."__r8") AS BIGINT)
   END AS "first_view_hour_2w",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN COALESCE("v0r0"."__r9", CAST([] AS TEXT[]))
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN COALESCE("v0r1"."__r9", CAST([] AS TEXT[]))
   END AS "recent_products",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r0"."__r10", 0) AS BIGINT)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST(COALESCE("v0r1"."__r10", 0) AS BIGINT)
   END AS "long_views_24h",
   CASE
     WHEN COALESCE("v1r0"."__ttl", 0) > 0
@@ -422,10 +423,12 @@ SELECT
   END AS "category_share_7d",
   CASE WHEN COALESCE("v2r0"."__ttl", 0) > 0 THEN CAST("v2r1"."__r0" AS DOUBLE) END AS "last_amount"
 FROM "labels" AS "l"
-LEFT JOIN "user_browsing__wagg" AS "v0r0"
+LEFT JOIN "user_browsing__asof6" AS "v0r0"
   ON "l"."user_id" = "v0r0"."user_id" AND "l"."event_timestamp" = "v0r0"."__t"
-LEFT JOIN "user_browsing__cagg" AS "v0r1"
+LEFT JOIN "user_browsing__wagg" AS "v0r1"
   ON "l"."user_id" = "v0r1"."user_id" AND "l"."event_timestamp" = "v0r1"."__t"
+LEFT JOIN "user_browsing__cagg" AS "v0r2"
+  ON "l"."user_id" = "v0r2"."user_id" AND "l"."event_timestamp" = "v0r2"."__t"
 LEFT JOIN "user_category_browsing__wagg" AS "v1r0"
   ON "l"."user_id" = "v1r0"."user_id"
   AND "l"."category" = "v1r0"."category"

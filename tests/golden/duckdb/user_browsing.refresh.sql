@@ -45,6 +45,25 @@ WITH "user_browsing__events" AS (
       "__ts" >= CAST($watermark AS TIMESTAMP) - INTERVAL '30' DAY
       AND "__ts" < CAST($as_of AS TIMESTAMP) - INTERVAL '30' DAY
     )
+), "user_browsing__latest6" AS (
+  SELECT
+    "user_id",
+    "__ts",
+    MAX("__a3") AS "__v"
+  FROM "user_browsing__events"
+  WHERE
+    NOT "__a3" IS NULL
+  GROUP BY
+    "user_id",
+    "__ts"
+), "user_browsing__asof6" AS (
+  SELECT
+    "s"."user_id",
+    "s"."__t",
+    "x"."__v" AS "__r6"
+  FROM "user_browsing__spine" AS "s"
+  ASOF LEFT JOIN "user_browsing__latest6" AS "x"
+    ON "s"."user_id" = "x"."user_id" AND "x"."__ts" < "s"."__t"
 ), "user_browsing__wspine" AS (
   SELECT
     "user_id",
@@ -135,14 +154,6 @@ WITH "user_browsing__events" AS (
     "e"."user_id",
     "e"."__ts",
     "e"."__avail",
-    "e"."__a3",
-    CASE
-      WHEN NOT "e"."__a3" IS NULL
-      THEN ROW_NUMBER() OVER (
-        PARTITION BY "e"."user_id", CASE WHEN NOT "e"."__a3" IS NULL THEN 1 ELSE 0 END
-        ORDER BY "e"."__ts" ASC, "e"."__a3" ASC
-      )
-    END AS "__k3",
     "e"."__a4"
   FROM "user_browsing__events" AS "e"
   WHERE
@@ -159,7 +170,6 @@ WITH "user_browsing__events" AS (
     "__t" AS "__at",
     0 AS "__kind",
     "__t",
-    CAST(NULL AS BIGINT) AS "__k3",
     CAST(NULL AS TIMESTAMP) AS "__a4"
   FROM "user_browsing__spine"
   UNION ALL
@@ -168,7 +178,6 @@ WITH "user_browsing__events" AS (
     "__avail" AS "__at",
     1 AS "__kind",
     CAST(NULL AS TIMESTAMP) AS "__t",
-    "__k3",
     "__a4"
   FROM "user_browsing__ranked"
 ), "user_browsing__running" AS (
@@ -176,11 +185,6 @@ WITH "user_browsing__events" AS (
     "user_id",
     "__t",
     "__kind",
-    MAX("__k3") OVER (
-      PARTITION BY "user_id"
-      ORDER BY "__at", "__kind"
-      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-    ) AS "__r6",
     MAX("__a4") OVER (
       PARTITION BY "user_id"
       ORDER BY "__at", "__kind"
@@ -191,11 +195,8 @@ WITH "user_browsing__events" AS (
   SELECT
     "r"."user_id",
     "r"."__t",
-    "x6"."__a3" AS "__r6",
     "r"."__r7"
   FROM "user_browsing__running" AS "r"
-  LEFT JOIN "user_browsing__ranked" AS "x6"
-    ON "r"."user_id" = "x6"."user_id" AND "x6"."__k3" = "r"."__r6"
   WHERE
     "r"."__kind" = 0
 )
@@ -203,42 +204,44 @@ SELECT
   "s"."user_id",
   "s"."__t" AS "as_of",
   CASE
-    WHEN COALESCE("r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("r0"."__r0", 0) AS BIGINT)
+    WHEN COALESCE("r1"."__ttl", 0) > 0
+    THEN CAST(COALESCE("r1"."__r0", 0) AS BIGINT)
   END AS "views_1h",
   CASE
-    WHEN COALESCE("r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("r0"."__r1", 0) AS BIGINT)
+    WHEN COALESCE("r1"."__ttl", 0) > 0
+    THEN CAST(COALESCE("r1"."__r1", 0) AS BIGINT)
   END AS "views_24h",
   CASE
-    WHEN COALESCE("r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("r0"."__r2", 0) AS BIGINT)
+    WHEN COALESCE("r1"."__ttl", 0) > 0
+    THEN CAST(COALESCE("r1"."__r2", 0) AS BIGINT)
   END AS "views_7d",
-  CASE WHEN COALESCE("r0"."__ttl", 0) > 0 THEN CAST("r0"."__r3" AS DOUBLE) END AS "mobile_share_7d",
+  CASE WHEN COALESCE("r1"."__ttl", 0) > 0 THEN CAST("r1"."__r3" AS DOUBLE) END AS "mobile_share_7d",
   CASE
-    WHEN COALESCE("r0"."__ttl", 0) > 0
-    THEN CAST("r0"."__r4" / NULLIF(NULLIF(COALESCE("r0"."__r2", 0), 0), 0) AS DOUBLE)
+    WHEN COALESCE("r1"."__ttl", 0) > 0
+    THEN CAST("r1"."__r4" / NULLIF(NULLIF(COALESCE("r1"."__r2", 0), 0), 0) AS DOUBLE)
   END AS "dwell_per_view_7d",
   CASE
-    WHEN COALESCE("r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("r0"."__r5", 0) AS BIGINT)
+    WHEN COALESCE("r1"."__ttl", 0) > 0
+    THEN CAST(COALESCE("r1"."__r5", 0) AS BIGINT)
   END AS "categories_7d",
-  CASE WHEN COALESCE("r0"."__ttl", 0) > 0 THEN CAST("r1"."__r6" AS TEXT) END AS "last_category",
-  CASE WHEN COALESCE("r0"."__ttl", 0) > 0 THEN CAST("r1"."__r7" AS TIMESTAMP) END AS "last_view_at",
+  CASE WHEN COALESCE("r1"."__ttl", 0) > 0 THEN CAST("r0"."__r6" AS TEXT) END AS "last_category",
+  CASE WHEN COALESCE("r1"."__ttl", 0) > 0 THEN CAST("r2"."__r7" AS TIMESTAMP) END AS "last_view_at",
   CASE
-    WHEN COALESCE("r0"."__ttl", 0) > 0
-    THEN CAST(EXTRACT(HOUR FROM "r0"."__r8") AS BIGINT)
+    WHEN COALESCE("r1"."__ttl", 0) > 0
+    THEN CAST(EXTRACT(HOUR FROM "r1"."__r8") AS BIGINT)
   END AS "first_view_hour_2w",
   CASE
-    WHEN COALESCE("r0"."__ttl", 0) > 0
-    THEN COALESCE("r0"."__r9", CAST([] AS TEXT[]))
+    WHEN COALESCE("r1"."__ttl", 0) > 0
+    THEN COALESCE("r1"."__r9", CAST([] AS TEXT[]))
   END AS "recent_products",
   CASE
-    WHEN COALESCE("r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("r0"."__r10", 0) AS BIGINT)
+    WHEN COALESCE("r1"."__ttl", 0) > 0
+    THEN CAST(COALESCE("r1"."__r10", 0) AS BIGINT)
   END AS "long_views_24h"
 FROM "user_browsing__spine" AS "s"
-LEFT JOIN "user_browsing__wagg" AS "r0"
+LEFT JOIN "user_browsing__asof6" AS "r0"
   ON "s"."user_id" = "r0"."user_id" AND "s"."__t" = "r0"."__t"
-LEFT JOIN "user_browsing__cagg" AS "r1"
+LEFT JOIN "user_browsing__wagg" AS "r1"
   ON "s"."user_id" = "r1"."user_id" AND "s"."__t" = "r1"."__t"
+LEFT JOIN "user_browsing__cagg" AS "r2"
+  ON "s"."user_id" = "r2"."user_id" AND "s"."__t" = "r2"."__t"
