@@ -653,14 +653,10 @@ def get(
     if (keys_file is None) == (not keys):
         fail("give KEY=VALUE arguments or --keys FILE", "E0004")
     with FeatureStore(path, profile=profile, online=online) as store:
-        plan = store.plan(service)
         if keys_file is not None:
-            from fsdsl.online.lookup import as_table, lookup
             from fsdsl.training_set import read_table, write_table
 
-            table = read_table(keys_file, "keys")
-            rows = lookup(store.online(), plan, table.to_pylist())
-            result = as_table(rows, plan, table.schema)
+            result = store.online_features(service, read_table(keys_file, "keys"))
             if out is None:
                 typer.echo(json.dumps(result.to_pylist(), default=str, indent=2))
             else:
@@ -673,9 +669,7 @@ def get(
             if not sep or not name:
                 fail(f"`{item}` is not KEY=VALUE", "E0004")
             row[name] = value
-        from fsdsl.online.lookup import lookup
-
-        result = lookup(store.online(), plan, [row])[0]
+        result = store.online_features(service, row)
         typer.echo(json.dumps(result, default=str, indent=2))
 
 

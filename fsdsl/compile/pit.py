@@ -441,7 +441,6 @@ class PointInTime:
         # ranks below it (without late rows the visible non-null values are ranks 1..max).
         r = "r"
         out = [*[col(k, r) for k in self.keys], col(T, r)]
-        q = exp.select()
         joins = []
         for agg in aggs:
             if agg.func in ("first", "last"):

@@ -37,7 +37,6 @@ def training_query(
     final_cols: list[exp.Expression] = [
         exp.Column(this=exp.Star(), table=exp.to_identifier(l_alias))
     ]
-    query = exp.select()
     joins = []
     values: dict[tuple[str, str], exp.Expression] = {}
     for vi, view in enumerate(views):

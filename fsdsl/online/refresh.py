@@ -136,7 +136,7 @@ def refresh_view(
             empty = empty_fields(repo, view, wh, at)
             online.write_empty(ns, empty)
         else:
-            empty = {k: v for k, v in _empty_from_store(online, ns).items()}
+            empty = online.read_empty(ns)
 
         t0 = time.perf_counter()
         params = {
@@ -197,11 +197,3 @@ def refresh_view(
             online.unlock(view.name, owner)
         except UsageError:
             pass  # the store is gone; the lock expires by itself
-
-
-def _empty_from_store(online: OnlineStore, ns: str) -> dict[str, str]:
-    with online.errors():
-        raw = online.client.hgetall(f"fsdsl:empty:{ns}")
-    out = {k.decode(): v.decode() for k, v in raw.items()}
-    out.pop("__", None)
-    return out

@@ -134,6 +134,14 @@ class OnlineStore:
             pipe.hset(key, mapping={MARKER: "1", **fields})
             pipe.execute()
 
+    def read_empty(self, ns: str) -> dict[str, str]:
+        """The encoded empty values of a namespace, as `write_empty` stored them."""
+        with self.errors():
+            raw = self.client.hgetall(f"{PREFIX}:empty:{ns}")
+        out = {k.decode(): v.decode() for k, v in raw.items()}
+        out.pop(MARKER, None)
+        return out
+
     def write_batch(
         self,
         ns: str,
