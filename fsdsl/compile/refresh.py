@@ -1,8 +1,24 @@
-"""The refresh query: one view's features as of a refresh time, for the entities that changed.
+"""The refresh query: one view's features as of a refresh time R, maintained from the previous
+run's aggregate *state*, so that an incremental run costs the events that changed, not history.
 
 Parameters (sqlglot placeholders, bound by the backend): `as_of`, the refresh time R, and
-`watermark`, the previous refresh time R0 or NULL for a full refresh. An entity is recomputed
-when a row became visible in [R0, R), or an event left a window or the TTL between R0 and R.
+`watermark`, the previous refresh time R0 (NULL for a full refresh). The relation named by
+`state_table(view)` holds the previous run's state, one row per entity (`state_columns`); a full
+refresh passes it empty. The query returns, for every entity whose values can have changed, its
+feature values *and* its new state row, which the runner merges into the stored state.
+
+Why it is exact. Between R0 and R the events of a window `[T - W, T)` change only by
+* entering rows: visible at R but not at R0 (`greatest(ts, created)` in [R0, R)), in the window;
+* leaving rows: visible at R0 with a timestamp in [R0 - W, R - W).
+An entity with no leaving row in W is `state ⊕ entering rows`, where ⊕ is the aggregation's own
+combine (counts and sums add, min/max pick, `first`/`last`/`last_k` keep the best k of the
+union, ranked by the contract's order); this is the classic merge of partial aggregates, with
+an event being the partial aggregate of one row. An entity with a leaving row in W has its
+W-aggregations recomputed from its events in W (an extreme or a `first` may have left, and
+float sums are never subtracted). `count_distinct` keeps no set: any change in its window
+recomputes it from the window's events. The TTL is the latest visible timestamp, a max.
+So the cost is the new rows, plus the window events of entities that lost one; the full
+refresh is the same query with an empty state and every visible row entering.
 """
 
 from __future__ import annotations
@@ -13,17 +29,36 @@ from fsdsl import ir
 from fsdsl.compile import dialects
 from fsdsl.compile.pit import (
     AVAIL,
+    CREATED,
     TS,
     PointInTime,
-    T,
+    ViewAggregates,
     and_all,
     col,
     cte,
     feature_values,
+    keys_eq,
     table_ref,
 )
 
 AS_OF, WATERMARK = "as_of", "watermark"
+LAST_SEEN = "__lt"  # the state's latest visible timestamp (TTL)
+NEW, ALIVE = "__new", "__ttl"
+PICKS = ir.ORDERED_AGGREGATES
+
+
+def state_table(view: ir.View) -> str:
+    """The name under which a run registers the previous state for the refresh query."""
+    return f"__fsdsl_state_{view.name}"
+
+
+def state_columns(view: ir.View) -> list[tuple[str, ir.Type]]:
+    """The state row of an entity: its keys, then each aggregation's partial aggregate."""
+    return _Refresh(view, dialects.get("duckdb")).state_columns()
+
+
+def refresh_query(view: ir.View, dialect: str = "duckdb") -> exp.Select:
+    return _Refresh(view, dialects.get(dialect)).query()
 
 
 def _param(name: str, d) -> exp.Expression:
@@ -31,63 +66,380 @@ def _param(name: str, d) -> exp.Expression:
 
 
 def _or_all(conds: list[exp.Expression]) -> exp.Expression:
+    conds = [c for c in conds if c is not None]
+    if not conds:
+        return exp.false()
     out = conds[0]
     for c in conds[1:]:
         out = exp.Or(this=out, expression=c)
-    return out
+    return exp.Paren(this=out)
 
 
-def refresh_query(view: ir.View, dialect: str = "duckdb") -> exp.Select:
-    d = dialects.get(dialect)
-    prefix = f"{view.name}__"
-    keys = [k.name for k in view.entity.keys]
-    pit = PointInTime(view, d, prefix)
-    events = pit.events()
-
-    as_of, wm = _param(AS_OF, d), _param(WATERMARK, d)
-    # typed: a bare NULL parameter has no type for postgres to infer
-    full = exp.Is(this=_param(WATERMARK, d), expression=exp.Null())
-    new_rows = and_all(
-        [
-            exp.LT(this=col(AVAIL), expression=as_of.copy()),
-            exp.Paren(
-                this=exp.Or(this=full, expression=exp.GTE(this=col(AVAIL), expression=wm.copy()))
-            ),
-        ]
+def _flag(cond: exp.Expression) -> exp.Expression:
+    return exp.Case(
+        ifs=[exp.If(this=cond, true=exp.Literal.number(1))], default=exp.Literal.number(0)
     )
-    changed = [exp.Paren(this=new_rows)]
-    horizons = {a.window for a in view.aggregates() if a.window is not None}
-    if view.ttl is not None:
-        horizons.add(view.ttl)
-    for w in sorted(horizons, key=lambda w: w.seconds):
-        leaving = and_all(
+
+
+def _when(cond: exp.Expression | None, value: exp.Expression) -> exp.Expression:
+    return value if cond is None else exp.Case(ifs=[exp.If(this=cond, true=value)])
+
+
+def _is(name: str, table: str | None = None) -> exp.Expression:
+    return exp.EQ(this=col(name, table), expression=exp.Literal.number(1))
+
+
+def _not_null(e: exp.Expression) -> exp.Expression:
+    return exp.Not(this=exp.Is(this=e, expression=exp.Null()))
+
+
+class _Refresh:
+    def __init__(self, view: ir.View, d: dialects.Dialect):
+        self.view, self.d = view, d
+        self.p = f"{view.name}__"
+        self.pit = PointInTime(view, d, self.p)
+        self.keys = [k.name for k in view.entity.keys]
+        self.aggs = self.pit.aggs
+        self.index = self.pit.index
+        self.has_created = view.source.created is not None
+        self.windows = sorted(
+            {a.window for a in self.aggs if a.window is not None}, key=lambda w: w.seconds
+        )
+        self.wi = {w: j for j, w in enumerate(self.windows)}
+        self.as_of = _param(AS_OF, d)
+        self.wm = _param(WATERMARK, d)
+
+    # ---- the state: per aggregation, the columns of its partial aggregate ----
+    def partials(self, agg: ir.Aggregate) -> list[tuple[str, ir.Type]]:
+        i, f = self.index[agg], agg.func
+        if f in ("count", "count_distinct"):
+            return [(f"__c{i}", ir.INT)]
+        if f == "sum":
+            return [(f"__s{i}", agg.type)]
+        if f == "avg":
+            return [(f"__s{i}", ir.FLOAT), (f"__c{i}", ir.INT)]
+        if f in ("min", "max"):
+            return [(f"__m{i}", agg.type)]
+        return [col for j in range(1, self.k(agg) + 1) for col in self.slot(agg, j)]
+
+    def k(self, agg: ir.Aggregate) -> int:
+        return agg.k if agg.func == "last_k" else 1
+
+    def slot(self, agg: ir.Aggregate, j: int) -> list[tuple[str, ir.Type]]:
+        """The j-th best row of a `first`/`last`/`last_k`: value and its order key."""
+        i = self.index[agg]
+        out = [(f"__p{i}_{j}_v", agg.arg.type), (f"__p{i}_{j}_t", ir.TIMESTAMP)]
+        if self.has_created:
+            out.append((f"__p{i}_{j}_c", ir.TIMESTAMP))
+        return out
+
+    def state_columns(self) -> list[tuple[str, ir.Type]]:
+        out = [(k.name, k.type) for k in self.view.entity.keys]
+        for agg in self.aggs:
+            out += self.partials(agg)
+        if self.view.ttl is not None:
+            out.append((LAST_SEEN, ir.TIMESTAMP))
+        return out
+
+    # ---- conditions on an events relation `t` ----
+    def new(self, t: str | None = None) -> exp.Expression:
+        """Visible at R, not at R0: every visible row when there is no R0 (a full refresh)."""
+        full = exp.Is(this=self.wm.copy(), expression=exp.Null())
+        since = exp.GTE(this=col(AVAIL, t), expression=self.wm.copy())
+        return and_all(
             [
-                exp.GTE(this=col(TS), expression=d.minus(wm.copy(), w)),
-                exp.LT(this=col(TS), expression=d.minus(as_of.copy(), w)),
+                exp.LT(this=col(AVAIL, t), expression=self.as_of.copy()),
+                exp.Paren(this=exp.Or(this=full, expression=since)),
             ]
         )
-        changed.append(exp.Paren(this=leaving))
-    spine = f"{prefix}spine"
-    spine_q = (
-        exp.select(*[col(k) for k in keys], exp.alias_(as_of.copy(), T))
-        .from_(events)
-        .where(_or_all(changed))
-        .distinct()
-    )
-    ctes = [*pit.out.ctes, cte(spine, spine_q)]
-    pit.out.ctes.clear()
-    aggs = pit.build(spine, events)
-    ctes.extend(aggs.ctes)
 
-    s = "s"
-    alias_of = {rel: f"r{i}" for i, rel in enumerate(aggs.relations)}
-    cols = [col(k, s) for k in keys] + [exp.alias_(col(T, s), "as_of")]
-    for name, value in feature_values(view, aggs, d, alias_of).items():
-        cols.append(exp.alias_(value, name))
-    q = exp.select(*cols).from_(table_ref(spine, s))
-    for rel, alias in alias_of.items():
-        on = [exp.EQ(this=col(k, s), expression=col(k, alias)) for k in keys]
-        on.append(exp.EQ(this=col(T, s), expression=col(T, alias)))
-        q = q.join(table_ref(rel, alias), on=and_all(on), join_type="left")
-    q.set("with_", exp.With(expressions=ctes))
-    return q
+    def leaving(self, w: ir.Duration, t: str | None = None) -> exp.Expression:
+        """Visible at R0 and inside [R0 - W, R0), no longer inside [R - W, R)."""
+        d = self.d
+        return and_all(
+            [
+                exp.LT(this=col(AVAIL, t), expression=self.wm.copy()),
+                exp.GTE(this=col(TS, t), expression=d.minus(self.wm.copy(), w)),
+                exp.LT(this=col(TS, t), expression=d.minus(self.as_of.copy(), w)),
+            ]
+        )
+
+    def in_window(self, w: ir.Duration | None, t: str | None = None) -> exp.Expression | None:
+        if w is None:
+            return None
+        return exp.GTE(this=col(TS, t), expression=self.d.minus(self.as_of.copy(), w))
+
+    def distinct_windows(self) -> set[ir.Duration | None]:
+        return {a.window for a in self.aggs if a.func == "count_distinct"}
+
+    def recompute(self, agg: ir.Aggregate, t: str | None) -> exp.Expression | None:
+        """Whether this entity's `agg` is recomputed from its events rather than merged; read
+        from the per-entity flags carried by relation `t`."""
+        if agg.func == "count_distinct":
+            if agg.window is None:
+                return _is("__en", t)
+            j = self.wi[agg.window]
+            return exp.Paren(this=exp.Or(this=_is(f"__l{j}", t), expression=_is(f"__e{j}", t)))
+        if agg.window is None:
+            return None
+        return _is(f"__l{self.wi[agg.window]}", t)
+
+    def counts(self, agg: ir.Aggregate, t: str | None) -> exp.Expression:
+        """Whether an event row of `t` (with flags) enters `agg`: in its window, and new or of
+        an entity being recomputed."""
+        rc = self.recompute(agg, t)
+        fresh = (
+            _is(NEW, t) if rc is None else exp.Paren(this=exp.Or(this=_is(NEW, t), expression=rc))
+        )
+        return and_all([self.in_window(agg.window, t), fresh])
+
+    # ---- the query ----
+    def query(self) -> exp.Select:
+        d, keys, p = self.d, self.keys, self.p
+        events = self.pit.events()
+        ctes = list(self.pit.out.ctes)
+        self.pit.out.ctes.clear()
+
+        horizons = list(self.windows)
+        if self.view.ttl is not None and self.view.ttl not in horizons:
+            horizons.append(self.view.ttl)
+        # 1. the rows that enter or leave something, and 2. per entity, what that means
+        delta = (
+            exp.select(*[col(k) for k in keys], col(TS), exp.alias_(_flag(self.new()), NEW))
+            .from_(events)
+            .where(_or_all([self.new()] + [self.leaving(w) for w in horizons]))
+        )
+        delta_name = f"{p}delta"
+        ctes.append(cte(delta_name, delta))
+        # `delta` has no AVAIL column: a leaving row is one that is not new (its TS says which)
+        flag_cols = [*[col(k) for k in keys]]
+        not_new = exp.EQ(this=col(NEW), expression=exp.Literal.number(0))
+        for j, w in enumerate(self.windows):
+            leaving = and_all(
+                [
+                    not_new.copy(),
+                    exp.LT(this=col(TS), expression=d.minus(self.as_of.copy(), w)),
+                    exp.GTE(this=col(TS), expression=d.minus(self.wm.copy(), w)),
+                ]
+            )
+            entering = and_all([_is(NEW), self.in_window(w)])
+            flag_cols.append(exp.alias_(exp.Max(this=_flag(leaving)), f"__l{j}"))
+            flag_cols.append(exp.alias_(exp.Max(this=_flag(entering)), f"__e{j}"))
+        flag_cols.append(exp.alias_(exp.Max(this=col(NEW)), "__en"))
+        flags = f"{p}changed"
+        ctes.append(
+            cte(flags, exp.select(*flag_cols).from_(delta_name).group_by(*[col(k) for k in keys]))
+        )
+
+        # 3. the event rows the merge reads: new rows, and the window rows of recomputed entities
+        e, f = "e", "f"
+        flag_names = [f"__l{j}" for j in range(len(self.windows))]
+        flag_names += [f"__e{j}" for j in range(len(self.windows))] + ["__en"]
+        arg_cols = list(dict.fromkeys(self.pit.a(a) for a in self.aggs if a.arg is not None))
+        row_cols = [col(k, e) for k in keys] + [col(TS, e)]
+        row_cols += [col(CREATED, e)] if self.has_created else []
+        row_cols += [col(n, e) for n in arg_cols]
+        row_cols.append(exp.alias_(_flag(self.new(e)), NEW))
+        row_cols += [col(n, f) for n in flag_names]
+        wanted = [self.new(e)]
+        cd_windows = self.distinct_windows()
+        if None in cd_windows:
+            wanted.append(_is("__en", f))
+        for j, w in enumerate(self.windows):
+            why = [_is(f"__l{j}", f)] + ([_is(f"__e{j}", f)] if w in cd_windows else [])
+            wanted.append(and_all([_or_all(why), self.in_window(w, e)]))
+        rows_q = (
+            exp.select(*row_cols)
+            .from_(table_ref(events, e))
+            .join(table_ref(flags, f), on=and_all(keys_eq(keys, e, f)), join_type="inner")
+            .where(
+                and_all(
+                    [
+                        exp.LT(this=col(AVAIL, e), expression=self.as_of.copy()),
+                        _or_all(wanted),
+                    ]
+                )
+            )
+        )
+        rows = f"{p}rows"
+        ctes.append(cte(rows, rows_q))
+
+        state = state_table(self.view)
+        s = "s"
+        merged = [a for a in self.aggs if a.func not in PICKS]
+        # 4. partial aggregates: the state row (unless recomputed) and the event rows
+        state_side = [col(k, s) for k in keys]
+        event_side = [col(k) for k in keys]
+        for agg in merged:
+            rc = self.recompute(agg, f)
+            keep = None if rc is None else exp.Not(this=rc)
+            a = col(self.pit.a(agg)) if agg.arg is not None else None
+            enters = self.counts(agg, None)
+            i = self.index[agg]
+            for name, t in self.partials(agg):
+                state_side.append(exp.alias_(d.cast(_when(keep, col(name, s)), t), name))
+                if name.startswith("__c") and agg.func == "count_distinct":
+                    value = d.typed_null(t)
+                elif name.startswith("__c"):
+                    cond = enters if a is None else and_all([enters, _not_null(a)])
+                    value = _flag(cond)
+                elif agg.func == "avg":
+                    value = _when(enters, d.cast(a, ir.FLOAT))
+                else:
+                    value = _when(enters, a)
+                event_side.append(exp.alias_(d.cast(value, t), name))
+            if agg.func == "count_distinct":
+                state_side.append(exp.alias_(d.typed_null(agg.arg.type), f"__d{i}"))
+                event_side.append(exp.alias_(_when(enters, a.copy()), f"__d{i}"))
+        if self.view.ttl is not None:
+            state_side.append(col(LAST_SEEN, s))
+            event_side.append(exp.alias_(col(TS), LAST_SEEN))
+        parts_q = exp.union(
+            exp.select(*state_side)
+            .from_(table_ref(state, s))
+            .join(table_ref(flags, f), on=and_all(keys_eq(keys, s, f)), join_type="inner"),
+            exp.select(*event_side).from_(rows),
+            distinct=False,
+        )
+        parts = f"{p}parts"
+        ctes.append(cte(parts, parts_q))
+
+        # 5. combine them: the new state and each aggregation's value
+        out = [col(k) for k in keys]
+        values = ViewAggregates()
+        agg_rel = f"{p}merged"
+        for agg in merged:
+            i, fn = self.index[agg], agg.func
+            if fn == "count":
+                total = exp.Sum(this=col(f"__c{i}"))
+                out.append(exp.alias_(d.cast(total, ir.INT), f"__c{i}"))
+                out.append(exp.alias_(total.copy(), f"__r{i}"))
+            elif fn == "count_distinct":
+                value = exp.Add(
+                    this=exp.Coalesce(
+                        this=exp.Sum(this=col(f"__c{i}")), expressions=[exp.Literal.number(0)]
+                    ),
+                    expression=exp.Count(this=exp.Distinct(expressions=[col(f"__d{i}")])),
+                )
+                out.append(exp.alias_(d.cast(value, ir.INT), f"__c{i}"))
+                out.append(exp.alias_(value.copy(), f"__r{i}"))
+            elif fn == "sum":
+                total = exp.Sum(this=col(f"__s{i}"))
+                out.append(exp.alias_(d.cast(total, agg.type), f"__s{i}"))
+                out.append(exp.alias_(total.copy(), f"__r{i}"))
+            elif fn == "avg":
+                total, n = exp.Sum(this=col(f"__s{i}")), exp.Sum(this=col(f"__c{i}"))
+                out.append(exp.alias_(d.cast(total, ir.FLOAT), f"__s{i}"))
+                out.append(exp.alias_(d.cast(n, ir.INT), f"__c{i}"))
+                avg = exp.Div(this=d.cast(total.copy(), ir.FLOAT), expression=n.copy())
+                positive = exp.GT(this=n.copy(), expression=exp.Literal.number(0))
+                out.append(exp.alias_(_when(positive, avg), f"__r{i}"))
+            else:
+                best = d.pick(col(f"__m{i}"), agg.type, largest=fn == "max")
+                out.append(exp.alias_(best, f"__m{i}"))
+                out.append(exp.alias_(best.copy(), f"__r{i}"))
+            values.columns[agg] = (agg_rel, f"__r{i}")
+        if self.view.ttl is not None:
+            seen = exp.Max(this=col(LAST_SEEN))
+            out.append(exp.alias_(seen, LAST_SEEN))
+            alive = exp.GTE(this=seen.copy(), expression=d.minus(self.as_of.copy(), self.view.ttl))
+            out.append(exp.alias_(_flag(alive), ALIVE))
+            values.ttl = (agg_rel, ALIVE)
+        ctes.append(cte(agg_rel, exp.select(*out).from_(parts).group_by(*[col(k) for k in keys])))
+        values.relations.append(agg_rel)
+
+        # 6. first / last / last_k: the best k of the state's rows and the event rows
+        for agg in self.aggs:
+            if agg.func in PICKS:
+                ctes += self.picks(agg, flags, rows, values)
+
+        # 7. one row per changed entity: its feature values, then its new state
+        alias_of = {rel: f"r{n}" for n, rel in enumerate(values.relations)}
+        sel = [col(k, f) for k in keys] + [exp.alias_(self.as_of.copy(), "as_of")]
+        for name, value in feature_values(self.view, values, d, alias_of).items():
+            sel.append(exp.alias_(value, name))
+        owner = {}
+        for agg in self.aggs:
+            rel = agg_rel if agg.func not in PICKS else values.columns[agg][0]
+            for name, _t in self.partials(agg):
+                owner[name] = rel
+        if self.view.ttl is not None:
+            owner[LAST_SEEN] = agg_rel
+        for name, _t in self.state_columns()[len(keys) :]:
+            sel.append(exp.alias_(col(name, alias_of[owner[name]]), name))
+        q = exp.select(*sel).from_(table_ref(flags, f))
+        for rel, alias in alias_of.items():
+            q = q.join(table_ref(rel, alias), on=and_all(keys_eq(keys, f, alias)), join_type="left")
+        q.set("with_", exp.With(expressions=ctes))
+        return q
+
+    def picks(self, agg: ir.Aggregate, flags: str, rows: str, values: ViewAggregates):
+        d, keys, p, i = self.d, self.keys, self.p, self.index[agg]
+        s, f = "s", "f"
+        state = state_table(self.view)
+        order = [TS] + ([CREATED] if self.has_created else [])
+        rc = self.recompute(agg, f)
+        sides = []
+        for j in range(1, self.k(agg) + 1):
+            slot = self.slot(agg, j)
+            sel = [col(k, s) for k in keys] + [
+                exp.alias_(col(name, s), alias)
+                for (name, _t), alias in zip(slot, ["__v", *order], strict=True)
+            ]
+            cond = [_not_null(col(slot[0][0], s))]
+            if agg.window is not None:
+                since = d.minus(self.as_of.copy(), agg.window)
+                cond.append(exp.GTE(this=col(slot[1][0], s), expression=since))
+            if rc is not None:
+                cond.append(exp.Not(this=rc.copy()))
+            sides.append(
+                exp.select(*sel)
+                .from_(table_ref(state, s))
+                .join(table_ref(flags, f), on=and_all(keys_eq(keys, s, f)), join_type="inner")
+                .where(and_all(cond))
+            )
+        value = col(self.pit.a(agg))
+        sides.append(
+            exp.select(*[col(k) for k in keys], exp.alias_(value, "__v"), *[col(n) for n in order])
+            .from_(rows)
+            .where(and_all([_not_null(value.copy()), self.counts(agg, None)]))
+        )
+        cand = sides[0]
+        for side in sides[1:]:
+            cand = exp.union(cand, side, distinct=False)
+        rn = exp.Window(
+            this=exp.RowNumber(),
+            partition_by=[col(k) for k in keys],
+            order=exp.Order(
+                expressions=[
+                    exp.Ordered(this=col(n), desc=agg.func != "first") for n in [*order, "__v"]
+                ]
+            ),
+        )
+        ranked_q = exp.select(
+            *[col(k) for k in keys], col("__v"), *[col(n) for n in order], exp.alias_(rn, "__n")
+        ).from_(exp.Subquery(this=cand, alias=exp.TableAlias(this=exp.to_identifier("c"))))
+        ranked = f"{p}ranked{i}"
+        top_cols = [col(k) for k in keys]
+        for j in range(1, self.k(agg) + 1):
+            at_j = exp.EQ(this=col("__n"), expression=exp.Literal.number(j))
+            for (name, t), src in zip(self.slot(agg, j), ["__v", *order], strict=True):
+                picked = _when(at_j.copy(), col(src))
+                best = d.pick(picked, t) if src == "__v" else exp.Max(this=picked)
+                top_cols.append(exp.alias_(best, name))
+        if agg.func == "last_k":
+            lst = d.ordered_list(col("__v"), col("__n"), exp.true(), agg.arg.type)
+            top_cols.append(exp.alias_(lst, f"__r{i}"))
+            result = f"__r{i}"
+        else:
+            result = f"__p{i}_1_v"
+        top = f"{p}top{i}"
+        top_q = (
+            exp.select(*top_cols)
+            .from_(ranked)
+            .where(exp.LTE(this=col("__n"), expression=exp.Literal.number(self.k(agg))))
+            .group_by(*[col(k) for k in keys])
+        )
+        values.relations.append(top)
+        values.columns[agg] = (top, result)
+        return [cte(ranked, ranked_q), cte(top, top_q)]

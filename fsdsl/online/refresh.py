@@ -13,12 +13,14 @@ import pyarrow as pa
 
 from fsdsl import ir
 from fsdsl.backends.base import Warehouse
-from fsdsl.compile.refresh import refresh_query
+from fsdsl.compile.refresh import refresh_query, state_table
 from fsdsl.compile.render import sql_text
 from fsdsl.compile.training import training_query
 from fsdsl.diagnostics import UsageError
+from fsdsl.online import aggstate
 from fsdsl.online.codec import encode_column, key_text
-from fsdsl.online.store import OnlineStore
+from fsdsl.online.resp import del_rows, hset_rows
+from fsdsl.online.store import MARKER, OnlineStore
 from fsdsl.online.types import conform
 
 BATCH = 2000
@@ -129,6 +131,12 @@ def refresh_view(
                 f"`{view.name}` ({previous}); use --full to recompute",
                 "E0507",
             )
+        old_state = None
+        if incremental:
+            blob = online.read_aggregates(state["ns"])
+            old_state = aggstate.loads(blob, view) if blob is not None else None
+            # no usable aggregate state (an older layout, a lost key): start over, in full
+            incremental = old_state is not None
         ns = state["ns"] if incremental else f"{view.name}:{fp}:{owner[:8]}"
         run = ViewRun(view.name, "incremental" if incremental else "full", at.isoformat(), previous)
 
@@ -143,38 +151,35 @@ def refresh_view(
             "as_of": at,
             "watermark": dt.datetime.fromisoformat(previous) if incremental else None,
         }
+        wh.register_arrow(
+            state_table(view),
+            old_state if old_state is not None else aggstate.schema(view).empty_table(),
+        )
         result = wh.query(refresh_query(view, wh.dialect), params)
         run.query_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        keys = [k.name for k in view.entity.keys]
         total = result.num_rows
         done = 0
         for batch in result.to_batches(max_chunksize=BATCH):
-            key_cols = [batch.column(k).to_pylist() for k in keys]
-            encoded = {
-                f.name: encode_column(conform(batch.column(f.name), f.type), f.type)
-                for f in view.features
-            }
-            puts, deletes = [], []
-            for i in range(batch.num_rows):
-                kt = key_text([c[i] for c in key_cols])
-                fields = {name: vals[i] for name, vals in encoded.items() if vals[i] is not None}
-                if fields == empty:
-                    if incremental:  # a fresh namespace holds no stale value to remove
-                        deletes.append(kt)
-                else:
-                    puts.append((kt, fields))
-                    run.values_written += len(fields)
-            online.write_batch(ns, puts, deletes, fresh=not incremental)
+            put, gone, values = _encode_batch(view, batch, empty, ns)
+            buffer, count = hset_rows(put[0], put[1], MARKER, replace=incremental)
+            if incremental:  # a fresh namespace holds no stale value to remove
+                extra, more = del_rows(gone)
+                buffer, count = buffer + extra, count + more
+                run.entities_removed += len(gone)
+            # in place: one MULTI/EXEC per batch, so a reader never sees an entity half-written
+            online.send_commands(buffer, count, transaction=incremental)
             online.keep_lock(view.name)
-            run.entities_written += len(puts)
-            run.entities_removed += len(deletes)
+            run.entities_written += len(put[0])
+            run.values_written += values
             done += batch.num_rows
             if progress:
                 progress(view.name, done, total)
         run.write_seconds = time.perf_counter() - t1
 
-        # Every write succeeded: only now does the new state serve.
+        changed = aggstate.from_result(view, result)
+        new_state = aggstate.merge(view, old_state, changed) if old_state is not None else changed
+        # Every write succeeded: only now does the new state serve, with its aggregates.
         online.set_state(
             view.name,
             {
@@ -184,6 +189,7 @@ def refresh_view(
                 "watermark": at.isoformat(),
                 "refreshed_at": dt.datetime.now(dt.UTC).isoformat(),
             },
+            aggregates=aggstate.dumps(new_state),
         )
         if not incremental and state.get("ns") and state["ns"] != ns:
             # Readers may use the namespace they cached for up to STATE_TTL seconds: retire
@@ -197,3 +203,29 @@ def refresh_view(
             online.unlock(view.name, owner)
         except UsageError:
             pass  # the store is gone; the lock expires by itself
+
+
+def _encode_batch(view: ir.View, batch: pa.RecordBatch, empty: dict[str, str], ns: str):
+    """A batch of refresh rows as ((hash keys, encoded fields) to write, hash keys to remove,
+    values written): rows equal to the empty values are removed rather than stored."""
+    import pyarrow.compute as pc
+
+    names = [k.name for k in view.entity.keys]
+    key_cols = [batch.column(k).to_pylist() for k in names]
+    hash_keys = pa.array(
+        [OnlineStore.entity_key(ns, key_text(k)) for k in zip(*key_cols, strict=True)],
+        pa.string(),
+    )
+    fields, is_empty = {}, None
+    for f in view.features:
+        values = pa.array(encode_column(conform(batch.column(f.name), f.type), f.type), pa.string())
+        if f.name in empty:
+            same = pc.fill_null(pc.equal(values, empty[f.name]), False)
+        else:
+            same = pc.is_null(values)
+        is_empty = same if is_empty is None else pc.and_(is_empty, same)
+        fields[f.name] = values
+    keep = pc.invert(is_empty)
+    kept = {name: values.filter(keep) for name, values in fields.items()}
+    count = sum(len(v) - v.null_count for v in kept.values())
+    return (hash_keys.filter(keep), kept), hash_keys.filter(is_empty), count

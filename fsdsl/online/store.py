@@ -5,6 +5,8 @@ Layout (one namespace per view, definition fingerprint and full-refresh generati
     fsdsl:state:{view}       hash: ns, fp, as_of, watermark, refreshed_at  (what is serving)
     fsdsl:v:{ns}:{key}       hash: one field per feature (nulls absent) + "__" marker
     fsdsl:empty:{ns}         hash: the values of an entity with no visible event
+    fsdsl:agg:{ns}           hash: the aggregate state of every entity (Arrow IPC, in parts),
+                             what the next incremental run merges new events into
     fsdsl:lock:{view}        a run in progress
 
 A full refresh (first run, `--full`, or a changed definition) writes a new namespace and switches
@@ -32,6 +34,7 @@ LOCK_SECONDS = 120
 STATE_TTL = 1.0
 RETIRE_AFTER = 5.0
 MARKER = "__"
+AGG_PART = 64 << 20  # a Redis value may hold 512 MB; keep each part well below
 
 
 def redacted(url: str) -> str:
@@ -88,9 +91,26 @@ class OnlineStore:
             keys = list(self.client.scan_iter(match=f"{PREFIX}:state:*", count=1000))
         return {k.decode().split(":", 2)[2]: self.state(k.decode().split(":", 2)[2]) for k in keys}
 
-    def set_state(self, view: str, state: dict[str, str]) -> None:
+    def set_state(self, view: str, state: dict[str, str], aggregates: bytes | None = None) -> None:
+        """Advance what serves; with `aggregates`, replace the namespace's aggregate state in
+        the same transaction, so that the state always matches the as-of time it is for."""
         with self.errors():
-            self.client.hset(f"{PREFIX}:state:{view}", mapping=state)
+            pipe = self.client.pipeline(transaction=True)
+            if aggregates is not None:
+                key = f"{PREFIX}:agg:{state['ns']}"
+                pipe.delete(key)
+                parts = [aggregates[i : i + AGG_PART] for i in range(0, len(aggregates), AGG_PART)]
+                pipe.hset(key, mapping={f"{i:06d}": part for i, part in enumerate(parts or [b""])})
+            pipe.hset(f"{PREFIX}:state:{view}", mapping=state)
+            pipe.execute()
+
+    def read_aggregates(self, ns: str) -> bytes | None:
+        """The aggregate state `set_state` stored for namespace `ns` (None when absent)."""
+        with self.errors():
+            raw = self.client.hgetall(f"{PREFIX}:agg:{ns}")
+        if not raw:
+            return None
+        return b"".join(raw[k] for k in sorted(raw))
 
     def lock(self, view: str, owner: str, seconds: int = LOCK_SECONDS) -> bool:
         """Take the view's run lock. Its value names host and process, so a lock left by a run
@@ -166,6 +186,29 @@ class OnlineStore:
                 pipe.delete(self.entity_key(ns, key_text))
             pipe.execute()
 
+    def send_commands(self, buffer: bytes, count: int, transaction: bool) -> None:
+        """Send `count` commands already encoded in RESP (see `resp.py`) in one write, as one
+        MULTI/EXEC with `transaction`, and read every reply (an error reply raises)."""
+        from fsdsl.online.resp import command
+
+        if not count:
+            return
+        if transaction:
+            buffer = command("MULTI") + buffer + command("EXEC")
+        pool = self.client.connection_pool
+        with self.errors():
+            conn = pool.get_connection()
+            try:
+                conn.send_packed_command([buffer], check_health=False)
+                replies = count + 2 if transaction else count
+                for _ in range(replies):
+                    conn.read_response()
+            except BaseException:
+                conn.disconnect()  # replies may be left unread: never reuse it
+                raise
+            finally:
+                pool.release(conn)
+
     def retire_namespace(self, ns: str) -> None:
         with self.errors():
             self.client.hset(f"{PREFIX}:retired", ns, str(time.time()))
@@ -198,6 +241,7 @@ class OnlineStore:
                 if removed % batch == 0:
                     pipe.execute()
             pipe.unlink(f"{PREFIX}:empty:{ns}")
+            pipe.unlink(f"{PREFIX}:agg:{ns}")
             pipe.execute()
         return removed
 

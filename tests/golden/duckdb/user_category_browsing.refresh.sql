@@ -17,11 +17,20 @@ WITH "user_category_browsing__events" AS (
         NOT "src"."category" IS NULL
       )
     )
-), "user_category_browsing__spine" AS (
-  SELECT DISTINCT
+), "user_category_browsing__delta" AS (
+  SELECT
     "user_id",
     "category",
-    CAST($as_of AS TIMESTAMP) AS "__t"
+    "__ts",
+    CASE
+      WHEN "__avail" < CAST($as_of AS TIMESTAMP)
+      AND (
+        CAST($watermark AS TIMESTAMP) IS NULL
+        OR "__avail" >= CAST($watermark AS TIMESTAMP)
+      )
+      THEN 1
+      ELSE 0
+    END AS "__new"
   FROM "user_category_browsing__events"
   WHERE
     (
@@ -30,70 +39,126 @@ WITH "user_category_browsing__events" AS (
         CAST($watermark AS TIMESTAMP) IS NULL
         OR "__avail" >= CAST($watermark AS TIMESTAMP)
       )
-    )
-    OR (
-      "__ts" >= CAST($watermark AS TIMESTAMP) - INTERVAL '7' DAY
+      OR "__avail" < CAST($watermark AS TIMESTAMP)
+      AND "__ts" >= CAST($watermark AS TIMESTAMP) - INTERVAL '7' DAY
       AND "__ts" < CAST($as_of AS TIMESTAMP) - INTERVAL '7' DAY
-    )
-    OR (
-      "__ts" >= CAST($watermark AS TIMESTAMP) - INTERVAL '14' DAY
+      OR "__avail" < CAST($watermark AS TIMESTAMP)
+      AND "__ts" >= CAST($watermark AS TIMESTAMP) - INTERVAL '14' DAY
       AND "__ts" < CAST($as_of AS TIMESTAMP) - INTERVAL '14' DAY
     )
-), "user_category_browsing__wspine" AS (
+), "user_category_browsing__changed" AS (
   SELECT
     "user_id",
     "category",
-    "__t",
-    FLOOR(EPOCH("__t") / 1209600) AS "__b"
-  FROM "user_category_browsing__spine"
+    MAX(
+      CASE
+        WHEN "__new" = 0
+        AND "__ts" < CAST($as_of AS TIMESTAMP) - INTERVAL '7' DAY
+        AND "__ts" >= CAST($watermark AS TIMESTAMP) - INTERVAL '7' DAY
+        THEN 1
+        ELSE 0
+      END
+    ) AS "__l0",
+    MAX(
+      CASE
+        WHEN "__new" = 1 AND "__ts" >= CAST($as_of AS TIMESTAMP) - INTERVAL '7' DAY
+        THEN 1
+        ELSE 0
+      END
+    ) AS "__e0",
+    MAX("__new") AS "__en"
+  FROM "user_category_browsing__delta"
+  GROUP BY
+    "user_id",
+    "category"
+), "user_category_browsing__rows" AS (
+  SELECT
+    "e"."user_id",
+    "e"."category",
+    "e"."__ts",
+    "e"."__a0",
+    CASE
+      WHEN "e"."__avail" < CAST($as_of AS TIMESTAMP)
+      AND (
+        CAST($watermark AS TIMESTAMP) IS NULL
+        OR "e"."__avail" >= CAST($watermark AS TIMESTAMP)
+      )
+      THEN 1
+      ELSE 0
+    END AS "__new",
+    "f"."__l0",
+    "f"."__e0",
+    "f"."__en"
+  FROM "user_category_browsing__events" AS "e"
+  INNER JOIN "user_category_browsing__changed" AS "f"
+    ON "e"."user_id" = "f"."user_id" AND "e"."category" = "f"."category"
+  WHERE
+    "e"."__avail" < CAST($as_of AS TIMESTAMP)
+    AND (
+      "e"."__avail" < CAST($as_of AS TIMESTAMP)
+      AND (
+        CAST($watermark AS TIMESTAMP) IS NULL
+        OR "e"."__avail" >= CAST($watermark AS TIMESTAMP)
+      )
+      OR (
+        "f"."__l0" = 1
+      )
+      AND "e"."__ts" >= CAST($as_of AS TIMESTAMP) - INTERVAL '7' DAY
+    )
+), "user_category_browsing__parts" AS (
+  SELECT
+    "s"."user_id",
+    "s"."category",
+    CAST(CASE WHEN NOT "f"."__l0" = 1 THEN "s"."__c0" END AS BIGINT) AS "__c0",
+    CAST(CASE WHEN NOT "f"."__l0" = 1 THEN "s"."__s1" END AS DOUBLE) AS "__s1",
+    "s"."__lt"
+  FROM "__fsdsl_state_user_category_browsing" AS "s"
+  INNER JOIN "user_category_browsing__changed" AS "f"
+    ON "s"."user_id" = "f"."user_id" AND "s"."category" = "f"."category"
   UNION ALL
   SELECT
     "user_id",
     "category",
-    "__t",
-    FLOOR(EPOCH("__t") / 1209600) - 1 AS "__b"
-  FROM "user_category_browsing__spine"
-), "user_category_browsing__wevents" AS (
+    CAST(CASE
+      WHEN "__ts" >= CAST($as_of AS TIMESTAMP) - INTERVAL '7' DAY
+      AND (
+        "__new" = 1 OR "__l0" = 1
+      )
+      THEN 1
+      ELSE 0
+    END AS BIGINT) AS "__c0",
+    CAST(CASE
+      WHEN "__ts" >= CAST($as_of AS TIMESTAMP) - INTERVAL '7' DAY
+      AND (
+        "__new" = 1 OR "__l0" = 1
+      )
+      THEN "__a0"
+    END AS DOUBLE) AS "__s1",
+    "__ts" AS "__lt"
+  FROM "user_category_browsing__rows"
+), "user_category_browsing__merged" AS (
   SELECT
     "user_id",
     "category",
-    "__ts",
-    "__avail",
-    "__a0",
-    FLOOR(EPOCH("__ts") / 1209600) AS "__b"
-  FROM "user_category_browsing__events"
-), "user_category_browsing__wjoin" AS (
-  SELECT
-    "s"."user_id",
-    "s"."category",
-    "s"."__t",
-    "e"."__ts",
-    "e"."__a0"
-  FROM "user_category_browsing__wspine" AS "s"
-  INNER JOIN "user_category_browsing__wevents" AS "e"
-    ON "s"."user_id" = "e"."user_id"
-    AND "s"."category" = "e"."category"
-    AND "s"."__b" = "e"."__b"
-    AND "e"."__ts" >= "s"."__t" - INTERVAL '14' DAY
-    AND "e"."__ts" < "s"."__t"
-), "user_category_browsing__wagg" AS (
-  SELECT
-    "user_id",
-    "category",
-    "__t",
-    COUNT(CASE WHEN "__ts" >= "__t" - INTERVAL '7' DAY THEN 1 END) AS "__r0",
-    SUM(CASE WHEN "__ts" >= "__t" - INTERVAL '7' DAY THEN "__a0" END) AS "__r1",
-    COUNT(*) AS "__ttl"
-  FROM "user_category_browsing__wjoin"
+    CAST(SUM("__c0") AS BIGINT) AS "__c0",
+    SUM("__c0") AS "__r0",
+    CAST(SUM("__s1") AS DOUBLE) AS "__s1",
+    SUM("__s1") AS "__r1",
+    MAX("__lt") AS "__lt",
+    CASE
+      WHEN MAX("__lt") >= CAST($as_of AS TIMESTAMP) - INTERVAL '14' DAY
+      THEN 1
+      ELSE 0
+    END AS "__ttl"
+  FROM "user_category_browsing__parts"
   GROUP BY
     "user_id",
-    "category",
-    "__t"
+    "category"
 )
 SELECT
-  "s"."user_id",
-  "s"."category",
-  "s"."__t" AS "as_of",
+  "f"."user_id",
+  "f"."category",
+  CAST($as_of AS TIMESTAMP) AS "as_of",
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0
     THEN CAST(COALESCE("r0"."__r0", 0) AS BIGINT)
@@ -105,9 +170,10 @@ SELECT
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0
     THEN CAST(CAST(COALESCE("r0"."__r0", 0) AS DOUBLE) / NULLIF(NULLIF(COALESCE("r0"."__r0", 0) + 1, 0), 0) AS DOUBLE)
-  END AS "category_share_7d"
-FROM "user_category_browsing__spine" AS "s"
-LEFT JOIN "user_category_browsing__wagg" AS "r0"
-  ON "s"."user_id" = "r0"."user_id"
-  AND "s"."category" = "r0"."category"
-  AND "s"."__t" = "r0"."__t"
+  END AS "category_share_7d",
+  "r0"."__c0" AS "__c0",
+  "r0"."__s1" AS "__s1",
+  "r0"."__lt" AS "__lt"
+FROM "user_category_browsing__changed" AS "f"
+LEFT JOIN "user_category_browsing__merged" AS "r0"
+  ON "f"."user_id" = "r0"."user_id" AND "f"."category" = "r0"."category"

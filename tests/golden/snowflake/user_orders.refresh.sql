@@ -18,10 +18,19 @@ WITH "user_orders__events" AS (
     AND (
       "src"."status" = 'completed'
     )
-), "user_orders__spine" AS (
-  SELECT DISTINCT
+), "user_orders__delta" AS (
+  SELECT
     "user_id",
-    CAST(:as_of AS TIMESTAMP) AS "__t"
+    "__ts",
+    CASE
+      WHEN "__avail" < CAST(:as_of AS TIMESTAMP)
+      AND (
+        CAST(:watermark AS TIMESTAMP) IS NULL
+        OR "__avail" >= CAST(:watermark AS TIMESTAMP)
+      )
+      THEN 1
+      ELSE 0
+    END AS "__new"
   FROM "user_orders__events"
   WHERE
     (
@@ -30,180 +39,409 @@ WITH "user_orders__events" AS (
         CAST(:watermark AS TIMESTAMP) IS NULL
         OR "__avail" >= CAST(:watermark AS TIMESTAMP)
       )
-    )
-    OR (
-      "__ts" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '7 DAY'
+      OR "__avail" < CAST(:watermark AS TIMESTAMP)
+      AND "__ts" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '7 DAY'
       AND "__ts" < CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
-    )
-    OR (
-      "__ts" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '30 DAY'
+      OR "__avail" < CAST(:watermark AS TIMESTAMP)
+      AND "__ts" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '30 DAY'
       AND "__ts" < CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
-    )
-    OR (
-      "__ts" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '60 DAY'
+      OR "__avail" < CAST(:watermark AS TIMESTAMP)
+      AND "__ts" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '90 DAY'
+      AND "__ts" < CAST(:as_of AS TIMESTAMP) - INTERVAL '90 DAY'
+      OR "__avail" < CAST(:watermark AS TIMESTAMP)
+      AND "__ts" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '60 DAY'
       AND "__ts" < CAST(:as_of AS TIMESTAMP) - INTERVAL '60 DAY'
     )
-    OR (
-      "__ts" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '90 DAY'
-      AND "__ts" < CAST(:as_of AS TIMESTAMP) - INTERVAL '90 DAY'
-    )
-), "user_orders__wspine" AS (
+), "user_orders__changed" AS (
   SELECT
     "user_id",
-    "__t",
-    FLOOR(EXTRACT(epoch_second FROM "__t") / 7776000) AS "__b"
-  FROM "user_orders__spine"
-  UNION ALL
-  SELECT
-    "user_id",
-    "__t",
-    FLOOR(EXTRACT(epoch_second FROM "__t") / 7776000) - 1 AS "__b"
-  FROM "user_orders__spine"
-), "user_orders__wevents" AS (
-  SELECT
-    "user_id",
-    "__ts",
-    "__avail",
-    "__created",
-    "__a0",
-    "__a1",
-    FLOOR(EXTRACT(epoch_second FROM "__ts") / 7776000) AS "__b"
-  FROM "user_orders__events"
-), "user_orders__wjoin" AS (
-  SELECT
-    "s"."user_id",
-    "s"."__t",
-    "e"."__ts",
-    "e"."__a0",
-    "e"."__a1",
-    CASE
-      WHEN "e"."__ts" >= "s"."__t" - INTERVAL '30 DAY' AND NOT "e"."__a0" IS NULL
-      THEN 1
-      ELSE 0
-    END AS "__v8",
-    ROW_NUMBER() OVER (
-      PARTITION BY "s"."user_id", "s"."__t", CASE
-        WHEN "e"."__ts" >= "s"."__t" - INTERVAL '30 DAY' AND NOT "e"."__a0" IS NULL
+    MAX(
+      CASE
+        WHEN "__new" = 0
+        AND "__ts" < CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
+        AND "__ts" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '7 DAY'
         THEN 1
         ELSE 0
       END
-      ORDER BY "e"."__ts" ASC, "e"."__created" ASC, "e"."__a0" ASC
-    ) AS "__n8"
-  FROM "user_orders__wspine" AS "s"
-  INNER JOIN "user_orders__wevents" AS "e"
-    ON "s"."user_id" = "e"."user_id"
-    AND "s"."__b" = "e"."__b"
-    AND "e"."__ts" >= "s"."__t" - INTERVAL '90 DAY'
-    AND "e"."__ts" < "s"."__t"
-    AND "e"."__avail" < "s"."__t"
-), "user_orders__wagg" AS (
-  SELECT
-    "user_id",
-    "__t",
-    COUNT(CASE WHEN "__ts" >= "__t" - INTERVAL '7 DAY' THEN 1 END) AS "__r0",
-    COUNT(CASE WHEN "__ts" >= "__t" - INTERVAL '30 DAY' THEN 1 END) AS "__r1",
-    SUM(CASE WHEN "__ts" >= "__t" - INTERVAL '30 DAY' THEN "__a0" END) AS "__r2",
-    AVG(CAST(CASE WHEN "__ts" >= "__t" - INTERVAL '30 DAY' THEN "__a0" END AS DOUBLE)) AS "__r3",
-    MIN(CASE WHEN "__ts" >= "__t" - INTERVAL '7 DAY' THEN "__a0" END) AS "__r4",
-    MAX("__a0") AS "__r5",
-    COUNT(CASE WHEN "__ts" >= "__t" - INTERVAL '30 DAY' THEN "__a0" END) AS "__r6",
-    MAX(CASE WHEN "__v8" = 1 AND "__n8" = 1 THEN "__a0" END) AS "__r8",
-    COUNT(DISTINCT CASE WHEN "__ts" >= "__t" - INTERVAL '30 DAY' THEN "__a1" END) AS "__r10",
-    COUNT(CASE WHEN "__ts" >= "__t" - INTERVAL '60 DAY' THEN 1 END) AS "__ttl"
-  FROM "user_orders__wjoin"
+    ) AS "__l0",
+    MAX(
+      CASE
+        WHEN "__new" = 1 AND "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
+        THEN 1
+        ELSE 0
+      END
+    ) AS "__e0",
+    MAX(
+      CASE
+        WHEN "__new" = 0
+        AND "__ts" < CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
+        AND "__ts" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '30 DAY'
+        THEN 1
+        ELSE 0
+      END
+    ) AS "__l1",
+    MAX(
+      CASE
+        WHEN "__new" = 1 AND "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
+        THEN 1
+        ELSE 0
+      END
+    ) AS "__e1",
+    MAX(
+      CASE
+        WHEN "__new" = 0
+        AND "__ts" < CAST(:as_of AS TIMESTAMP) - INTERVAL '90 DAY'
+        AND "__ts" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '90 DAY'
+        THEN 1
+        ELSE 0
+      END
+    ) AS "__l2",
+    MAX(
+      CASE
+        WHEN "__new" = 1 AND "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '90 DAY'
+        THEN 1
+        ELSE 0
+      END
+    ) AS "__e2",
+    MAX("__new") AS "__en"
+  FROM "user_orders__delta"
   GROUP BY
-    "user_id",
-    "__t"
-), "user_orders__ujoin" AS (
-  SELECT
-    "s"."user_id",
-    "s"."__t",
-    "e"."__ts",
-    "e"."__a0",
-    CASE WHEN NOT "e"."__a0" IS NULL THEN 1 ELSE 0 END AS "__v9",
-    ROW_NUMBER() OVER (
-      PARTITION BY "s"."user_id", "s"."__t", CASE WHEN NOT "e"."__a0" IS NULL THEN 1 ELSE 0 END
-      ORDER BY "e"."__ts" DESC NULLS LAST, "e"."__created" DESC NULLS LAST, "e"."__a0" DESC NULLS LAST
-    ) AS "__n9"
-  FROM "user_orders__spine" AS "s"
-  INNER JOIN "user_orders__events" AS "e"
-    ON "s"."user_id" = "e"."user_id"
-    AND "e"."__ts" < "s"."__t"
-    AND "e"."__avail" < "s"."__t"
-), "user_orders__uagg" AS (
-  SELECT
-    "user_id",
-    "__t",
-    ARRAY_AGG(IFF("__v9" = 1 AND "__n9" <= 3, "__a0", NULL)) WITHIN GROUP (ORDER BY
-      "__n9") AS "__r9"
-  FROM "user_orders__ujoin"
-  GROUP BY
-    "user_id",
-    "__t"
-), "user_orders__ranked" AS (
+    "user_id"
+), "user_orders__rows" AS (
   SELECT
     "e"."user_id",
     "e"."__ts",
-    "e"."__avail",
     "e"."__created",
     "e"."__a0",
+    "e"."__a1",
     CASE
-      WHEN NOT "e"."__a0" IS NULL
-      THEN ROW_NUMBER() OVER (
-        PARTITION BY "e"."user_id", CASE WHEN NOT "e"."__a0" IS NULL THEN 1 ELSE 0 END
-        ORDER BY "e"."__ts" ASC, "e"."__created" ASC, "e"."__a0" ASC
+      WHEN "e"."__avail" < CAST(:as_of AS TIMESTAMP)
+      AND (
+        CAST(:watermark AS TIMESTAMP) IS NULL
+        OR "e"."__avail" >= CAST(:watermark AS TIMESTAMP)
       )
-    END AS "__k0"
+      THEN 1
+      ELSE 0
+    END AS "__new",
+    "f"."__l0",
+    "f"."__l1",
+    "f"."__l2",
+    "f"."__e0",
+    "f"."__e1",
+    "f"."__e2",
+    "f"."__en"
   FROM "user_orders__events" AS "e"
+  INNER JOIN "user_orders__changed" AS "f"
+    ON "e"."user_id" = "f"."user_id"
   WHERE
-    EXISTS(
-      SELECT
-        1
-      FROM "user_orders__spine" AS "sp"
-      WHERE
-        "sp"."user_id" = "e"."user_id"
+    "e"."__avail" < CAST(:as_of AS TIMESTAMP)
+    AND (
+      "e"."__avail" < CAST(:as_of AS TIMESTAMP)
+      AND (
+        CAST(:watermark AS TIMESTAMP) IS NULL
+        OR "e"."__avail" >= CAST(:watermark AS TIMESTAMP)
+      )
+      OR (
+        "f"."__l0" = 1
+      )
+      AND "e"."__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
+      OR (
+        "f"."__l1" = 1 OR "f"."__e1" = 1
+      )
+      AND "e"."__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
+      OR (
+        "f"."__l2" = 1
+      )
+      AND "e"."__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '90 DAY'
     )
-), "user_orders__stream" AS (
+), "user_orders__parts" AS (
   SELECT
-    "user_id",
-    "__t" AS "__at",
-    0 AS "__kind",
-    "__t",
-    CAST(NULL AS BIGINT) AS "__k0"
-  FROM "user_orders__spine"
+    "s"."user_id",
+    CAST(CASE WHEN NOT "f"."__l0" = 1 THEN "s"."__c0" END AS BIGINT) AS "__c0",
+    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__c1" END AS BIGINT) AS "__c1",
+    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__s2" END AS DOUBLE) AS "__s2",
+    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__s3" END AS DOUBLE) AS "__s3",
+    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__c3" END AS BIGINT) AS "__c3",
+    CAST(CASE WHEN NOT "f"."__l0" = 1 THEN "s"."__m4" END AS DOUBLE) AS "__m4",
+    CAST(CASE WHEN NOT "f"."__l2" = 1 THEN "s"."__m5" END AS DOUBLE) AS "__m5",
+    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__c6" END AS BIGINT) AS "__c6",
+    CAST(CASE WHEN NOT (
+      "f"."__l1" = 1 OR "f"."__e1" = 1
+    ) THEN "s"."__c10" END AS BIGINT) AS "__c10",
+    CAST(NULL AS TIMESTAMP) AS "__d10",
+    "s"."__lt"
+  FROM "__fsdsl_state_user_orders" AS "s"
+  INNER JOIN "user_orders__changed" AS "f"
+    ON "s"."user_id" = "f"."user_id"
   UNION ALL
   SELECT
     "user_id",
-    "__avail" AS "__at",
-    1 AS "__kind",
-    CAST(NULL AS TIMESTAMP) AS "__t",
-    "__k0"
-  FROM "user_orders__ranked"
-), "user_orders__running" AS (
+    CAST(CASE
+      WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
+      AND (
+        "__new" = 1 OR "__l0" = 1
+      )
+      THEN 1
+      ELSE 0
+    END AS BIGINT) AS "__c0",
+    CAST(CASE
+      WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
+      AND (
+        "__new" = 1 OR "__l1" = 1
+      )
+      THEN 1
+      ELSE 0
+    END AS BIGINT) AS "__c1",
+    CAST(CASE
+      WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
+      AND (
+        "__new" = 1 OR "__l1" = 1
+      )
+      THEN "__a0"
+    END AS DOUBLE) AS "__s2",
+    CAST(CASE
+      WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
+      AND (
+        "__new" = 1 OR "__l1" = 1
+      )
+      THEN CAST("__a0" AS DOUBLE)
+    END AS DOUBLE) AS "__s3",
+    CAST(CASE
+      WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
+      AND (
+        "__new" = 1 OR "__l1" = 1
+      )
+      AND NOT "__a0" IS NULL
+      THEN 1
+      ELSE 0
+    END AS BIGINT) AS "__c3",
+    CAST(CASE
+      WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
+      AND (
+        "__new" = 1 OR "__l0" = 1
+      )
+      THEN "__a0"
+    END AS DOUBLE) AS "__m4",
+    CAST(CASE
+      WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '90 DAY'
+      AND (
+        "__new" = 1 OR "__l2" = 1
+      )
+      THEN "__a0"
+    END AS DOUBLE) AS "__m5",
+    CAST(CASE
+      WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
+      AND (
+        "__new" = 1 OR "__l1" = 1
+      )
+      AND NOT "__a0" IS NULL
+      THEN 1
+      ELSE 0
+    END AS BIGINT) AS "__c6",
+    CAST(CAST(NULL AS BIGINT) AS BIGINT) AS "__c10",
+    CASE
+      WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
+      AND (
+        "__new" = 1 OR (
+          "__l1" = 1 OR "__e1" = 1
+        )
+      )
+      THEN "__a1"
+    END AS "__d10",
+    "__ts" AS "__lt"
+  FROM "user_orders__rows"
+), "user_orders__merged" AS (
   SELECT
     "user_id",
-    "__t",
-    "__kind",
-    MAX("__k0") OVER (
-      PARTITION BY "user_id"
-      ORDER BY "__at", "__kind"
-      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-    ) AS "__r7"
-  FROM "user_orders__stream"
-), "user_orders__cagg" AS (
+    CAST(SUM("__c0") AS BIGINT) AS "__c0",
+    SUM("__c0") AS "__r0",
+    CAST(SUM("__c1") AS BIGINT) AS "__c1",
+    SUM("__c1") AS "__r1",
+    CAST(SUM("__s2") AS DOUBLE) AS "__s2",
+    SUM("__s2") AS "__r2",
+    CAST(SUM("__s3") AS DOUBLE) AS "__s3",
+    CAST(SUM("__c3") AS BIGINT) AS "__c3",
+    CASE WHEN SUM("__c3") > 0 THEN CAST(SUM("__s3") AS DOUBLE) / SUM("__c3") END AS "__r3",
+    MIN("__m4") AS "__m4",
+    MIN("__m4") AS "__r4",
+    MAX("__m5") AS "__m5",
+    MAX("__m5") AS "__r5",
+    CAST(SUM("__c6") AS BIGINT) AS "__c6",
+    SUM("__c6") AS "__r6",
+    CAST(COALESCE(SUM("__c10"), 0) + COUNT(DISTINCT "__d10") AS BIGINT) AS "__c10",
+    COALESCE(SUM("__c10"), 0) + COUNT(DISTINCT "__d10") AS "__r10",
+    MAX("__lt") AS "__lt",
+    CASE
+      WHEN MAX("__lt") >= CAST(:as_of AS TIMESTAMP) - INTERVAL '60 DAY'
+      THEN 1
+      ELSE 0
+    END AS "__ttl"
+  FROM "user_orders__parts"
+  GROUP BY
+    "user_id"
+), "user_orders__ranked7" AS (
   SELECT
-    "r"."user_id",
-    "r"."__t",
-    "x7"."__a0" AS "__r7"
-  FROM "user_orders__running" AS "r"
-  LEFT JOIN "user_orders__ranked" AS "x7"
-    ON "r"."user_id" = "x7"."user_id" AND "x7"."__k0" = "r"."__r7"
+    "user_id",
+    "__v",
+    "__ts",
+    "__created",
+    ROW_NUMBER() OVER (
+      PARTITION BY "user_id"
+      ORDER BY "__ts" DESC NULLS LAST, "__created" DESC NULLS LAST, "__v" DESC NULLS LAST
+    ) AS "__n"
+  FROM (
+    SELECT
+      "s"."user_id",
+      "s"."__p7_1_v" AS "__v",
+      "s"."__p7_1_t" AS "__ts",
+      "s"."__p7_1_c" AS "__created"
+    FROM "__fsdsl_state_user_orders" AS "s"
+    INNER JOIN "user_orders__changed" AS "f"
+      ON "s"."user_id" = "f"."user_id"
+    WHERE
+      NOT "s"."__p7_1_v" IS NULL
+    UNION ALL
+    SELECT
+      "user_id",
+      "__a0" AS "__v",
+      "__ts",
+      "__created"
+    FROM "user_orders__rows"
+    WHERE
+      NOT "__a0" IS NULL AND "__new" = 1
+  ) AS "c"
+), "user_orders__top7" AS (
+  SELECT
+    "user_id",
+    MAX(CASE WHEN "__n" = 1 THEN "__v" END) AS "__p7_1_v",
+    MAX(CASE WHEN "__n" = 1 THEN "__ts" END) AS "__p7_1_t",
+    MAX(CASE WHEN "__n" = 1 THEN "__created" END) AS "__p7_1_c"
+  FROM "user_orders__ranked7"
   WHERE
-    "r"."__kind" = 0
+    "__n" <= 1
+  GROUP BY
+    "user_id"
+), "user_orders__ranked8" AS (
+  SELECT
+    "user_id",
+    "__v",
+    "__ts",
+    "__created",
+    ROW_NUMBER() OVER (PARTITION BY "user_id" ORDER BY "__ts" ASC, "__created" ASC, "__v" ASC) AS "__n"
+  FROM (
+    SELECT
+      "s"."user_id",
+      "s"."__p8_1_v" AS "__v",
+      "s"."__p8_1_t" AS "__ts",
+      "s"."__p8_1_c" AS "__created"
+    FROM "__fsdsl_state_user_orders" AS "s"
+    INNER JOIN "user_orders__changed" AS "f"
+      ON "s"."user_id" = "f"."user_id"
+    WHERE
+      NOT "s"."__p8_1_v" IS NULL
+      AND "s"."__p8_1_t" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
+      AND NOT "f"."__l1" = 1
+    UNION ALL
+    SELECT
+      "user_id",
+      "__a0" AS "__v",
+      "__ts",
+      "__created"
+    FROM "user_orders__rows"
+    WHERE
+      NOT "__a0" IS NULL
+      AND "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
+      AND (
+        "__new" = 1 OR "__l1" = 1
+      )
+  ) AS "c"
+), "user_orders__top8" AS (
+  SELECT
+    "user_id",
+    MAX(CASE WHEN "__n" = 1 THEN "__v" END) AS "__p8_1_v",
+    MAX(CASE WHEN "__n" = 1 THEN "__ts" END) AS "__p8_1_t",
+    MAX(CASE WHEN "__n" = 1 THEN "__created" END) AS "__p8_1_c"
+  FROM "user_orders__ranked8"
+  WHERE
+    "__n" <= 1
+  GROUP BY
+    "user_id"
+), "user_orders__ranked9" AS (
+  SELECT
+    "user_id",
+    "__v",
+    "__ts",
+    "__created",
+    ROW_NUMBER() OVER (
+      PARTITION BY "user_id"
+      ORDER BY "__ts" DESC NULLS LAST, "__created" DESC NULLS LAST, "__v" DESC NULLS LAST
+    ) AS "__n"
+  FROM (
+    SELECT
+      "s"."user_id",
+      "s"."__p9_1_v" AS "__v",
+      "s"."__p9_1_t" AS "__ts",
+      "s"."__p9_1_c" AS "__created"
+    FROM "__fsdsl_state_user_orders" AS "s"
+    INNER JOIN "user_orders__changed" AS "f"
+      ON "s"."user_id" = "f"."user_id"
+    WHERE
+      NOT "s"."__p9_1_v" IS NULL
+    UNION ALL
+    SELECT
+      "s"."user_id",
+      "s"."__p9_2_v" AS "__v",
+      "s"."__p9_2_t" AS "__ts",
+      "s"."__p9_2_c" AS "__created"
+    FROM "__fsdsl_state_user_orders" AS "s"
+    INNER JOIN "user_orders__changed" AS "f"
+      ON "s"."user_id" = "f"."user_id"
+    WHERE
+      NOT "s"."__p9_2_v" IS NULL
+    UNION ALL
+    SELECT
+      "s"."user_id",
+      "s"."__p9_3_v" AS "__v",
+      "s"."__p9_3_t" AS "__ts",
+      "s"."__p9_3_c" AS "__created"
+    FROM "__fsdsl_state_user_orders" AS "s"
+    INNER JOIN "user_orders__changed" AS "f"
+      ON "s"."user_id" = "f"."user_id"
+    WHERE
+      NOT "s"."__p9_3_v" IS NULL
+    UNION ALL
+    SELECT
+      "user_id",
+      "__a0" AS "__v",
+      "__ts",
+      "__created"
+    FROM "user_orders__rows"
+    WHERE
+      NOT "__a0" IS NULL AND "__new" = 1
+  ) AS "c"
+), "user_orders__top9" AS (
+  SELECT
+    "user_id",
+    MAX(CASE WHEN "__n" = 1 THEN "__v" END) AS "__p9_1_v",
+    MAX(CASE WHEN "__n" = 1 THEN "__ts" END) AS "__p9_1_t",
+    MAX(CASE WHEN "__n" = 1 THEN "__created" END) AS "__p9_1_c",
+    MAX(CASE WHEN "__n" = 2 THEN "__v" END) AS "__p9_2_v",
+    MAX(CASE WHEN "__n" = 2 THEN "__ts" END) AS "__p9_2_t",
+    MAX(CASE WHEN "__n" = 2 THEN "__created" END) AS "__p9_2_c",
+    MAX(CASE WHEN "__n" = 3 THEN "__v" END) AS "__p9_3_v",
+    MAX(CASE WHEN "__n" = 3 THEN "__ts" END) AS "__p9_3_t",
+    MAX(CASE WHEN "__n" = 3 THEN "__created" END) AS "__p9_3_c",
+    ARRAY_AGG(IFF(TRUE, "__v", NULL)) WITHIN GROUP (ORDER BY
+      "__n") AS "__r9"
+  FROM "user_orders__ranked9"
+  WHERE
+    "__n" <= 3
+  GROUP BY
+    "user_id"
 )
 SELECT
-  "s"."user_id",
-  "s"."__t" AS "as_of",
+  "f"."user_id",
+  CAST(:as_of AS TIMESTAMP) AS "as_of",
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0
     THEN CAST(COALESCE("r0"."__r0", 0) AS BIGINT)
@@ -220,11 +458,11 @@ SELECT
     WHEN COALESCE("r0"."__ttl", 0) > 0
     THEN CAST(COALESCE("r0"."__r6", 0) AS BIGINT)
   END AS "priced_30d",
-  CASE WHEN COALESCE("r0"."__ttl", 0) > 0 THEN CAST("r2"."__r7" AS DOUBLE) END AS "last_amount",
-  CASE WHEN COALESCE("r0"."__ttl", 0) > 0 THEN CAST("r0"."__r8" AS DOUBLE) END AS "first_amount_30d",
+  CASE WHEN COALESCE("r0"."__ttl", 0) > 0 THEN CAST("r1"."__p7_1_v" AS DOUBLE) END AS "last_amount",
+  CASE WHEN COALESCE("r0"."__ttl", 0) > 0 THEN CAST("r2"."__p8_1_v" AS DOUBLE) END AS "first_amount_30d",
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0
-    THEN COALESCE("r1"."__r9", CAST([] AS ARRAY(DOUBLE)))
+    THEN COALESCE("r3"."__r9", CAST([] AS ARRAY(DOUBLE)))
   END AS "recent_amounts",
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0
@@ -233,11 +471,38 @@ SELECT
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0
     THEN CAST("r0"."__r2" / NULLIF(NULLIF(COALESCE("r0"."__r1", 0), 0), 0) AS DOUBLE)
-  END AS "spend_per_order_30d"
-FROM "user_orders__spine" AS "s"
-LEFT JOIN "user_orders__wagg" AS "r0"
-  ON "s"."user_id" = "r0"."user_id" AND "s"."__t" = "r0"."__t"
-LEFT JOIN "user_orders__uagg" AS "r1"
-  ON "s"."user_id" = "r1"."user_id" AND "s"."__t" = "r1"."__t"
-LEFT JOIN "user_orders__cagg" AS "r2"
-  ON "s"."user_id" = "r2"."user_id" AND "s"."__t" = "r2"."__t"
+  END AS "spend_per_order_30d",
+  "r0"."__c0" AS "__c0",
+  "r0"."__c1" AS "__c1",
+  "r0"."__s2" AS "__s2",
+  "r0"."__s3" AS "__s3",
+  "r0"."__c3" AS "__c3",
+  "r0"."__m4" AS "__m4",
+  "r0"."__m5" AS "__m5",
+  "r0"."__c6" AS "__c6",
+  "r1"."__p7_1_v" AS "__p7_1_v",
+  "r1"."__p7_1_t" AS "__p7_1_t",
+  "r1"."__p7_1_c" AS "__p7_1_c",
+  "r2"."__p8_1_v" AS "__p8_1_v",
+  "r2"."__p8_1_t" AS "__p8_1_t",
+  "r2"."__p8_1_c" AS "__p8_1_c",
+  "r3"."__p9_1_v" AS "__p9_1_v",
+  "r3"."__p9_1_t" AS "__p9_1_t",
+  "r3"."__p9_1_c" AS "__p9_1_c",
+  "r3"."__p9_2_v" AS "__p9_2_v",
+  "r3"."__p9_2_t" AS "__p9_2_t",
+  "r3"."__p9_2_c" AS "__p9_2_c",
+  "r3"."__p9_3_v" AS "__p9_3_v",
+  "r3"."__p9_3_t" AS "__p9_3_t",
+  "r3"."__p9_3_c" AS "__p9_3_c",
+  "r0"."__c10" AS "__c10",
+  "r0"."__lt" AS "__lt"
+FROM "user_orders__changed" AS "f"
+LEFT JOIN "user_orders__merged" AS "r0"
+  ON "f"."user_id" = "r0"."user_id"
+LEFT JOIN "user_orders__top7" AS "r1"
+  ON "f"."user_id" = "r1"."user_id"
+LEFT JOIN "user_orders__top8" AS "r2"
+  ON "f"."user_id" = "r2"."user_id"
+LEFT JOIN "user_orders__top9" AS "r3"
+  ON "f"."user_id" = "r3"."user_id"

@@ -1,0 +1,54 @@
+"""The aggregate state an incremental refresh starts from: one Arrow row per entity.
+
+The refresh query (`fsdsl.compile.refresh`) defines its columns and computes new rows for the
+entities that changed; this module only moves them: the empty state of a full refresh, bytes
+in and out of the online store, and the merge of the changed rows into the stored ones.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow as pa
+
+from fsdsl import ir
+from fsdsl.compile.refresh import state_columns
+from fsdsl.online.types import conform
+
+
+def schema(view: ir.View) -> pa.Schema:
+    from fsdsl.online.types import arrow_type
+
+    return pa.schema([(name, arrow_type(t)) for name, t in state_columns(view)])
+
+
+def from_result(view: ir.View, result: pa.Table) -> pa.Table:
+    """The state rows of a refresh result, in the stored types whatever the backend returned."""
+    cols = state_columns(view)
+    return pa.table([conform(result[name], t) for name, t in cols], schema=schema(view))
+
+
+def merge(view: ir.View, old: pa.Table, changed: pa.Table) -> pa.Table:
+    """`old` with the rows of the entities in `changed` replaced by those."""
+    if old.num_rows == 0:
+        return changed
+    keys = [k.name for k in view.entity.keys]
+    kept = old.join(changed.select(keys), keys=keys, join_type="left anti")
+    return pa.concat_tables([kept.select(changed.column_names).cast(changed.schema), changed])
+
+
+def dumps(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def loads(data: bytes, view: ir.View) -> pa.Table | None:
+    """The stored state, or None when it is missing or of another shape (then: full refresh)."""
+    try:
+        table = pa.ipc.open_stream(data).read_all()
+    except (pa.ArrowInvalid, OSError):
+        return None
+    return table if table.schema.equals(schema(view)) else None
