@@ -1,8 +1,9 @@
 """Point-in-time aggregation: the values of one view's aggregations at every (entity, T) of a spine.
 
-Training and online refresh are both this query over a different spine, which is what makes the
-two paths agree. Three shapes, each exact under the contract in docs/semantics.md and chosen to
-avoid joining a label with every event of its entity:
+The training query is this over the labels' spine; the refresh query (`refresh.py`) maintains
+the same aggregations incrementally at one time and reuses `events` and `feature_values`, so
+both read the same rows and shape the same values. Three shapes, each exact under the contract
+in docs/semantics.md and chosen to avoid joining a label with every event of its entity:
 
 * windowed aggregations: a range join restricted to *buckets* of the largest window. A spine row
   is copied into its own bucket and the one before; an event sits in one bucket; so each label

@@ -23,14 +23,80 @@ def _json_default(v):
 
 
 def encode_column(column: pa.Array | pa.ChunkedArray, t: ir.Type) -> list[str | None]:
-    """Every value of a column as text (None for null), vectorised where Arrow can."""
+    """Every value of a column as text (None for null)."""
+    return encode_array(column, t).to_pylist()
+
+
+def encode_array(column: pa.Array | pa.ChunkedArray, t: ir.Type) -> pa.Array:
+    """Every value of a column as text (null for null), as an Arrow string array: by Arrow's
+    kernels where the text is certain to be what `json`/`repr` would give back the same value
+    from, else value by value."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
     if t.name == "list":
-        return [
-            None if v is None else json.dumps(v, default=_json_default) for v in column.to_pylist()
-        ]
+        return _encode_lists(column, t)
     if t.name == "timestamp":
         column = column.cast(pa.timestamp("us"))
-    return pc.cast(column, pa.string()).to_pylist()
+    return pc.cast(column, pa.string())
+
+
+_JSON_ESCAPED = r'[\x00-\x1f"\\]'  # what json.dumps would escape in a string
+
+
+def _json_items(values: pa.Array, t: ir.Type) -> pa.Array | None:
+    """List items as JSON text, or None when Arrow's text could differ from valid JSON."""
+    if t.name in ("int", "bool"):
+        text = pc.cast(values, pa.string())
+    elif t.name == "float":
+        finite = pc.is_finite(values)
+        if pc.any(pc.invert(pc.fill_null(finite, True))).as_py():
+            return None  # NaN and infinities are not JSON numbers
+        text = pc.cast(values, pa.string())
+    elif t.name == "string":
+        if pc.any(pc.match_substring_regex(values, _JSON_ESCAPED)).as_py():
+            return None
+        text = pc.binary_join_element_wise('"', values, '"', "")
+    else:
+        return None
+    return pc.fill_null(text, "null")
+
+
+def _encode_lists(column: pa.Array, t: ir.Type) -> pa.Array:
+    items = _json_items(column.values, t.element) if len(column.values) else None
+    if items is None and len(column.values):
+        return pa.array(
+            [
+                None if v is None else json.dumps(v, default=_json_default)
+                for v in column.to_pylist()
+            ],
+            pa.string(),
+        )
+    if items is None:
+        items = pa.nulls(0, pa.string())
+    lists = pa.ListArray.from_arrays(column.offsets, items)
+    text = pc.binary_join_element_wise("[", pc.binary_join(lists, ","), "]", "")
+    return pc.if_else(pc.is_null(column), pa.nulls(len(column), pa.string()), text)
+
+
+def key_array(columns: list[pa.Array], types: list[ir.Type]) -> pa.Array:
+    """`key_text` of every row (keys are never null here), by Arrow for string and int keys."""
+    parts = []
+    for column, t in zip(columns, types, strict=True):
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        if (
+            t.name == "string"
+            and not pc.any(pc.match_substring_regex(column, _JSON_ESCAPED)).as_py()
+        ):
+            parts.append(pc.binary_join_element_wise('"', column, '"', ""))
+        elif t.name == "int":
+            parts.append(pc.cast(column, pa.string()))
+        else:
+            rows = zip(*[c.to_pylist() for c in columns], strict=True)
+            return pa.array([key_text(list(r)) for r in rows], pa.string())
+    if not columns or len(columns[0]) == 0:
+        return pa.nulls(0, pa.string())
+    return pc.binary_join_element_wise("[", pc.binary_join_element_wise(*parts, ","), "]", "")
 
 
 def decode(value: bytes | str | None, t: ir.Type):

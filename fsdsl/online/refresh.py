@@ -18,7 +18,7 @@ from fsdsl.compile.render import sql_text
 from fsdsl.compile.training import training_query
 from fsdsl.diagnostics import UsageError
 from fsdsl.online import aggstate
-from fsdsl.online.codec import encode_column, key_text
+from fsdsl.online.codec import encode_array, encode_column, key_array
 from fsdsl.online.resp import del_rows, hset_rows
 from fsdsl.online.store import MARKER, OnlineStore
 from fsdsl.online.types import conform
@@ -27,9 +27,14 @@ BATCH = 2000
 Progress = Callable[[str, int, int | None], None]  # (view, rows done, total or None)
 
 
-def fingerprint(view: ir.View) -> str:
-    """Changes whenever anything that decides a value changes: the refresh SQL says it all."""
-    text = sql_text(refresh_query(view, "duckdb"), "duckdb", pretty=False)
+def refresh_sql(view: ir.View, dialect: str) -> str:
+    return sql_text(refresh_query(view, dialect), dialect, pretty=False)
+
+
+def fingerprint(view: ir.View, duckdb_sql: str | None = None) -> str:
+    """Changes whenever anything that decides a value changes: the refresh SQL says it all
+    (in one dialect, so that moving the same repository to another warehouse keeps it)."""
+    text = duckdb_sql if duckdb_sql is not None else refresh_sql(view, "duckdb")
     types = ",".join(f"{f.name}:{f.type}" for f in view.features)
     return hashlib.sha256(f"{text}\n{types}".encode()).hexdigest()[:16]
 
@@ -113,7 +118,8 @@ def refresh_view(
     progress: Progress | None = None,
 ) -> ViewRun:
     started = time.perf_counter()
-    fp = fingerprint(view)
+    sql = refresh_sql(view, wh.dialect)
+    fp = fingerprint(view, sql if wh.dialect == "duckdb" else None)
     owner = uuid.uuid4().hex
     if not online.lock(view.name, owner):
         raise UsageError(
@@ -155,7 +161,7 @@ def refresh_view(
             state_table(view),
             old_state if old_state is not None else aggstate.schema(view).empty_table(),
         )
-        result = wh.query(refresh_query(view, wh.dialect), params)
+        result = wh.execute_sql(sql, params)
         run.query_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         total = result.num_rows
@@ -210,15 +216,13 @@ def _encode_batch(view: ir.View, batch: pa.RecordBatch, empty: dict[str, str], n
     values written): rows equal to the empty values are removed rather than stored."""
     import pyarrow.compute as pc
 
-    names = [k.name for k in view.entity.keys]
-    key_cols = [batch.column(k).to_pylist() for k in names]
-    hash_keys = pa.array(
-        [OnlineStore.entity_key(ns, key_text(k)) for k in zip(*key_cols, strict=True)],
-        pa.string(),
+    texts = key_array(
+        [batch.column(k.name) for k in view.entity.keys], [k.type for k in view.entity.keys]
     )
+    hash_keys = pc.binary_join_element_wise(OnlineStore.entity_key(ns, ""), texts, "")
     fields, is_empty = {}, None
     for f in view.features:
-        values = pa.array(encode_column(conform(batch.column(f.name), f.type), f.type), pa.string())
+        values = encode_array(conform(batch.column(f.name), f.type), f.type)
         if f.name in empty:
             same = pc.fill_null(pc.equal(values, empty[f.name]), False)
         else:

@@ -52,7 +52,7 @@ def hset_rows(
     n = len(keys)
     if n == 0:
         return b"", 0
-    pieces, present = [], pc.cast(pa.array([0] * n, pa.int64()), pa.int64())
+    pieces, present = [], pa.nulls(n, pa.int64()).fill_null(0)
     for name, values in fields.items():
         valid = pc.is_valid(values)
         present = pc.add(present, pc.cast(valid, pa.int64()))
