@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fsdsl import ir
-from fsdsl.online.codec import decode, encode_array, key_array, key_text
+from fsdsl.online.codec import decode, decoder, encode_array, key_array, key_text, plain_key_text
 from fsdsl.online.types import arrow_type
 
 texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8)
@@ -55,3 +55,19 @@ def test_keys_are_the_lookup_text(rows):
     columns = [pa.array([r[0] for r in rows], pa.string()), pa.array([r[1] for r in rows])]
     got = key_array(columns, [ir.STRING, ir.INT]).to_pylist()
     assert got == [key_text(list(r)) for r in rows]
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=texts)
+def test_the_lookup_fast_path_is_key_text(value):
+    text = plain_key_text(value)
+    assert text is None or text == key_text([value])
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), t=st.sampled_from([ir.FLOAT, ir.INT, ir.STRING, ir.BOOL, ir.TIMESTAMP]))
+def test_the_typed_decoders_are_decode(data, t):
+    value = data.draw(ELEMENTS[t])
+    stored = encode_array(pa.array([value], arrow_type(t)), t).to_pylist()[0].encode()
+    assert same(decoder(t)(stored), decode(stored, t))
+    assert same(decoder(t)(stored), value)

@@ -99,6 +99,21 @@ def key_array(columns: list[pa.Array], types: list[ir.Type]) -> pa.Array:
     return pc.binary_join_element_wise("[", pc.binary_join_element_wise(*parts, ","), "]", "")
 
 
+def decoder(t: ir.Type):
+    """`decode` for one type, as the fastest function for a non-null stored value (bytes)."""
+    if t.name == "float":
+        return float  # float(b"1.5") parses bytes directly
+    if t.name == "int":
+        return int
+    if t.name == "string":
+        return _utf8
+    return lambda value: decode(value, t)
+
+
+def _utf8(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
 def decode(value: bytes | str | None, t: ir.Type):
     if value is None:
         return None
@@ -138,6 +153,14 @@ def key_text(values: list | tuple) -> str:
     return json.dumps(
         list(values), default=_json_default, separators=(",", ":"), ensure_ascii=False
     )
+
+
+def plain_key_text(value) -> str | None:
+    """`key_text([value])` without json for the common key, a string needing no escape;
+    None for anything else (then use `key_text`)."""
+    if isinstance(value, str) and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'["{value}"]'
+    return None
 
 
 def normalise_key_value(v, t: ir.Type):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from fsdsl import ir
 from fsdsl.diagnostics import UsageError
-from fsdsl.online.codec import decode, key_text, normalise_key_value
+from fsdsl.online.codec import decoder, key_text, normalise_key_value, plain_key_text
 from fsdsl.online.refresh import fingerprint
 from fsdsl.online.store import OnlineStore
 
@@ -54,7 +54,11 @@ def lookup(online: OnlineStore, plan: ServicePlan, keys: list[dict]) -> list[dic
     requests, texts = [], []
     for vp in plan.views:
         kt = []
+        simple = len(vp.keys) == 1 and vp.keys[0].type == ir.STRING
         for row in keys:
+            if simple and (text := plain_key_text(row.get(vp.keys[0].name))) is not None:
+                kt.append(text)
+                continue
             values = [normalise_key_value(row.get(k.name), k.type) for k in vp.keys]
             kt.append(None if any(v is None for v in values) else key_text(values))
         texts.append(kt)
@@ -77,12 +81,13 @@ def lookup(online: OnlineStore, plan: ServicePlan, keys: list[dict]) -> list[dic
                 "E0508",
             )
         empty, rows = part
-        names = [(f.name, f.name.encode(), f.type) for f in vp.features]
+        names = [(f.name, f.name.encode(), decoder(f.type)) for f in vp.features]
         for i, values in enumerate(rows):
-            source = values or empty  # no hash: the entity has the empty values
+            get = (values or empty).get  # no hash: the entity has the empty values
             row = out[i]
-            for name, field, t in names:
-                row[name] = decode(source.get(field), t)
+            for name, field, dec in names:
+                value = get(field)
+                row[name] = None if value is None else dec(value)
     return out
 
 

@@ -293,6 +293,13 @@ class OnlineStore:
         return cached is not None and cached[0] == fp and now - cached[3] < STATE_TTL
 
     def _read(self, requests, with_state: bool):
+        if not with_state and len(requests) == 1 and len(requests[0][3]) == 1:
+            # one hash: the command itself is the round trip, without a pipeline's overhead
+            view, _fp, fields, (key,) = requests[0]
+            cached = self._cache.get((view, tuple(fields)))
+            if cached is not None:
+                with self.errors():
+                    return [(None, [self.client.hgetall(f"{PREFIX}:v:{cached[1]}:{key}")])]
         with self.errors():
             pipe = self.client.pipeline(transaction=False)
             plan = []
