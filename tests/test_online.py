@@ -166,6 +166,30 @@ def test_incremental_runs_touch_only_changed_entities(project, redis_urls):
     one_line_error(r, "E0507")
 
 
+def test_lost_aggregate_state_falls_back_to_a_full_refresh(project, redis_urls):
+    """The aggregate state is what an incremental run starts from: without it (a key lost, a
+    layout from an older version) the run recomputes everything rather than merge into
+    nothing, and serves correct values."""
+    url = redis_urls["embedded"]
+    flush(url)
+    d = str(project / "definitions")
+    assert run("run", d, "--online", url, "--at", AT, "-v", "user_orders").exit_code == 0
+    client = redis.Redis.from_url(url)
+    stored = client.keys("fsdsl:agg:*")
+    assert len(stored) == 1
+    client.delete(*stored)
+    r = run(
+        "run", d, "--online", url, "--at", "2024-05-02T00:00:00", "-v", "user_orders", "-f", "json"
+    )
+    assert json.loads(r.output)["views"][0]["mode"] == "full"
+    assert run("verify", d, "--online", url, "-v", "user_orders").exit_code == 0
+    # the replaced namespace, its values and its aggregate state go once retired
+    OnlineStore(url).drop_retired(wait=True)
+    assert len(client.keys("fsdsl:agg:*")) == 1
+    state = OnlineStore(url).state("user_orders")
+    assert client.exists(f"fsdsl:agg:{state['ns']}")
+
+
 def test_changed_definition_gets_a_new_namespace(project, redis_urls, tmp_path, monkeypatch):
     url = redis_urls["embedded"]
     flush(url)
