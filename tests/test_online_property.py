@@ -29,6 +29,15 @@ from fsdsl.check import load_text
 
 EXAMPLES = int(os.environ.get("FSDSL_ONLINE_EXAMPLES", "40"))
 KEYS = [*USERS, "never-seen"]
+# (user_id, qty): a string and an int key part; `qty` also drawn null and never seen
+COMPOSITE_KEYS = [(u, q) for u in USERS for q in (0, 1, 2, 3, 5)] + [("a", None), ("zz", 1)]
+
+
+def composite(text: str) -> str:
+    """The same view over an entity keyed by two columns."""
+    one = "entity user { key user_id: string }"
+    assert one in text
+    return text.replace(one, "entity user { key user_id: string, qty: int }")
 
 
 def new_rows(
@@ -82,11 +91,13 @@ def refresh_and_compare(
             with connect(warehouse, {}) as wh:
                 load_events(wh, repo, {"events": rows})
         url = warehouse or f"duckdb:///{db}"
+        names = [k.name for k in view.entity.keys]
+        keys = [(k,) for k in KEYS] if len(names) == 1 else COMPOSITE_KEYS
         with FeatureStore(tmp, warehouse=url, online=redis_url) as store:
             store.run(at, full=step > 0 and draw_bool())
-            got = store.online_features("s", [{"user_id": k} for k in KEYS])
-        for key, served in zip(KEYS, got, strict=True):
-            want = view_values(view, rows, (key,), at)
+            got = store.online_features("s", [dict(zip(names, k, strict=True)) for k in keys])
+        for key, served in zip(keys, got, strict=True):
+            want = view_values(view, rows, key, at)
             for name, value in want.items():
                 assert same(served[name], value), (
                     f"refresh {step} at {at}: {key}.{name} online {served[name]!r} != "
@@ -116,6 +127,27 @@ def test_online_equals_reference(server, redis_urls, tmp_path, data):
         tmp_path,
         text,
         redis_urls[server],
+        schedule,
+        lambda lo, hi: data.draw(st.integers(lo, hi)),
+        lambda xs: data.draw(st.sampled_from(xs)),
+        lambda: data.draw(st.integers(0, 4)) == 0,
+    )
+
+
+@settings(
+    max_examples=max(10, EXAMPLES // 2),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_online_equals_reference_with_a_composite_key(redis_urls, tmp_path, data):
+    """Keys of two columns, one an int: state merge, key text and lookups per key pair."""
+    text = composite(data.draw(view_text(), label="feat"))
+    schedule = data.draw(schedules, label="refresh times")
+    refresh_and_compare(
+        tmp_path,
+        text,
+        redis_urls["embedded"],
         schedule,
         lambda lo, hi: data.draw(st.integers(lo, hi)),
         lambda xs: data.draw(st.sampled_from(xs)),
