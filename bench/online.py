@@ -100,14 +100,14 @@ def raw_write(url: str, db: Path) -> tuple[float, int]:
     import redis
 
     from fsdsl import FeatureStore
-    from fsdsl.compile.refresh import refresh_query, state_table
+    from fsdsl.compile.refresh import refresh_query
     from fsdsl.online import aggstate
     from fsdsl.online.codec import encode_column
 
     with FeatureStore(ROOT / "definitions", warehouse=f"duckdb:///{db}") as store:
         view = store.repo.views[VIEW]
         wh = store.warehouse()
-        wh.register_arrow(state_table(view), aggstate.schema(view).empty_table())
+        aggstate.register(wh, view, aggstate.schema(view).empty_table())
         table = wh.query(refresh_query(view, "duckdb"), {"as_of": AT, "watermark": None})
     cols = {f.name: encode_column(table[f.name], f.type) for f in view.features}
     keys = table["user_id"].to_pylist()

@@ -15,8 +15,9 @@ combine (counts and sums add, min/max pick, `first`/`last`/`last_k` keep the bes
 union, ranked by the contract's order); this is the classic merge of partial aggregates, with
 an event being the partial aggregate of one row. An entity with a leaving row in W has its
 W-aggregations recomputed from its events in W (an extreme or a `first` may have left, and
-float sums are never subtracted). `count_distinct` keeps no set: any change in its window
-recomputes it from the window's events. The TTL is the latest visible timestamp, a max.
+float sums are never subtracted). `count_distinct` keeps each distinct value with the latest
+timestamp it was seen at: a value is still in the window while that timestamp is. The TTL is
+the latest visible timestamp, a max.
 So the cost is the new rows, plus the window events of entities that lost one; the full
 refresh is the same query with an empty state and every visible row entering.
 """
@@ -55,6 +56,12 @@ def state_table(view: ir.View) -> str:
 def state_columns(view: ir.View) -> list[tuple[str, ir.Type]]:
     """The state row of an entity: its keys, then each aggregation's partial aggregate."""
     return _Refresh(view, dialects.get("duckdb")).state_columns()
+
+
+def distinct_tables(view: ir.View) -> list[tuple[str, str, str, ir.Type]]:
+    """Per `count_distinct`: the relation the query reads its state from (keys, `__v`, `__t`),
+    and the two stored state lists (values, timestamps) that relation is made of."""
+    return _Refresh(view, dialects.get("duckdb")).distinct_tables()
 
 
 def refresh_query(view: ir.View, dialect: str = "duckdb") -> exp.Select:
@@ -112,7 +119,9 @@ class _Refresh:
     # ---- the state: per aggregation, the columns of its partial aggregate ----
     def partials(self, agg: ir.Aggregate) -> list[tuple[str, ir.Type]]:
         i, f = self.index[agg], agg.func
-        if f in ("count", "count_distinct"):
+        if f == "count_distinct":
+            return []  # its state is a set: `distinct_lists`
+        if f == "count":
             return [(f"__c{i}", ir.INT)]
         if f == "sum":
             return [(f"__s{i}", agg.type)]
@@ -121,6 +130,18 @@ class _Refresh:
         if f in ("min", "max"):
             return [(f"__m{i}", agg.type)]
         return [col for j in range(1, self.k(agg) + 1) for col in self.slot(agg, j)]
+
+    def distinct_lists(self, agg: ir.Aggregate) -> list[tuple[str, ir.Type]]:
+        """A `count_distinct`'s state: its distinct values, and the latest timestamp of each,
+        as two aligned lists (stored so; the query reads them as rows of `distinct_table`)."""
+        i = self.index[agg]
+        return [
+            (f"__d{i}_v", ir.list_of(agg.arg.type)),
+            (f"__d{i}_t", ir.list_of(ir.TIMESTAMP)),
+        ]
+
+    def distinct_table(self, agg: ir.Aggregate) -> str:
+        return f"{state_table(self.view)}__d{self.index[agg]}"
 
     def k(self, agg: ir.Aggregate) -> int:
         return agg.k if agg.func == "last_k" else 1
@@ -137,8 +158,19 @@ class _Refresh:
         out = [(k.name, k.type) for k in self.view.entity.keys]
         for agg in self.aggs:
             out += self.partials(agg)
+            if agg.func == "count_distinct":
+                out += self.distinct_lists(agg)
         if self.view.ttl is not None:
             out.append((LAST_SEEN, ir.TIMESTAMP))
+        return out
+
+    def distinct_tables(self) -> list[tuple[str, str, str, ir.Type]]:
+        """(table, values list, timestamps list, value type) per `count_distinct`."""
+        out = []
+        for agg in self.aggs:
+            if agg.func == "count_distinct":
+                (v, _), (t, _) = self.distinct_lists(agg)
+                out.append((self.distinct_table(agg), v, t, agg.arg.type))
         return out
 
     # ---- conditions on an events relation `t` ----
@@ -169,17 +201,9 @@ class _Refresh:
             return None
         return exp.GTE(this=col(TS, t), expression=self.d.minus(self.as_of.copy(), w))
 
-    def distinct_windows(self) -> set[ir.Duration | None]:
-        return {a.window for a in self.aggs if a.func == "count_distinct"}
-
     def recompute(self, agg: ir.Aggregate, t: str | None) -> exp.Expression | None:
         """Whether this entity's `agg` is recomputed from its events rather than merged; read
         from the per-entity flags carried by relation `t`."""
-        if agg.func == "count_distinct":
-            if agg.window is None:
-                return _is("__en", t)
-            j = self.wi[agg.window]
-            return exp.Paren(this=exp.Or(this=_is(f"__l{j}", t), expression=_is(f"__e{j}", t)))
         if agg.window is None:
             return None
         return _is(f"__l{self.wi[agg.window]}", t)
@@ -222,10 +246,7 @@ class _Refresh:
                     exp.GTE(this=col(TS), expression=d.minus(self.wm.copy(), w)),
                 ]
             )
-            entering = and_all([_is(NEW), self.in_window(w)])
             flag_cols.append(exp.alias_(exp.Max(this=_flag(leaving)), f"__l{j}"))
-            flag_cols.append(exp.alias_(exp.Max(this=_flag(entering)), f"__e{j}"))
-        flag_cols.append(exp.alias_(exp.Max(this=col(NEW)), "__en"))
         flags = f"{p}changed"
         ctes.append(
             cte(flags, exp.select(*flag_cols).from_(delta_name).group_by(*[col(k) for k in keys]))
@@ -234,7 +255,6 @@ class _Refresh:
         # 3. the event rows the merge reads: new rows, and the window rows of recomputed entities
         e, f = "e", "f"
         flag_names = [f"__l{j}" for j in range(len(self.windows))]
-        flag_names += [f"__e{j}" for j in range(len(self.windows))] + ["__en"]
         arg_cols = list(dict.fromkeys(self.pit.a(a) for a in self.aggs if a.arg is not None))
         row_cols = [col(k, e) for k in keys] + [col(TS, e)]
         row_cols += [col(CREATED, e)] if self.has_created else []
@@ -242,12 +262,8 @@ class _Refresh:
         row_cols.append(exp.alias_(_flag(self.new(e)), NEW))
         row_cols += [col(n, f) for n in flag_names]
         wanted = [self.new(e)]
-        cd_windows = self.distinct_windows()
-        if None in cd_windows:
-            wanted.append(_is("__en", f))
         for j, w in enumerate(self.windows):
-            why = [_is(f"__l{j}", f)] + ([_is(f"__e{j}", f)] if w in cd_windows else [])
-            wanted.append(and_all([_or_all(why), self.in_window(w, e)]))
+            wanted.append(and_all([_is(f"__l{j}", f), self.in_window(w, e)]))
         rows_q = (
             exp.select(*row_cols)
             .from_(table_ref(events, e))
@@ -266,7 +282,7 @@ class _Refresh:
 
         state = state_table(self.view)
         s = "s"
-        merged = [a for a in self.aggs if a.func not in PICKS]
+        merged = [a for a in self.aggs if a.func not in (*PICKS, "count_distinct")]
         # 4. partial aggregates: the state row (unless recomputed) and the event rows
         state_side = [col(k, s) for k in keys]
         event_side = [col(k) for k in keys]
@@ -278,9 +294,7 @@ class _Refresh:
             i = self.index[agg]
             for name, t in self.partials(agg):
                 state_side.append(exp.alias_(d.cast(_when(keep, col(name, s)), t), name))
-                if name.startswith("__c") and agg.func == "count_distinct":
-                    value = d.typed_null(t)
-                elif name.startswith("__c"):
+                if name.startswith("__c"):
                     cond = enters if a is None else and_all([enters, _not_null(a)])
                     value = _flag(cond)
                 elif agg.func == "avg":
@@ -288,9 +302,6 @@ class _Refresh:
                 else:
                     value = _when(enters, a)
                 event_side.append(exp.alias_(d.cast(value, t), name))
-            if agg.func == "count_distinct":
-                state_side.append(exp.alias_(d.typed_null(agg.arg.type), f"__d{i}"))
-                event_side.append(exp.alias_(_when(enters, a.copy()), f"__d{i}"))
         if self.view.ttl is not None:
             state_side.append(col(LAST_SEEN, s))
             event_side.append(exp.alias_(col(TS), LAST_SEEN))
@@ -314,15 +325,6 @@ class _Refresh:
                 total = exp.Sum(this=col(f"__c{i}"))
                 out.append(exp.alias_(d.cast(total, ir.INT), f"__c{i}"))
                 out.append(exp.alias_(total.copy(), f"__r{i}"))
-            elif fn == "count_distinct":
-                value = exp.Add(
-                    this=exp.Coalesce(
-                        this=exp.Sum(this=col(f"__c{i}")), expressions=[exp.Literal.number(0)]
-                    ),
-                    expression=exp.Count(this=exp.Distinct(expressions=[col(f"__d{i}")])),
-                )
-                out.append(exp.alias_(d.cast(value, ir.INT), f"__c{i}"))
-                out.append(exp.alias_(value.copy(), f"__r{i}"))
             elif fn == "sum":
                 total = exp.Sum(this=col(f"__s{i}"))
                 out.append(exp.alias_(d.cast(total, agg.type), f"__s{i}"))
@@ -348,10 +350,13 @@ class _Refresh:
         ctes.append(cte(agg_rel, exp.select(*out).from_(parts).group_by(*[col(k) for k in keys])))
         values.relations.append(agg_rel)
 
-        # 6. first / last / last_k: the best k of the state's rows and the event rows
+        # 6. first / last / last_k: the best k of the state's rows and the event rows;
+        # count_distinct: the state's values still in the window and the new rows' values
         for agg in self.aggs:
             if agg.func in PICKS:
                 ctes += self.picks(agg, flags, rows, values)
+            elif agg.func == "count_distinct":
+                ctes += self.distinct(agg, flags, rows, values)
 
         # 7. one row per changed entity: its feature values, then its new state
         alias_of = {rel: f"r{n}" for n, rel in enumerate(values.relations)}
@@ -360,8 +365,10 @@ class _Refresh:
             sel.append(exp.alias_(value, name))
         owner = {}
         for agg in self.aggs:
-            rel = agg_rel if agg.func not in PICKS else values.columns[agg][0]
-            for name, _t in self.partials(agg):
+            rel = agg_rel if agg in merged else values.columns[agg][0]
+            for name, _t in self.partials(agg) + (
+                self.distinct_lists(agg) if agg.func == "count_distinct" else []
+            ):
                 owner[name] = rel
         if self.view.ttl is not None:
             owner[LAST_SEEN] = agg_rel
@@ -372,6 +379,55 @@ class _Refresh:
             q = q.join(table_ref(rel, alias), on=and_all(keys_eq(keys, f, alias)), join_type="left")
         q.set("with_", exp.With(expressions=ctes))
         return q
+
+    def distinct(self, agg: ir.Aggregate, flags: str, rows: str, values: ViewAggregates):
+        d, keys, p, i = self.d, self.keys, self.p, self.index[agg]
+        s, f = "s", "f"
+        since = None if agg.window is None else d.minus(self.as_of.copy(), agg.window)
+        kept = [] if since is None else [exp.GTE(this=col("__t", s), expression=since)]
+        old = (
+            exp.select(*[col(k, s) for k in keys], col("__v", s), col("__t", s))
+            .from_(table_ref(self.distinct_table(agg), s))
+            .join(table_ref(flags, f), on=and_all(keys_eq(keys, s, f)), join_type="inner")
+        )
+        if kept:
+            old = old.where(and_all(kept))
+        value = col(self.pit.a(agg))
+        new = (
+            exp.select(
+                *[col(k) for k in keys], exp.alias_(value, "__v"), exp.alias_(col(TS), "__t")
+            )
+            .from_(rows)
+            .where(and_all([_is(NEW), _not_null(value.copy()), self.in_window(agg.window)]))
+        )
+        seen = f"{p}seen{i}"
+        seen_q = (
+            exp.select(
+                *[col(k) for k in keys], col("__v"), exp.alias_(exp.Max(this=col("__t")), "__t")
+            )
+            .from_(
+                exp.Subquery(
+                    this=exp.union(old, new, distinct=False),
+                    alias=exp.TableAlias(this=exp.to_identifier("c")),
+                )
+            )
+            .group_by(*[col(k) for k in keys], col("__v"))
+        )
+        (vname, _), (tname, _) = self.distinct_lists(agg)
+        rel = f"{p}distinct{i}"
+        rel_q = (
+            exp.select(
+                *[col(k) for k in keys],
+                exp.alias_(exp.Count(this=exp.Star()), f"__r{i}"),
+                exp.alias_(d.ordered_list(col("__v"), col("__v"), exp.true(), agg.arg.type), vname),
+                exp.alias_(d.ordered_list(col("__t"), col("__v"), exp.true(), ir.TIMESTAMP), tname),
+            )
+            .from_(seen)
+            .group_by(*[col(k) for k in keys])
+        )
+        values.relations.append(rel)
+        values.columns[agg] = (rel, f"__r{i}")
+        return [cte(seen, seen_q), cte(rel, rel_q)]
 
     def picks(self, agg: ir.Aggregate, flags: str, rows: str, values: ViewAggregates):
         d, keys, p, i = self.d, self.keys, self.p, self.index[agg]

@@ -10,9 +10,10 @@ from __future__ import annotations
 import io
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fsdsl import ir
-from fsdsl.compile.refresh import state_columns
+from fsdsl.compile.refresh import distinct_tables, state_columns, state_table
 from fsdsl.online.types import conform
 
 
@@ -20,6 +21,21 @@ def schema(view: ir.View) -> pa.Schema:
     from fsdsl.online.types import arrow_type
 
     return pa.schema([(name, arrow_type(t)) for name, t in state_columns(view)])
+
+
+def register(wh, view: ir.View, state: pa.Table) -> None:
+    """Make `state` readable by the refresh query: its scalar columns as one relation, and each
+    `count_distinct`'s aligned (values, timestamps) lists as rows of its own relation."""
+    state = state.combine_chunks()
+    lists = {c for _, v, t, _ in distinct_tables(view) for c in (v, t)}
+    wh.register_arrow(state_table(view), state.drop_columns(sorted(lists)))
+    keys = [k.name for k in view.entity.keys]
+    for name, values, stamps, _t in distinct_tables(view):
+        v, t = state[values].combine_chunks(), state[stamps].combine_chunks()
+        parent = pc.list_parent_indices(v)
+        flat = {k: state[k].take(parent) for k in keys}
+        flat["__v"], flat["__t"] = pc.list_flatten(v), pc.list_flatten(t)
+        wh.register_arrow(name, pa.table(flat))
 
 
 def from_result(view: ir.View, result: pa.Table) -> pa.Table:
@@ -33,7 +49,10 @@ def merge(view: ir.View, old: pa.Table, changed: pa.Table) -> pa.Table:
     if old.num_rows == 0:
         return changed
     keys = [k.name for k in view.entity.keys]
-    kept = old.join(changed.select(keys), keys=keys, join_type="left anti")
+    # joined on the keys and a row number only: Arrow's join carries no list columns
+    rows = old.select(keys).append_column("__row", pa.array(range(old.num_rows), pa.int64()))
+    kept = rows.join(changed.select(keys), keys=keys, join_type="left anti")["__row"]
+    kept = old.take(kept)
     return pa.concat_tables([kept.select(changed.column_names).cast(changed.schema), changed])
 
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from fsdsl import ir
 from fsdsl.backends.base import Warehouse
-from fsdsl.compile.refresh import refresh_query, state_table
+from fsdsl.compile.refresh import refresh_query
 from fsdsl.compile.render import sql_text
 from fsdsl.compile.training import training_query
 from fsdsl.diagnostics import UsageError
@@ -157,9 +157,8 @@ def refresh_view(
             "as_of": at,
             "watermark": dt.datetime.fromisoformat(previous) if incremental else None,
         }
-        wh.register_arrow(
-            state_table(view),
-            old_state if old_state is not None else aggstate.schema(view).empty_table(),
+        aggstate.register(
+            wh, view, old_state if old_state is not None else aggstate.schema(view).empty_table()
         )
         result = wh.execute_sql(sql, params)
         run.query_seconds = time.perf_counter() - t0

@@ -56,15 +56,7 @@ WITH `user_category_browsing__events` AS (
         THEN 1
         ELSE 0
       END
-    ) AS `__l0`,
-    MAX(
-      CASE
-        WHEN `__new` = 1 AND `__ts` >= CAST(@as_of AS DATETIME) - INTERVAL '7' DAY
-        THEN 1
-        ELSE 0
-      END
-    ) AS `__e0`,
-    MAX(`__new`) AS `__en`
+    ) AS `__l0`
   FROM `user_category_browsing__delta`
   GROUP BY
     `user_id`,
@@ -84,9 +76,7 @@ WITH `user_category_browsing__events` AS (
       THEN 1
       ELSE 0
     END AS `__new`,
-    `f`.`__l0`,
-    `f`.`__e0`,
-    `f`.`__en`
+    `f`.`__l0`
   FROM `user_category_browsing__events` AS `e`
   INNER JOIN `user_category_browsing__changed` AS `f`
     ON `e`.`user_id` = `f`.`user_id` AND `e`.`category` = `f`.`category`
@@ -98,9 +88,7 @@ WITH `user_category_browsing__events` AS (
         CAST(@watermark AS DATETIME) IS NULL
         OR `e`.`__avail` >= CAST(@watermark AS DATETIME)
       )
-      OR (
-        `f`.`__l0` = 1
-      )
+      OR `f`.`__l0` = 1
       AND `e`.`__ts` >= CAST(@as_of AS DATETIME) - INTERVAL '7' DAY
     )
 ), `user_category_browsing__parts` AS (

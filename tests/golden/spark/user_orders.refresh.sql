@@ -66,13 +66,6 @@ WITH `user_orders__events` AS (
     ) AS `__l0`,
     MAX(
       CASE
-        WHEN `__new` = 1 AND `__ts` >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7' DAY
-        THEN 1
-        ELSE 0
-      END
-    ) AS `__e0`,
-    MAX(
-      CASE
         WHEN `__new` = 0
         AND `__ts` < CAST(:as_of AS TIMESTAMP) - INTERVAL '30' DAY
         AND `__ts` >= CAST(:watermark AS TIMESTAMP) - INTERVAL '30' DAY
@@ -82,28 +75,13 @@ WITH `user_orders__events` AS (
     ) AS `__l1`,
     MAX(
       CASE
-        WHEN `__new` = 1 AND `__ts` >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30' DAY
-        THEN 1
-        ELSE 0
-      END
-    ) AS `__e1`,
-    MAX(
-      CASE
         WHEN `__new` = 0
         AND `__ts` < CAST(:as_of AS TIMESTAMP) - INTERVAL '90' DAY
         AND `__ts` >= CAST(:watermark AS TIMESTAMP) - INTERVAL '90' DAY
         THEN 1
         ELSE 0
       END
-    ) AS `__l2`,
-    MAX(
-      CASE
-        WHEN `__new` = 1 AND `__ts` >= CAST(:as_of AS TIMESTAMP) - INTERVAL '90' DAY
-        THEN 1
-        ELSE 0
-      END
-    ) AS `__e2`,
-    MAX(`__new`) AS `__en`
+    ) AS `__l2`
   FROM `user_orders__delta`
   GROUP BY
     `user_id`
@@ -125,11 +103,7 @@ WITH `user_orders__events` AS (
     END AS `__new`,
     `f`.`__l0`,
     `f`.`__l1`,
-    `f`.`__l2`,
-    `f`.`__e0`,
-    `f`.`__e1`,
-    `f`.`__e2`,
-    `f`.`__en`
+    `f`.`__l2`
   FROM `user_orders__events` AS `e`
   INNER JOIN `user_orders__changed` AS `f`
     ON `e`.`user_id` = `f`.`user_id`
@@ -141,17 +115,11 @@ WITH `user_orders__events` AS (
         CAST(:watermark AS TIMESTAMP) IS NULL
         OR `e`.`__avail` >= CAST(:watermark AS TIMESTAMP)
       )
-      OR (
-        `f`.`__l0` = 1
-      )
+      OR `f`.`__l0` = 1
       AND `e`.`__ts` >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7' DAY
-      OR (
-        `f`.`__l1` = 1 OR `f`.`__e1` = 1
-      )
+      OR `f`.`__l1` = 1
       AND `e`.`__ts` >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30' DAY
-      OR (
-        `f`.`__l2` = 1
-      )
+      OR `f`.`__l2` = 1
       AND `e`.`__ts` >= CAST(:as_of AS TIMESTAMP) - INTERVAL '90' DAY
     )
 ), `user_orders__parts` AS (
@@ -165,10 +133,6 @@ WITH `user_orders__events` AS (
     CAST(CASE WHEN NOT `f`.`__l0` = 1 THEN `s`.`__m4` END AS DOUBLE) AS `__m4`,
     CAST(CASE WHEN NOT `f`.`__l2` = 1 THEN `s`.`__m5` END AS DOUBLE) AS `__m5`,
     CAST(CASE WHEN NOT `f`.`__l1` = 1 THEN `s`.`__c6` END AS BIGINT) AS `__c6`,
-    CAST(CASE WHEN NOT (
-      `f`.`__l1` = 1 OR `f`.`__e1` = 1
-    ) THEN `s`.`__c10` END AS BIGINT) AS `__c10`,
-    CAST(NULL AS TIMESTAMP) AS `__d10`,
     `s`.`__lt`
   FROM `__fsdsl_state_user_orders` AS `s`
   INNER JOIN `user_orders__changed` AS `f`
@@ -238,16 +202,6 @@ WITH `user_orders__events` AS (
       THEN 1
       ELSE 0
     END AS BIGINT) AS `__c6`,
-    CAST(CAST(NULL AS BIGINT) AS BIGINT) AS `__c10`,
-    CASE
-      WHEN `__ts` >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30' DAY
-      AND (
-        `__new` = 1 OR (
-          `__l1` = 1 OR `__e1` = 1
-        )
-      )
-      THEN `__a1`
-    END AS `__d10`,
     `__ts` AS `__lt`
   FROM `user_orders__rows`
 ), `user_orders__merged` AS (
@@ -268,8 +222,6 @@ WITH `user_orders__events` AS (
     MAX(`__m5`) AS `__r5`,
     CAST(SUM(`__c6`) AS BIGINT) AS `__c6`,
     SUM(`__c6`) AS `__r6`,
-    CAST(COALESCE(SUM(`__c10`), 0) + COUNT(DISTINCT `__d10`) AS BIGINT) AS `__c10`,
-    COALESCE(SUM(`__c10`), 0) + COUNT(DISTINCT `__d10`) AS `__r10`,
     MAX(`__lt`) AS `__lt`,
     CASE
       WHEN MAX(`__lt`) >= CAST(:as_of AS TIMESTAMP) - INTERVAL '60' DAY
@@ -438,6 +390,52 @@ WITH `user_orders__events` AS (
     `__n` <= 3
   GROUP BY
     `user_id`
+), `user_orders__seen10` AS (
+  SELECT
+    `user_id`,
+    `__v`,
+    MAX(`__t`) AS `__t`
+  FROM (
+    SELECT
+      `s`.`user_id`,
+      `s`.`__v`,
+      `s`.`__t`
+    FROM `__fsdsl_state_user_orders__d10` AS `s`
+    INNER JOIN `user_orders__changed` AS `f`
+      ON `s`.`user_id` = `f`.`user_id`
+    WHERE
+      `s`.`__t` >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30' DAY
+    UNION ALL
+    SELECT
+      `user_id`,
+      `__a1` AS `__v`,
+      `__ts` AS `__t`
+    FROM `user_orders__rows`
+    WHERE
+      `__new` = 1
+      AND NOT `__a1` IS NULL
+      AND `__ts` >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30' DAY
+  ) AS `c`
+  GROUP BY
+    `user_id`,
+    `__v`
+), `user_orders__distinct10` AS (
+  SELECT
+    `user_id`,
+    COUNT(*) AS `__r10`,
+    TRANSFORM(
+      ARRAY_SORT(COLLECT_LIST(STRUCT(`__v` AS `r`, `__v` AS `v`)) FILTER(WHERE
+        TRUE)),
+      `s` -> `s`.`v`
+    ) AS `__d10_v`,
+    TRANSFORM(
+      ARRAY_SORT(COLLECT_LIST(STRUCT(`__v` AS `r`, `__t` AS `v`)) FILTER(WHERE
+        TRUE)),
+      `s` -> `s`.`v`
+    ) AS `__d10_t`
+  FROM `user_orders__seen10`
+  GROUP BY
+    `user_id`
 )
 SELECT
   `f`.`user_id`,
@@ -466,7 +464,7 @@ SELECT
   END AS `recent_amounts`,
   CASE
     WHEN COALESCE(`r0`.`__ttl`, 0) > 0
-    THEN CAST(COALESCE(`r0`.`__r10`, 0) AS BIGINT)
+    THEN CAST(COALESCE(`r4`.`__r10`, 0) AS BIGINT)
   END AS `active_days_30d`,
   CASE
     WHEN COALESCE(`r0`.`__ttl`, 0) > 0
@@ -495,7 +493,8 @@ SELECT
   `r3`.`__p9_3_v` AS `__p9_3_v`,
   `r3`.`__p9_3_t` AS `__p9_3_t`,
   `r3`.`__p9_3_c` AS `__p9_3_c`,
-  `r0`.`__c10` AS `__c10`,
+  `r4`.`__d10_v` AS `__d10_v`,
+  `r4`.`__d10_t` AS `__d10_t`,
   `r0`.`__lt` AS `__lt`
 FROM `user_orders__changed` AS `f`
 LEFT JOIN `user_orders__merged` AS `r0`
@@ -506,3 +505,5 @@ LEFT JOIN `user_orders__top8` AS `r2`
   ON `f`.`user_id` = `r2`.`user_id`
 LEFT JOIN `user_orders__top9` AS `r3`
   ON `f`.`user_id` = `r3`.`user_id`
+LEFT JOIN `user_orders__distinct10` AS `r4`
+  ON `f`.`user_id` = `r4`.`user_id`

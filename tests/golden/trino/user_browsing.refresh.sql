@@ -63,13 +63,6 @@ WITH "user_browsing__events" AS (
     ) AS "__l0",
     MAX(
       CASE
-        WHEN "__new" = 1 AND "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '1' HOUR
-        THEN 1
-        ELSE 0
-      END
-    ) AS "__e0",
-    MAX(
-      CASE
         WHEN "__new" = 0
         AND "__ts" < CAST(:as_of AS TIMESTAMP) - INTERVAL '24' HOUR
         AND "__ts" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '24' HOUR
@@ -77,13 +70,6 @@ WITH "user_browsing__events" AS (
         ELSE 0
       END
     ) AS "__l1",
-    MAX(
-      CASE
-        WHEN "__new" = 1 AND "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '24' HOUR
-        THEN 1
-        ELSE 0
-      END
-    ) AS "__e1",
     MAX(
       CASE
         WHEN "__new" = 0
@@ -95,28 +81,13 @@ WITH "user_browsing__events" AS (
     ) AS "__l2",
     MAX(
       CASE
-        WHEN "__new" = 1 AND "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7' DAY
-        THEN 1
-        ELSE 0
-      END
-    ) AS "__e2",
-    MAX(
-      CASE
         WHEN "__new" = 0
         AND "__ts" < CAST(:as_of AS TIMESTAMP) - INTERVAL '14' DAY
         AND "__ts" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '14' DAY
         THEN 1
         ELSE 0
       END
-    ) AS "__l3",
-    MAX(
-      CASE
-        WHEN "__new" = 1 AND "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '14' DAY
-        THEN 1
-        ELSE 0
-      END
-    ) AS "__e3",
-    MAX("__new") AS "__en"
+    ) AS "__l3"
   FROM "user_browsing__delta"
   GROUP BY
     "user_id"
@@ -142,12 +113,7 @@ WITH "user_browsing__events" AS (
     "f"."__l0",
     "f"."__l1",
     "f"."__l2",
-    "f"."__l3",
-    "f"."__e0",
-    "f"."__e1",
-    "f"."__e2",
-    "f"."__e3",
-    "f"."__en"
+    "f"."__l3"
   FROM "user_browsing__events" AS "e"
   INNER JOIN "user_browsing__changed" AS "f"
     ON "e"."user_id" = "f"."user_id"
@@ -159,21 +125,13 @@ WITH "user_browsing__events" AS (
         CAST(:watermark AS TIMESTAMP) IS NULL
         OR "e"."__avail" >= CAST(:watermark AS TIMESTAMP)
       )
-      OR (
-        "f"."__l0" = 1
-      )
+      OR "f"."__l0" = 1
       AND "e"."__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '1' HOUR
-      OR (
-        "f"."__l1" = 1
-      )
+      OR "f"."__l1" = 1
       AND "e"."__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '24' HOUR
-      OR (
-        "f"."__l2" = 1 OR "f"."__e2" = 1
-      )
+      OR "f"."__l2" = 1
       AND "e"."__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7' DAY
-      OR (
-        "f"."__l3" = 1
-      )
+      OR "f"."__l3" = 1
       AND "e"."__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '14' DAY
     )
 ), "user_browsing__parts" AS (
@@ -185,10 +143,6 @@ WITH "user_browsing__events" AS (
     CAST(CASE WHEN NOT "f"."__l2" = 1 THEN "s"."__s3" END AS DOUBLE) AS "__s3",
     CAST(CASE WHEN NOT "f"."__l2" = 1 THEN "s"."__c3" END AS BIGINT) AS "__c3",
     CAST(CASE WHEN NOT "f"."__l2" = 1 THEN "s"."__s4" END AS DOUBLE) AS "__s4",
-    CAST(CASE WHEN NOT (
-      "f"."__l2" = 1 OR "f"."__e2" = 1
-    ) THEN "s"."__c5" END AS BIGINT) AS "__c5",
-    CAST(NULL AS VARCHAR) AS "__d5",
     CAST("s"."__m7" AS TIMESTAMP) AS "__m7",
     CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__c10" END AS BIGINT) AS "__c10",
     "s"."__lt"
@@ -245,16 +199,6 @@ WITH "user_browsing__events" AS (
       )
       THEN "__a1"
     END AS DOUBLE) AS "__s4",
-    CAST(CAST(NULL AS BIGINT) AS BIGINT) AS "__c5",
-    CASE
-      WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7' DAY
-      AND (
-        "__new" = 1 OR (
-          "__l2" = 1 OR "__e2" = 1
-        )
-      )
-      THEN "__a2"
-    END AS "__d5",
     CAST(CASE WHEN "__new" = 1 THEN "__a4" END AS TIMESTAMP) AS "__m7",
     CAST(CASE
       WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '24' HOUR
@@ -281,8 +225,6 @@ WITH "user_browsing__events" AS (
     CASE WHEN SUM("__c3") > 0 THEN CAST(SUM("__s3") AS DOUBLE) / SUM("__c3") END AS "__r3",
     CAST(SUM("__s4") AS DOUBLE) AS "__s4",
     SUM("__s4") AS "__r4",
-    CAST(COALESCE(SUM("__c5"), 0) + COUNT(DISTINCT "__d5") AS BIGINT) AS "__c5",
-    COALESCE(SUM("__c5"), 0) + COUNT(DISTINCT "__d5") AS "__r5",
     MAX("__m7") AS "__m7",
     MAX("__m7") AS "__r7",
     CAST(SUM("__c10") AS BIGINT) AS "__c10",
@@ -294,6 +236,46 @@ WITH "user_browsing__events" AS (
       ELSE 0
     END AS "__ttl"
   FROM "user_browsing__parts"
+  GROUP BY
+    "user_id"
+), "user_browsing__seen5" AS (
+  SELECT
+    "user_id",
+    "__v",
+    MAX("__t") AS "__t"
+  FROM (
+    SELECT
+      "s"."user_id",
+      "s"."__v",
+      "s"."__t"
+    FROM "__fsdsl_state_user_browsing__d5" AS "s"
+    INNER JOIN "user_browsing__changed" AS "f"
+      ON "s"."user_id" = "f"."user_id"
+    WHERE
+      "s"."__t" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7' DAY
+    UNION ALL
+    SELECT
+      "user_id",
+      "__a2" AS "__v",
+      "__ts" AS "__t"
+    FROM "user_browsing__rows"
+    WHERE
+      "__new" = 1
+      AND NOT "__a2" IS NULL
+      AND "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7' DAY
+  ) AS "c"
+  GROUP BY
+    "user_id",
+    "__v"
+), "user_browsing__distinct5" AS (
+  SELECT
+    "user_id",
+    COUNT(*) AS "__r5",
+    ARRAY_AGG("__v" ORDER BY "__v") FILTER(WHERE
+      TRUE) AS "__d5_v",
+    ARRAY_AGG("__t" ORDER BY "__v") FILTER(WHERE
+      TRUE) AS "__d5_t"
+  FROM "user_browsing__seen5"
   GROUP BY
     "user_id"
 ), "user_browsing__ranked6" AS (
@@ -494,17 +476,17 @@ SELECT
   END AS "dwell_per_view_7d",
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("r0"."__r5", 0) AS BIGINT)
+    THEN CAST(COALESCE("r1"."__r5", 0) AS BIGINT)
   END AS "categories_7d",
-  CASE WHEN COALESCE("r0"."__ttl", 0) > 0 THEN CAST("r1"."__p6_1_v" AS VARCHAR) END AS "last_category",
+  CASE WHEN COALESCE("r0"."__ttl", 0) > 0 THEN CAST("r2"."__p6_1_v" AS VARCHAR) END AS "last_category",
   CASE WHEN COALESCE("r0"."__ttl", 0) > 0 THEN CAST("r0"."__r7" AS TIMESTAMP) END AS "last_view_at",
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0
-    THEN CAST(EXTRACT(HOUR FROM "r2"."__p8_1_v") AS BIGINT)
+    THEN CAST(EXTRACT(HOUR FROM "r3"."__p8_1_v") AS BIGINT)
   END AS "first_view_hour_2w",
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0
-    THEN COALESCE("r3"."__r9", CAST(ARRAY[] AS ARRAY(VARCHAR)))
+    THEN COALESCE("r4"."__r9", CAST(ARRAY[] AS ARRAY(VARCHAR)))
   END AS "recent_products",
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0
@@ -516,30 +498,33 @@ SELECT
   "r0"."__s3" AS "__s3",
   "r0"."__c3" AS "__c3",
   "r0"."__s4" AS "__s4",
-  "r0"."__c5" AS "__c5",
-  "r1"."__p6_1_v" AS "__p6_1_v",
-  "r1"."__p6_1_t" AS "__p6_1_t",
+  "r1"."__d5_v" AS "__d5_v",
+  "r1"."__d5_t" AS "__d5_t",
+  "r2"."__p6_1_v" AS "__p6_1_v",
+  "r2"."__p6_1_t" AS "__p6_1_t",
   "r0"."__m7" AS "__m7",
-  "r2"."__p8_1_v" AS "__p8_1_v",
-  "r2"."__p8_1_t" AS "__p8_1_t",
-  "r3"."__p9_1_v" AS "__p9_1_v",
-  "r3"."__p9_1_t" AS "__p9_1_t",
-  "r3"."__p9_2_v" AS "__p9_2_v",
-  "r3"."__p9_2_t" AS "__p9_2_t",
-  "r3"."__p9_3_v" AS "__p9_3_v",
-  "r3"."__p9_3_t" AS "__p9_3_t",
-  "r3"."__p9_4_v" AS "__p9_4_v",
-  "r3"."__p9_4_t" AS "__p9_4_t",
-  "r3"."__p9_5_v" AS "__p9_5_v",
-  "r3"."__p9_5_t" AS "__p9_5_t",
+  "r3"."__p8_1_v" AS "__p8_1_v",
+  "r3"."__p8_1_t" AS "__p8_1_t",
+  "r4"."__p9_1_v" AS "__p9_1_v",
+  "r4"."__p9_1_t" AS "__p9_1_t",
+  "r4"."__p9_2_v" AS "__p9_2_v",
+  "r4"."__p9_2_t" AS "__p9_2_t",
+  "r4"."__p9_3_v" AS "__p9_3_v",
+  "r4"."__p9_3_t" AS "__p9_3_t",
+  "r4"."__p9_4_v" AS "__p9_4_v",
+  "r4"."__p9_4_t" AS "__p9_4_t",
+  "r4"."__p9_5_v" AS "__p9_5_v",
+  "r4"."__p9_5_t" AS "__p9_5_t",
   "r0"."__c10" AS "__c10",
   "r0"."__lt" AS "__lt"
 FROM "user_browsing__changed" AS "f"
 LEFT JOIN "user_browsing__merged" AS "r0"
   ON "f"."user_id" = "r0"."user_id"
-LEFT JOIN "user_browsing__top6" AS "r1"
+LEFT JOIN "user_browsing__distinct5" AS "r1"
   ON "f"."user_id" = "r1"."user_id"
-LEFT JOIN "user_browsing__top8" AS "r2"
+LEFT JOIN "user_browsing__top6" AS "r2"
   ON "f"."user_id" = "r2"."user_id"
-LEFT JOIN "user_browsing__top9" AS "r3"
+LEFT JOIN "user_browsing__top8" AS "r3"
   ON "f"."user_id" = "r3"."user_id"
+LEFT JOIN "user_browsing__top9" AS "r4"
+  ON "f"."user_id" = "r4"."user_id"
