@@ -107,7 +107,7 @@ def raw_write(url: str, db: Path) -> tuple[float, int]:
     with FeatureStore(ROOT / "definitions", warehouse=f"duckdb:///{db}") as store:
         view = store.repo.views[VIEW]
         wh = store.warehouse()
-        aggstate.register(wh, view, aggstate.schema(view).empty_table())
+        aggstate.register(wh, view, aggstate.empty(view))
         table = wh.query(refresh_query(view, "duckdb"), {"as_of": AT, "watermark": None})
     cols = {f.name: encode_column(table[f.name], f.type) for f in view.features}
     keys = table["user_id"].to_pylist()

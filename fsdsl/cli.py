@@ -706,7 +706,9 @@ def verify(
     with FeatureStore(path, warehouse=warehouse, profile=profile, online=online) as store:
         reports, skipped = [], {}
         for v in store.views_named(view):
-            rs, why = verify_view(store.repo, v, store.warehouse(), store.online(), sample, when)
+            rs, why = verify_view(
+                store.repo, v, store.warehouse(), store.online(), sample, when, store.cache_dir
+            )
             if why:
                 skipped[v.name] = why
             reports += rs

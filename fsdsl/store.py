@@ -40,6 +40,13 @@ class FeatureStore:
         self._online = None
         self._plans: dict[str, object] = {}
 
+    @property
+    def cache_dir(self) -> Path:
+        """Where compiled refresh queries are kept between runs (`.fsc/cache`)."""
+        from fsdsl.project import project_root
+
+        return project_root(self.path) / ".fsc" / "cache"
+
     def warehouse(self):
         from fsdsl.backends import connect
 
@@ -134,7 +141,9 @@ class FeatureStore:
         wh, online = self.warehouse(), self.online()
         check_sources(self.repo, targets, wh)
         return [
-            refresh_view(self.repo, v, wh, online, when, full=full, progress=progress)
+            refresh_view(
+                self.repo, v, wh, online, when, full=full, progress=progress, cache=self.cache_dir
+            )
             for v in targets
         ]
 
@@ -143,7 +152,7 @@ class FeatureStore:
 
         self.service_features(service)
         if service not in self._plans:
-            self._plans[service] = plan_service(self.repo, service)
+            self._plans[service] = plan_service(self.repo, service, self.cache_dir)
         return self._plans[service]
 
     def online_features(self, service: str, keys: Any) -> Any:

@@ -190,6 +190,24 @@ def test_lost_aggregate_state_falls_back_to_a_full_refresh(project, redis_urls):
     assert client.exists(f"fsdsl:agg:{state['ns']}")
 
 
+def test_a_refresh_does_not_import_pandas(project, redis_urls):
+    """pyarrow imports pandas (0.3-0.4 s) the first time it converts a Python value; a refresh
+    gives its kernels Arrow scalars only, so a short `fsc run` does not pay for it."""
+    url = redis_urls["embedded"]
+    flush(url)
+    script = f"""
+import sys
+from fsdsl import FeatureStore
+with FeatureStore({str(project / "definitions")!r}, online={url!r}) as store:
+    store.run("{AT}", views=["user_orders"])
+    store.run("2024-05-01T02:00:00", views=["user_orders"])
+print("pandas" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
 def test_changed_definition_gets_a_new_namespace(project, redis_urls, tmp_path, monkeypatch):
     url = redis_urls["embedded"]
     flush(url)

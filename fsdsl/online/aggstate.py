@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from fsdsl import ir
 from fsdsl.compile.refresh import distinct_tables, state_columns, state_table
+from fsdsl.online.codec import flat, key_array
 from fsdsl.online.types import conform
 
 
@@ -23,19 +24,25 @@ def schema(view: ir.View) -> pa.Schema:
     return pa.schema([(name, arrow_type(t)) for name, t in state_columns(view)])
 
 
+def empty(view: ir.View) -> pa.Table:
+    """The state of a full refresh (built from nulls: `Schema.empty_table` converts Python
+    lists, which makes pyarrow import pandas)."""
+    s = schema(view)
+    return pa.Table.from_arrays([pa.nulls(0, f.type) for f in s], schema=s)
+
+
 def register(wh, view: ir.View, state: pa.Table) -> None:
     """Make `state` readable by the refresh query: its scalar columns as one relation, and each
     `count_distinct`'s aligned (values, timestamps) lists as rows of its own relation."""
-    state = state.combine_chunks()
     lists = {c for _, v, t, _ in distinct_tables(view) for c in (v, t)}
     wh.register_arrow(state_table(view), state.drop_columns(sorted(lists)))
     keys = [k.name for k in view.entity.keys]
     for name, values, stamps, _t in distinct_tables(view):
-        v, t = state[values].combine_chunks(), state[stamps].combine_chunks()
+        v, t = flat(state[values]), flat(state[stamps])
         parent = pc.list_parent_indices(v)
-        flat = {k: state[k].take(parent) for k in keys}
-        flat["__v"], flat["__t"] = pc.list_flatten(v), pc.list_flatten(t)
-        wh.register_arrow(name, pa.table(flat))
+        rows = {k: flat(state[k]).take(parent) for k in keys}
+        rows["__v"], rows["__t"] = pc.list_flatten(v), pc.list_flatten(t)
+        wh.register_arrow(name, pa.table(rows))
 
 
 def from_result(view: ir.View, result: pa.Table) -> pa.Table:
@@ -48,11 +55,13 @@ def merge(view: ir.View, old: pa.Table, changed: pa.Table) -> pa.Table:
     """`old` with the rows of the entities in `changed` replaced by those."""
     if old.num_rows == 0:
         return changed
-    keys = [k.name for k in view.entity.keys]
-    # joined on the keys and a row number only: Arrow's join carries no list columns
-    rows = old.select(keys).append_column("__row", pa.array(range(old.num_rows), pa.int64()))
-    kept = rows.join(changed.select(keys), keys=keys, join_type="left anti")["__row"]
-    kept = old.take(kept)
+    keys = view.entity.keys
+
+    def texts(table: pa.Table) -> pa.Array:
+        return key_array([table[k.name] for k in keys], [k.type for k in keys])
+
+    gone = pc.is_in(texts(old), value_set=texts(changed))
+    kept = old.filter(pc.invert(gone))
     return pa.concat_tables([kept.select(changed.column_names).cast(changed.schema), changed])
 
 

@@ -9,11 +9,34 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import struct
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from fsdsl import ir
+
+
+def lit(value: str | bool | int) -> pa.Scalar:
+    """An Arrow scalar made from bytes, for compute kernels. Passing a Python value instead
+    makes pyarrow check whether it is a pandas object, which imports pandas when installed:
+    0.3-0.4 s of every short `fsc run`."""
+    if isinstance(value, bool):
+        return pa.Array.from_buffers(pa.bool_(), 1, [None, pa.py_buffer(bytes([value]))])[0]
+    if isinstance(value, int):
+        return pa.Array.from_buffers(pa.int64(), 1, [None, pa.py_buffer(struct.pack("<q", value))])[
+            0
+        ]
+    data = value.encode("utf-8")
+    offsets = pa.py_buffer(struct.pack("<ii", 0, len(data)))
+    return pa.StringArray.from_buffers(1, offsets, pa.py_buffer(data))[0]
+
+
+def flat(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One array (`combine_chunks` of no chunks converts a Python list: see `lit`)."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    return column.combine_chunks() if column.num_chunks else pa.nulls(0, column.type)
 
 
 def _json_default(v):
@@ -31,8 +54,7 @@ def encode_array(column: pa.Array | pa.ChunkedArray, t: ir.Type) -> pa.Array:
     """Every value of a column as text (null for null), as an Arrow string array: by Arrow's
     kernels where the text is certain to be what `json`/`repr` would give back the same value
     from, else value by value."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
+    column = flat(column)
     if t.name == "list":
         return _encode_lists(column, t)
     if t.name == "timestamp":
@@ -49,16 +71,16 @@ def _json_items(values: pa.Array, t: ir.Type) -> pa.Array | None:
         text = pc.cast(values, pa.string())
     elif t.name == "float":
         finite = pc.is_finite(values)
-        if pc.any(pc.invert(pc.fill_null(finite, True))).as_py():
+        if pc.any(pc.invert(pc.fill_null(finite, lit(True)))).as_py():
             return None  # NaN and infinities are not JSON numbers
         text = pc.cast(values, pa.string())
     elif t.name == "string":
         if pc.any(pc.match_substring_regex(values, _JSON_ESCAPED)).as_py():
             return None
-        text = pc.binary_join_element_wise('"', values, '"', "")
+        text = pc.binary_join_element_wise(lit('"'), values, lit('"'), lit(""))
     else:
         return None
-    return pc.fill_null(text, "null")
+    return pc.fill_null(text, lit("null"))
 
 
 def _encode_lists(column: pa.Array, t: ir.Type) -> pa.Array:
@@ -74,7 +96,7 @@ def _encode_lists(column: pa.Array, t: ir.Type) -> pa.Array:
     if items is None:
         items = pa.nulls(0, pa.string())
     lists = pa.ListArray.from_arrays(column.offsets, items)
-    text = pc.binary_join_element_wise("[", pc.binary_join(lists, ","), "]", "")
+    text = pc.binary_join_element_wise(lit("["), pc.binary_join(lists, lit(",")), lit("]"), lit(""))
     return pc.if_else(pc.is_null(column), pa.nulls(len(column), pa.string()), text)
 
 
@@ -82,13 +104,12 @@ def key_array(columns: list[pa.Array], types: list[ir.Type]) -> pa.Array:
     """`key_text` of every row (keys are never null here), by Arrow for string and int keys."""
     parts = []
     for column, t in zip(columns, types, strict=True):
-        if isinstance(column, pa.ChunkedArray):
-            column = column.combine_chunks()
+        column = flat(column)
         if (
             t.name == "string"
             and not pc.any(pc.match_substring_regex(column, _JSON_ESCAPED)).as_py()
         ):
-            parts.append(pc.binary_join_element_wise('"', column, '"', ""))
+            parts.append(pc.binary_join_element_wise(lit('"'), column, lit('"'), lit("")))
         elif t.name == "int":
             parts.append(pc.cast(column, pa.string()))
         else:
@@ -96,7 +117,8 @@ def key_array(columns: list[pa.Array], types: list[ir.Type]) -> pa.Array:
             return pa.array([key_text(list(r)) for r in rows], pa.string())
     if not columns or len(columns[0]) == 0:
         return pa.nulls(0, pa.string())
-    return pc.binary_join_element_wise("[", pc.binary_join_element_wise(*parts, ","), "]", "")
+    joined = pc.binary_join_element_wise(*parts, lit(","))
+    return pc.binary_join_element_wise(lit("["), joined, lit("]"), lit(""))
 
 
 def decoder(t: ir.Type):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from fsdsl import ir
 from fsdsl.diagnostics import UsageError
@@ -32,14 +33,14 @@ class ServicePlan:
         return list(dict.fromkeys(k.name for v in self.views for k in v.keys))
 
 
-def plan_service(repo: ir.Repository, service: str) -> ServicePlan:
+def plan_service(repo: ir.Repository, service: str, cache: Path | None = None) -> ServicePlan:
     svc = repo.services[service]
     views = []
     for vname in svc.views():
         view = repo.views[vname]
         names = {f for v, f in svc.features if v == vname}
         feats = tuple(f for f in view.features if f.name in names)
-        views.append(ViewPlan(vname, fingerprint(view), view.entity.keys, feats))
+        views.append(ViewPlan(vname, fingerprint(view, cache), view.entity.keys, feats))
     return ServicePlan(service, tuple(views), tuple(f for _, f in svc.features))
 
 

@@ -11,6 +11,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fsdsl.online.codec import flat, lit
+
+CRLF = lit("\r\n")
+
 
 def bulk(text: str | bytes) -> bytes:
     data = text.encode() if isinstance(text, str) else text
@@ -24,16 +28,18 @@ def command(*args: str | bytes) -> bytes:
 def _bulks(values: pa.Array) -> pa.Array:
     """Each value as a bulk string; nulls stay null."""
     lengths = pc.cast(pc.binary_length(values), pa.string())
-    return pc.binary_join_element_wise("$", lengths, "\r\n", values, "\r\n", "")
+    return pc.binary_join_element_wise(lit("$"), lengths, CRLF, values, CRLF, lit(""))
 
 
 def _joined(pieces: list) -> pa.Array:
-    return pc.binary_join_element_wise(*pieces, "")
+    return pc.binary_join_element_wise(
+        *[lit(p) if isinstance(p, str) else p for p in pieces], lit("")
+    )
 
 
 def _buffer(rows: pa.Array) -> bytes:
     """The concatenation of a string array's values (no nulls): its data buffer, sliced."""
-    rows = rows.combine_chunks() if isinstance(rows, pa.ChunkedArray) else rows
+    rows = flat(rows)
     if len(rows) == 0:
         return b""
     offsets = rows.buffers()[1]
@@ -52,13 +58,13 @@ def hset_rows(
     n = len(keys)
     if n == 0:
         return b"", 0
-    pieces, present = [], pa.nulls(n, pa.int64()).fill_null(0)
+    pieces, present = [], pa.nulls(n, pa.int64()).fill_null(lit(0))
     for name, values in fields.items():
         valid = pc.is_valid(values)
         present = pc.add(present, pc.cast(valid, pa.int64()))
-        piece = pc.binary_join_element_wise(bulk(name).decode(), _bulks(values), "")
-        pieces.append(pc.fill_null(piece, ""))
-    argc = pc.add(pc.multiply(present, 2), 4)  # HSET, key, marker, its value
+        piece = pc.binary_join_element_wise(lit(bulk(name).decode()), _bulks(values), lit(""))
+        pieces.append(pc.fill_null(piece, lit("")))
+    argc = pc.add(pc.multiply(present, lit(2)), lit(4))  # HSET, key, marker, its value
     key_bulks = _bulks(keys)
     head = [
         "*",

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -48,9 +49,10 @@ def verify_view(
     online: OnlineStore,
     sample: int,
     at: dt.datetime | None,
+    cache: Path | None = None,
 ) -> tuple[list[FeatureReport], str | None]:
     state = online.state(view.name)
-    if not state or state.get("fp") != fingerprint(view):
+    if not state or state.get("fp") != fingerprint(view, cache):
         return [], "no complete refresh for the current definition"
     when = at or dt.datetime.fromisoformat(state["as_of"])
     texts = online.sample_keys(state["ns"], sample)
