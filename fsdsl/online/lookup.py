@@ -19,6 +19,15 @@ class ViewPlan:
     keys: tuple[ir.Key, ...]
     features: tuple[ir.Feature, ...]  # every feature of the view the service uses
 
+    def __post_init__(self):
+        # per call, only what depends on the keys asked for: the rest is worked out here
+        names = tuple(f.name for f in self.features)
+        object.__setattr__(self, "names", names)
+        decoders = tuple((f.name, f.name.encode(), decoder(f.type)) for f in self.features)
+        object.__setattr__(self, "decoders", decoders)
+        simple = len(self.keys) == 1 and self.keys[0].type == ir.STRING
+        object.__setattr__(self, "plain_key", self.keys[0].name if simple else None)
+
 
 @dataclass(frozen=True)
 class ServicePlan:
@@ -28,9 +37,9 @@ class ServicePlan:
     views: tuple[ViewPlan, ...]
     order: tuple[str, ...]  # feature names in service order
 
-    @property
-    def key_names(self) -> list[str]:
-        return list(dict.fromkeys(k.name for v in self.views for k in v.keys))
+    def __post_init__(self):
+        names = list(dict.fromkeys(k.name for v in self.views for k in v.keys))
+        object.__setattr__(self, "key_names", names)
 
 
 def plan_service(repo: ir.Repository, service: str, cache: Path | None = None) -> ServicePlan:
@@ -45,7 +54,7 @@ def plan_service(repo: ir.Repository, service: str, cache: Path | None = None) -
 
 
 def lookup(online: OnlineStore, plan: ServicePlan, keys: list[dict]) -> list[dict]:
-    missing = [k for k in plan.key_names if keys and k not in keys[0]]
+    missing = [k for k in plan.key_names if k not in keys[0]] if keys else []
     if missing:
         raise UsageError(
             f"missing key column(s) {', '.join(f'`{k}`' for k in missing)} for "
@@ -55,9 +64,9 @@ def lookup(online: OnlineStore, plan: ServicePlan, keys: list[dict]) -> list[dic
     requests, texts = [], []
     for vp in plan.views:
         kt = []
-        simple = len(vp.keys) == 1 and vp.keys[0].type == ir.STRING
+        plain = vp.plain_key
         for row in keys:
-            if simple and (text := plain_key_text(row.get(vp.keys[0].name))) is not None:
+            if plain is not None and (text := plain_key_text(row.get(plain))) is not None:
                 kt.append(text)
                 continue
             values = [normalise_key_value(row.get(k.name), k.type) for k in vp.keys]
@@ -68,7 +77,7 @@ def lookup(online: OnlineStore, plan: ServicePlan, keys: list[dict]) -> list[dic
             (
                 vp.view,
                 vp.fp,
-                [f.name for f in vp.features],
+                vp.names,
                 [t if t is not None else "\x00" for t in kt],
             )
         )
@@ -82,7 +91,7 @@ def lookup(online: OnlineStore, plan: ServicePlan, keys: list[dict]) -> list[dic
                 "E0508",
             )
         empty, rows = part
-        names = [(f.name, f.name.encode(), decoder(f.type)) for f in vp.features]
+        names = vp.decoders
         for i, values in enumerate(rows):
             get = (values or empty).get  # no hash: the entity has the empty values
             row = out[i]
