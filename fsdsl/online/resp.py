@@ -54,7 +54,8 @@ def hset_rows(
     keys: pa.Array, fields: dict[str, pa.Array], marker: str, replace: bool
 ) -> tuple[bytes, int]:
     """`HSET key marker 1 field value ...` per row, the null fields left out; with `replace`,
-    each preceded by `DEL key` so that no stale field survives. Returns (buffer, commands)."""
+    preceded by one `DEL` of all the keys so that no stale field survives (one reply for the
+    batch rather than one per key). Returns (buffer, commands)."""
     n = len(keys)
     if n == 0:
         return b"", 0
@@ -73,12 +74,15 @@ def hset_rows(
         key_bulks,
         (bulk(marker) + bulk("1")).decode(),
     ]
-    if replace:
-        head = ["*2\r\n" + bulk("DEL").decode(), key_bulks, *head]
-    return _buffer(_joined([*head, *pieces])), n * (2 if replace else 1)
+    rows = _buffer(_joined([*head, *pieces]))
+    if not replace:
+        return rows, n
+    delete = b"*%d\r\n" % (n + 1) + bulk("DEL") + _buffer(key_bulks)
+    return delete + rows, n + 1
 
 
 def del_rows(keys: pa.Array) -> tuple[bytes, int]:
+    """One `DEL` of all the keys: (buffer, commands)."""
     if len(keys) == 0:
         return b"", 0
-    return _buffer(_joined(["*2\r\n" + bulk("DEL").decode(), _bulks(keys)])), len(keys)
+    return b"*%d\r\n" % (len(keys) + 1) + bulk("DEL") + _buffer(_bulks(keys)), 1
