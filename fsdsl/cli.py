@@ -420,7 +420,7 @@ def training_set(
     started = time.perf_counter()
     store = FeatureStore(path, warehouse=warehouse, profile=profile)
     features = store.service_features(service)
-    with _progress(format is Format.text) as say:
+    with _live(format is Format.text) as say:
         with store:
             wh = store.warehouse()
             if labels is not None:
@@ -464,31 +464,44 @@ def training_set(
         )
 
 
-class _progress:
-    """A spinner naming the current stage, on stderr; silent when not wanted."""
+class _live:
+    """Rich progress on stderr while a command works; silent when not wanted or not on a
+    terminal. Without `bars`: one spinner naming the current stage (the callback takes a
+    message). With `bars`: one bar per name (the callback takes name, done, total)."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, bars: list[str] | None = None):
         self.enabled = enabled and sys.stderr.isatty()
+        self.bars = bars
 
     def __enter__(self):
         if not self.enabled:
-            return lambda _msg: None
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=_console(stderr=True),
-            transient=True,
+            return lambda *_args: None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
         )
-        self.bar.__enter__()
-        self.task = self.bar.add_task("starting", total=None)
-        return lambda msg: self.bar.update(self.task, description=msg)
+
+        if self.bars is None:
+            columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        else:
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        self.progress = Progress(*columns, console=_console(stderr=True), transient=True)
+        self.progress.__enter__()
+        if self.bars is None:
+            task = self.progress.add_task("starting", total=None)
+            return lambda msg: self.progress.update(task, description=msg)
+        tasks = {name: self.progress.add_task(name, total=None) for name in self.bars}
+        return lambda name, done, total: self.progress.update(
+            tasks[name], completed=done, total=total
+        )
 
     def __exit__(self, *exc):
         if self.enabled:
-            self.bar.__exit__(*exc)
+            self.progress.__exit__(*exc)
 
 
 OnlineOpt = Annotated[
@@ -561,7 +574,7 @@ def run(
     started = time.perf_counter()
     with FeatureStore(path, warehouse=warehouse, profile=profile, online=online) as store:
         targets = store.views_named(view)
-        with _bar(format is Format.text, [v.name for v in targets]) as progress:
+        with _live(format is Format.text, [v.name for v in targets]) as progress:
             runs = store.run(at, views=view, full=full, progress=progress)
     seconds = time.perf_counter() - started
     if format is Format.json:
@@ -585,36 +598,6 @@ def run(
         )
     _console().print(table)
     typer.echo(f"done in {seconds:.2f}s")
-
-
-class _bar:
-    """A progress bar per view while `fsc run` writes; silent when not on a terminal."""
-
-    def __init__(self, enabled: bool, views: list[str]):
-        self.enabled = enabled and sys.stderr.isatty()
-        self.views = views
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=_console(stderr=True),
-            transient=True,
-        )
-        self.progress.__enter__()
-        self.tasks = {v: self.progress.add_task(v, total=None) for v in self.views}
-        return lambda v, done, total: self.progress.update(
-            self.tasks[v], completed=done, total=total
-        )
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.progress.__exit__(*exc)
 
 
 @app.command()

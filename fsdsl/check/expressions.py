@@ -29,11 +29,7 @@ def _depth(expr: ast.Expr) -> int:
     while stack:
         node, level = stack.pop()
         deepest = max(deepest, level)
-        for value in vars(node).values():
-            items = value if isinstance(value, tuple) else (value,)
-            for item in items:
-                parts = item if isinstance(item, tuple) else (item,)
-                stack.extend((p, level + 1) for p in parts if isinstance(p, ast.Expr))
+        stack.extend((child, level + 1) for child in ast.children(node))
     return deepest
 
 

@@ -526,21 +526,18 @@ def _expanded_size(expr: ir.Expr, built: dict[str, ir.Feature]) -> tuple[int, in
     return size, depth
 
 
-def _references(e: ast.Expr, inside_agg: bool = False) -> list[str]:
-    """Names a feature expression uses outside aggregations (candidate feature references)."""
-    if isinstance(e, ast.Name):
-        return [] if inside_agg else [e.name]
-    if isinstance(e, ast.Call):
-        inner = inside_agg or e.name in ir.AGGREGATES
-        return [n for a in e.args for n in _references(a, inner)]
+def _references(e: ast.Expr) -> list[str]:
+    """Names a feature expression uses outside aggregations (candidate feature references),
+    in the order written; without recursion (the tree may be very deep)."""
     out: list[str] = []
-    for value in vars(e).values():
-        items = value if isinstance(value, tuple) else (value,)
-        for item in items:
-            if isinstance(item, ast.Expr):
-                out += _references(item, inside_agg)
-            elif isinstance(item, tuple):
-                out += [
-                    n for x in item if isinstance(x, ast.Expr) for n in _references(x, inside_agg)
-                ]
+    stack = [(e, False)]
+    while stack:
+        node, inside_agg = stack.pop()
+        if isinstance(node, ast.Name):
+            if not inside_agg:
+                out.append(node.name)
+            continue
+        if isinstance(node, ast.Call):
+            inside_agg = inside_agg or node.name in ir.AGGREGATES
+        stack.extend((child, inside_agg) for child in reversed(ast.children(node)))
     return out

@@ -21,6 +21,19 @@ class Expr:
     span: Span
 
 
+def children(e: Expr) -> list[Expr]:
+    """The expressions directly below `e`, in the order written. A field holds an expression,
+    a tuple of them, or a tuple of tuples (the branches of `case`); walking fields keeps every
+    tree walker in step with the node types."""
+    out = []
+    for value in vars(e).values():
+        for item in value if isinstance(value, tuple) else (value,):
+            for part in item if isinstance(item, tuple) else (item,):
+                if isinstance(part, Expr):
+                    out.append(part)
+    return out
+
+
 @dataclass(frozen=True)
 class Literal(Expr):
     value: object  # str | int | float | bool | None
