@@ -58,7 +58,7 @@ def state_columns(view: ir.View) -> list[tuple[str, ir.Type]]:
     return _Refresh(view, dialects.get("duckdb")).state_columns()
 
 
-def distinct_tables(view: ir.View) -> list[tuple[str, str, str, ir.Type]]:
+def distinct_tables(view: ir.View) -> list[tuple[str, str, str]]:
     """Per `count_distinct`: the relation the query reads its state from (keys, `__v`, `__t`),
     and the two stored state lists (values, timestamps) that relation is made of."""
     return _Refresh(view, dialects.get("duckdb")).distinct_tables()
@@ -164,13 +164,13 @@ class _Refresh:
             out.append((LAST_SEEN, ir.TIMESTAMP))
         return out
 
-    def distinct_tables(self) -> list[tuple[str, str, str, ir.Type]]:
-        """(table, values list, timestamps list, value type) per `count_distinct`."""
+    def distinct_tables(self) -> list[tuple[str, str, str]]:
+        """(table, values list, timestamps list) per `count_distinct`."""
         out = []
         for agg in self.aggs:
             if agg.func == "count_distinct":
                 (v, _), (t, _) = self.distinct_lists(agg)
-                out.append((self.distinct_table(agg), v, t, agg.arg.type))
+                out.append((self.distinct_table(agg), v, t))
         return out
 
     # ---- conditions on an events relation `t` ----

@@ -34,10 +34,11 @@ def empty(view: ir.View) -> pa.Table:
 def register(wh, view: ir.View, state: pa.Table) -> None:
     """Make `state` readable by the refresh query: its scalar columns as one relation, and each
     `count_distinct`'s aligned (values, timestamps) lists as rows of its own relation."""
-    lists = {c for _, v, t, _ in distinct_tables(view) for c in (v, t)}
-    wh.register_arrow(state_table(view), state.drop_columns(sorted(lists)))
+    tables = distinct_tables(view)
+    lists = sorted(c for _, v, t in tables for c in (v, t))
+    wh.register_arrow(state_table(view), state.drop_columns(lists))
     keys = [k.name for k in view.entity.keys]
-    for name, values, stamps, _t in distinct_tables(view):
+    for name, values, stamps in tables:
         v, t = flat(state[values]), flat(state[stamps])
         parent = pc.list_parent_indices(v)
         rows = {k: flat(state[k]).take(parent) for k in keys}

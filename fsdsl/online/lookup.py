@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fsdsl import ir
@@ -18,15 +18,20 @@ class ViewPlan:
     fp: str
     keys: tuple[ir.Key, ...]
     features: tuple[ir.Feature, ...]  # every feature of the view the service uses
+    # derived once, so that a call does only what depends on the keys asked for
+    names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    decoders: tuple = field(init=False, repr=False, compare=False)  # (name, field, decode)
+    plain_key: str | None = field(init=False, repr=False, compare=False)  # a lone string key
 
     def __post_init__(self):
-        # per call, only what depends on the keys asked for: the rest is worked out here
-        names = tuple(f.name for f in self.features)
-        object.__setattr__(self, "names", names)
-        decoders = tuple((f.name, f.name.encode(), decoder(f.type)) for f in self.features)
-        object.__setattr__(self, "decoders", decoders)
         simple = len(self.keys) == 1 and self.keys[0].type == ir.STRING
-        object.__setattr__(self, "plain_key", self.keys[0].name if simple else None)
+        derived = {
+            "names": tuple(f.name for f in self.features),
+            "decoders": tuple((f.name, f.name.encode(), decoder(f.type)) for f in self.features),
+            "plain_key": self.keys[0].name if simple else None,
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
 
 
 @dataclass(frozen=True)
@@ -36,10 +41,11 @@ class ServicePlan:
     service: str
     views: tuple[ViewPlan, ...]
     order: tuple[str, ...]  # feature names in service order
+    key_names: list[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         names = list(dict.fromkeys(k.name for v in self.views for k in v.keys))
-        object.__setattr__(self, "key_names", names)
+        object.__setattr__(self, "key_names", names)  # frozen: set once, here
 
 
 def plan_service(repo: ir.Repository, service: str, cache: Path | None = None) -> ServicePlan:
@@ -95,8 +101,8 @@ def lookup(online: OnlineStore, plan: ServicePlan, keys: list[dict]) -> list[dic
         for i, values in enumerate(rows):
             get = (values or empty).get  # no hash: the entity has the empty values
             row = out[i]
-            for name, field, dec in names:
-                value = get(field)
+            for name, stored, dec in names:
+                value = get(stored)
                 row[name] = None if value is None else dec(value)
     return out
 

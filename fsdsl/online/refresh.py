@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import struct
 import time
@@ -53,19 +54,26 @@ def refresh_sql(view: ir.View, dialect: str, cache: Path | None = None) -> str:
 
 
 def _compile_key(view: ir.View, dialect: str) -> str:
+    text = f"{view!r}\n{dialect}\n{_compiler_version()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@functools.cache
+def _compiler_version() -> str:
+    """sqlglot's version and a hash of the compiler's source: read once per process."""
     import sqlglot
 
-    h = hashlib.sha256(f"{view!r}\n{dialect}\n{sqlglot.__version__}".encode())
+    h = hashlib.sha256(sqlglot.__version__.encode())
     here = Path(__file__).resolve().parents[1]
     for module in sorted((here / "compile").glob("*.py")) + [here / "ir.py"]:
         h.update(module.read_bytes())
-    return h.hexdigest()[:20]
+    return h.hexdigest()
 
 
-def fingerprint(view: ir.View, cache: Path | None = None) -> str:
+def fingerprint(view: ir.View, cache: Path | None = None, duckdb_sql: str | None = None) -> str:
     """Changes whenever anything that decides a value changes: the refresh SQL says it all
     (in one dialect, so that moving the same repository to another warehouse keeps it)."""
-    text = refresh_sql(view, "duckdb", cache)
+    text = duckdb_sql if duckdb_sql is not None else refresh_sql(view, "duckdb", cache)
     types = ",".join(f"{f.name}:{f.type}" for f in view.features)
     return hashlib.sha256(f"{text}\n{types}".encode()).hexdigest()[:16]
 
@@ -129,13 +137,9 @@ def empty_fields(repo: ir.Repository, view: ir.View, wh: Warehouse, at: dt.datet
         repo, features, wh.dialect, timestamp_column="__t", labels="__fsdsl_empty"
     )
     row = wh.query(tree)
-    return _fields(row, view, 0)
-
-
-def _fields(table: pa.Table, view: ir.View, i: int) -> dict[str, str]:
     out = {}
     for f in view.features:
-        value = encode_column(conform(table[f.name].slice(i, 1), f.type), f.type)[0]
+        value = encode_column(conform(row[f.name], f.type), f.type)[0]
         if value is not None:
             out[f.name] = value
     return out
@@ -154,7 +158,7 @@ def refresh_view(
 ) -> ViewRun:
     started = time.perf_counter()
     sql = refresh_sql(view, wh.dialect, cache)
-    fp = fingerprint(view, cache)
+    fp = fingerprint(view, cache, sql if wh.dialect == "duckdb" else None)
     owner = uuid.uuid4().hex
     if not online.lock(view.name, owner):
         raise UsageError(

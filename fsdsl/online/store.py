@@ -11,9 +11,10 @@ Layout (one namespace per view, definition fingerprint and full-refresh generati
 
 A full refresh (first run, `--full`, or a changed definition) writes a new namespace and switches
 `state` to it only when every write succeeded; incremental runs write in place and advance
-`state` last. A lookup is one MULTI/EXEC: it reads `state` and the entities' fields from the
-namespace it believes is serving (cached); if `state` names another namespace or definition,
-the cache is renewed and the read repeated, so two definitions are never mixed.
+`state` last. A lookup is one round trip reading the entities' hashes from the namespace it
+believes is serving (cached for STATE_TTL); past that, `state` is read in the same pipeline and,
+if it names another namespace or definition, the cache is renewed and the read repeated, so
+two definitions are never mixed.
 """
 
 from __future__ import annotations
