@@ -9,6 +9,12 @@ same run:
   and p99 against raw HGETALL of the same keys in one pipeline.
 
     python bench/online.py --scale M
+
+With `--checksum`, what the per-entity checksums cost instead: the share of a full refresh's
+write time spent computing them, and the same lookups with verification on and off,
+alternating call by call on the same keys (`OnlineStore.verify_checksums`).
+
+    python bench/online.py --scale M --checksum --calls 6000
 """
 
 from __future__ import annotations
@@ -102,6 +108,7 @@ def raw_write(url: str, db: Path) -> tuple[float, int]:
     from fsdsl import FeatureStore
     from fsdsl.compile.refresh import refresh_query
     from fsdsl.online import aggstate
+    from fsdsl.online.checksum import fields_with_checksum
     from fsdsl.online.codec import encode_column
 
     with FeatureStore(ROOT / "definitions", warehouse=f"duckdb:///{db}") as store:
@@ -111,9 +118,15 @@ def raw_write(url: str, db: Path) -> tuple[float, int]:
         table = wh.query(refresh_query(view, "duckdb"), {"as_of": AT, "watermark": None})
     cols = {f.name: encode_column(table[f.name], f.type) for f in view.features}
     keys = table["user_id"].to_pylist()
-    # the same hashes fsc writes: the non-null fields plus its one-byte marker field
+    # the same hashes fsc writes: the non-null fields plus their checksum (computed here,
+    # outside the timed part: a plain client has none to compute)
     rows = [
-        (f"raw:{k}", {"__": "1", **{n: v[i] for n, v in cols.items() if v[i] is not None}})
+        (
+            f"raw:{k}",
+            fields_with_checksum(
+                f"raw:{k}", {n: v[i] for n, v in cols.items() if v[i] is not None}
+            ),
+        )
         for i, k in enumerate(keys)
     ]
     client = redis.Redis.from_url(url)
@@ -178,27 +191,93 @@ def latency(store, url: str, batch: int, calls: int, users: int) -> tuple[dict, 
         pipe.execute()
         base.append(time.perf_counter() - t0)
     assert plan is not None
-
-    def summary(xs):
-        xs = sorted(xs)
-        return {
-            "p50_ms": round(statistics.median(xs) * 1000, 3),
-            "p99_ms": round(xs[int(len(xs) * 0.99) - 1] * 1000, 3),
-        }
-
     return summary(ours), summary(base)
+
+
+def summary(xs: list[float]) -> dict:
+    xs = sorted(xs)
+    return {
+        "p50_ms": round(statistics.median(xs) * 1000, 4),
+        "p99_ms": round(xs[int(len(xs) * 0.99) - 1] * 1000, 4),
+    }
+
+
+def checksum_costs(copy: Path, url: str, scale: str, calls: int) -> dict:
+    """Checksums on the write path (time inside `resp.checksums` during a full refresh) and
+    on the read path (lookups verified or not, alternating, same keys in the same order)."""
+    from fsdsl import FeatureStore
+    from fsdsl.online import resp
+
+    spent = [0.0]
+    compute = resp.checksums
+
+    def timed(*args):
+        t0 = time.perf_counter()
+        try:
+            return compute(*args)
+        finally:
+            spent[0] += time.perf_counter() - t0
+
+    users = {"XS": 1000, "S": 10_000, "M": 100_000, "L": 1_000_000}[scale]
+    out: dict = {"scale": scale, "calls": calls}
+    with FeatureStore(ROOT / "definitions", warehouse=f"duckdb:///{copy}", online=url) as store:
+        resp.checksums = timed
+        try:
+            (run,) = store.run(AT, views=[VIEW], full=True)
+        finally:
+            resp.checksums = compute
+        out["write"] = {
+            "entities_written": run.entities_written,
+            "write_seconds": round(run.write_seconds, 3),
+            "checksum_seconds": round(spent[0], 3),
+            "checksum_share": round(spent[0] / run.write_seconds, 3),
+        }
+        online = store.online()
+        for n in (1, 100):
+            rnd = random.Random(n)
+            times: dict[bool, list[float]] = {True: [], False: []}
+            for call in range(calls):
+                keys = [{"user_id": f"u{rnd.randint(1, users):06d}"} for _ in range(n)]
+                for verify in (True, False) if call % 2 else (False, True):
+                    online.verify_checksums = verify
+                    t0 = time.perf_counter()
+                    store.online_features(SERVICE, keys)
+                    times[verify].append(time.perf_counter() - t0)
+            online.verify_checksums = True
+            on, off = summary(times[True]), summary(times[False])
+            out[f"lookup_{n}"] = {
+                "verified": on,
+                "unverified": off,
+                "p50_cost": round(on["p50_ms"] / off["p50_ms"] - 1, 3),
+                "p99_cost": round(on["p99_ms"] / off["p99_ms"] - 1, 3),
+                # the time checking adds to a typical call, against the p99 it must stay under
+                "added_p50_over_p99": round((on["p50_ms"] - off["p50_ms"]) / off["p99_ms"], 3),
+            }
+        assert online.corrupt_reads == 0
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--scale", default="M", choices=["XS", "S", "M", "L"])
     p.add_argument("--calls", type=int, default=2000)
+    p.add_argument("--checksum", action="store_true", help="measure what checksums cost")
     args = p.parse_args()
     db, _ = ensure(args.scale)
     work = Path(tempfile.mkdtemp(prefix="fsdsl-bench-"))
     copy = work / "wh.duckdb"
     shutil.copy(db, copy)
     proc, url = start_redis(work)
+    if args.checksum:
+        try:
+            results = checksum_costs(copy, url, args.scale, args.calls)
+        finally:
+            proc.terminate()
+            shutil.rmtree(work, ignore_errors=True)
+        print(json.dumps(results, indent=2))
+        name = f"results_online_checksum_{args.scale.lower()}.json"
+        (DATA / name).write_text(json.dumps(results, indent=2))
+        return
     results: dict = {"scale": args.scale}
     try:
         full_s, full = fsc_run(copy, url, AT, "--full")

@@ -429,11 +429,13 @@ def training_set(
             else:
                 from sqlglot import exp
 
+                from fsdsl.backends.base import table_expression
+
                 say(f"reading table {labels_table}")
-                parts = labels_table.split(".")
-                if wh.table_columns(tuple(parts)) is None:
+                parts = tuple(labels_table.split("."))
+                ref = table_expression(parts)  # each part an identifier, whatever it holds
+                if wh.table_columns(parts) is None:
                     fail(f"labels table `{labels_table}` does not exist in {wh.url}", "E0401")
-                ref = exp.to_table(".".join(f'"{p}"' for p in parts), dialect=wh.dialect)
                 table, where = wh.query(exp.select(exp.Star()).from_(ref)), labels_table
             from fsdsl.training_set import compute
 
@@ -630,7 +632,10 @@ def get(
     online: OnlineOpt = None,
     profile: ProfileOpt = None,
 ) -> None:
-    """Serve feature values from the online store, as JSON (or a file with --keys/--out)."""
+    """Serve feature values from the online store, as JSON (or a file with --keys/--out).
+    Each row carries `__status`, per view: ok, missing (no stored value: the values of an
+    unseen entity) or corrupt (stored values that fail their checksum, served as missing and
+    rewritten by the next `fsc run`)."""
     from fsdsl.store import FeatureStore
 
     if (keys_file is None) == (not keys):
@@ -639,11 +644,12 @@ def get(
         if keys_file is not None:
             from fsdsl.training_set import read_table, write_table
 
-            result = store.online_features(service, read_table(keys_file, "keys"))
+            keys_table = read_table(keys_file, "keys")
+            result = store.online_features(service, keys_table, with_status=True)
             if out is None:
                 typer.echo(json.dumps(result.to_pylist(), default=str, indent=2))
             else:
-                write_table(result, out)
+                write_table(result.flatten(), out)  # `__status.<view>` columns, CSV-safe
                 typer.echo(f"wrote {result.num_rows:,} rows to {out}")
             return
         row = {}
@@ -652,7 +658,7 @@ def get(
             if not sep or not name:
                 fail(f"`{item}` is not KEY=VALUE", "E0004")
             row[name] = value
-        result = store.online_features(service, row)
+        result = store.online_features(service, row, with_status=True)
         typer.echo(json.dumps(result, default=str, indent=2))
 
 
@@ -680,26 +686,30 @@ def verify(
     ] = Format.text,
 ) -> None:
     """Check that serving equals training: online values of sampled entities (and of keys
-    never seen) against the training query at the refresh time. Exit 1 on any mismatch."""
+    never seen) against the training query at the refresh time. Exit 1 on any mismatch, or
+    when a view is served under another fingerprint than the current definition compiles to."""
     from fsdsl.online.refresh import parse_time
     from fsdsl.online.verify import verify_view
     from fsdsl.store import FeatureStore
 
     when = parse_time(at) if at else None
     with FeatureStore(path, warehouse=warehouse, profile=profile, online=online) as store:
-        reports, skipped = [], {}
+        reports, skipped, stale = [], {}, {}
         for v in store.views_named(view):
-            rs, why = verify_view(
-                store.repo, v, store.warehouse(), store.online(), sample, when, store.cache_dir
-            )
+            rs, why = verify_view(store.repo, v, store.warehouse(), store.online(), sample, when)
             if why:
-                skipped[v.name] = why
+                (stale if why.stale else skipped)[v.name] = why.reason
             reports += rs
     bad = sum(r.mismatches for r in reports)
     if format is Format.json:
         typer.echo(
             json.dumps(
-                {"mismatches": bad, "skipped": skipped, "features": [r.__dict__ for r in reports]},
+                {
+                    "mismatches": bad,
+                    "skipped": skipped,
+                    "stale": stale,
+                    "features": [r.__dict__ for r in reports],
+                },
                 default=str,
                 indent=2,
             )
@@ -721,6 +731,8 @@ def verify(
         console.print(table)
         for name, why in skipped.items():
             typer.echo(f"skipped {name}: {why}")
+        for name, why in stale.items():
+            typer.echo(f"stale {name}: {why}")
         for r in reports:
             for ex in r.examples:
                 typer.echo(
@@ -728,7 +740,7 @@ def verify(
                     f"{ex['training']} != online {ex['online']}"
                 )
         typer.echo(f"{bad} mismatch(es) in {sum(r.compared for r in reports):,} values")
-    if bad or (skipped and not reports):
+    if bad or stale or (skipped and not reports):
         raise typer.Exit(1)
 
 

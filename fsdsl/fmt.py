@@ -134,22 +134,30 @@ def _internal(file: str, message: str) -> Diagnostic:
 _POSITION_FIELDS = frozenset({"span", "name_span", "part_span"})
 
 
-def _shape(node: object) -> object:
-    """A syntax tree without positions: two layouts of one file have the same shape."""
-    if isinstance(node, ast.Module):
-        return _shape((node.entities, node.sources, node.views, node.services))
-    if dataclasses.is_dataclass(node) and not isinstance(node, type):
-        return (
-            type(node).__name__,
-            *(
-                _shape(getattr(node, f.name))
-                for f in dataclasses.fields(node)
+def _shape(node: object) -> list[object]:
+    """A syntax tree without positions (two layouts of one file have the same shape), flat in
+    prefix order with each node's arity, so unambiguous; built and compared without recursion,
+    as trees may be as deep as the parser allows."""
+    out: list[object] = []
+    todo: list[object] = [node]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, ast.Module):
+            todo.append((item.entities, item.sources, item.views, item.services))
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            fields = [
+                getattr(item, f.name)
+                for f in dataclasses.fields(item)
                 if f.name not in _POSITION_FIELDS
-            ),
-        )
-    if isinstance(node, tuple):
-        return tuple(_shape(n) for n in node)
-    return node
+            ]
+            out.append(("node", type(item).__name__, len(fields)))
+            todo.extend(reversed(fields))
+        elif isinstance(item, tuple):
+            out.append(("tuple", len(item)))
+            todo.extend(reversed(item))
+        else:
+            out.append(("value", type(item).__name__, item))
+    return out
 
 
 def _verify(
@@ -532,21 +540,26 @@ class _Printer:
 
     # ---- expressions ----
     def expr(self, e: ast.Expr) -> str:
-        return getattr(self, "e_" + type(e).__name__.lower())(e)
+        """The text of `e`, with an explicit stack instead of recursion: the parser accepts
+        any nesting depth, and whatever it accepts must print."""
+        pieces: list[str | _Sign] = []
+        todo: list[str | _Sign | ast.Expr] = [e]
+        while todo:
+            item = todo.pop()
+            if isinstance(item, str | _Sign):
+                pieces.append(item)
+            else:
+                todo.extend(reversed(getattr(self, "e_" + type(item).__name__.lower())(item)))
+        return _join(pieces)
 
-    def operand(self, e: ast.Expr, level: int) -> str:
-        """`e` as an operand that must bind at least as tightly as `level`."""
-        text = self.expr(e)
-        return f"({text})" if _level(e) < level else text
-
-    def e_literal(self, e: ast.Literal) -> str:
+    def e_literal(self, e: ast.Literal) -> _Parts:
         if e.kind == "string":
-            return _single_quoted(str(e.value))
+            return [_single_quoted(str(e.value))]
         if e.kind == "bool":
-            return "true" if e.value else "false"
+            return ["true" if e.value else "false"]
         if e.kind == "null":
-            return "null"
-        return self.number(e)
+            return ["null"]
+        return [self.number(e)]
 
     def number(self, e: ast.Literal) -> str:
         """The number as written (`1.50`, `1e3`), which the tree keeps only as a value."""
@@ -563,64 +576,104 @@ class _Printer:
                 return written
         return repr(e.value)
 
-    def e_name(self, e: ast.Name) -> str:
-        return e.name
+    def e_name(self, e: ast.Name) -> _Parts:
+        return [e.name]
 
-    def e_call(self, e: ast.Call) -> str:
+    def e_call(self, e: ast.Call) -> _Parts:
         if e.star:
-            return f"{e.name.lower()}(*)"
-        return f"{e.name.lower()}({', '.join(self.expr(a) for a in e.args)})"
+            return [f"{e.name.lower()}(*)"]
+        return [f"{e.name.lower()}(", *_listed(e.args), ")"]
 
-    def e_unary(self, e: ast.Unary) -> str:
+    def e_unary(self, e: ast.Unary) -> _Parts:
         if e.op == "not":
-            return f"not {self.operand(e.operand, _NOT)}"
-        text = self.operand(e.operand, _UNARY)
-        # `- -x`, not `--x`: easier to read, and never mistaken for a SQL comment.
-        return f"{e.op} {text}" if text[:1] in "+-" else f"{e.op}{text}"
+            return ["not ", *_operand(e.operand, _NOT)]
+        return [_Sign(e.op), *_operand(e.operand, _UNARY)]
 
-    def e_binary(self, e: ast.Binary) -> str:
-        # A long `a + b + c ...` or `x or y or ...` is a left-deep tree: walk its spine in a loop
-        # so that what the parser accepts never overflows the stack here.
+    def e_binary(self, e: ast.Binary) -> _Parts:
+        # A long `a + b + c ...` or `x or y or ...` is a left-deep tree: its spine is one item.
         level = _level(e)
         left_level, right_level = _OPERAND_LEVELS[level]
-        tail: list[str] = []
+        tail: list[_Parts] = []
         node: ast.Expr = e
         while (
             isinstance(node, ast.Binary)
             and _level(node) == level
             and (level != _PREDICATE or node is e)
         ):
-            tail.append(f" {node.op.lower()} {self.operand(node.right, right_level)}")
+            tail.append([f" {node.op.lower()} ", *_operand(node.right, right_level)])
             node = node.left
-        return self.operand(node, left_level) + "".join(reversed(tail))
+        return [*_operand(node, left_level), *(p for part in reversed(tail) for p in part)]
 
-    def e_isnull(self, e: ast.IsNull) -> str:
-        return f"{self.operand(e.operand, _SUM)} is {'not ' if e.negated else ''}null"
+    def e_isnull(self, e: ast.IsNull) -> _Parts:
+        return [*_operand(e.operand, _SUM), f" is {'not ' if e.negated else ''}null"]
 
-    def e_inlist(self, e: ast.InList) -> str:
-        items = ", ".join(self.expr(i) for i in e.items)
-        return f"{self.operand(e.operand, _SUM)} {'not ' if e.negated else ''}in ({items})"
+    def e_inlist(self, e: ast.InList) -> _Parts:
+        return [
+            *_operand(e.operand, _SUM),
+            f" {'not ' if e.negated else ''}in (",
+            *_listed(e.items),
+            ")",
+        ]
 
-    def e_between(self, e: ast.Between) -> str:
-        return (
-            f"{self.operand(e.operand, _SUM)} {'not ' if e.negated else ''}between "
-            f"{self.operand(e.low, _SUM)} and {self.operand(e.high, _SUM)}"
-        )
+    def e_between(self, e: ast.Between) -> _Parts:
+        return [
+            *_operand(e.operand, _SUM),
+            f" {'not ' if e.negated else ''}between ",
+            *_operand(e.low, _SUM),
+            " and ",
+            *_operand(e.high, _SUM),
+        ]
 
-    def e_case(self, e: ast.Case) -> str:
-        parts = ["case"]
+    def e_case(self, e: ast.Case) -> _Parts:
+        parts: _Parts = ["case"]
         for cond, result in e.whens:
-            parts.append(f"when {self.expr(cond)} then {self.expr(result)}")
+            parts += [" when ", cond, " then ", result]
         if e.default is not None:
-            parts.append(f"else {self.expr(e.default)}")
-        parts.append("end")
-        return " ".join(parts)
+            parts += [" else ", e.default]
+        return [*parts, " end"]
 
-    def e_cast(self, e: ast.Cast) -> str:
-        return f"cast({self.expr(e.operand)} as {_type(e.to)})"
+    def e_cast(self, e: ast.Cast) -> _Parts:
+        return ["cast(", e.operand, f" as {_type(e.to)})"]
 
-    def e_extract(self, e: ast.Extract) -> str:
-        return f"extract({e.part.lower()} from {self.expr(e.operand)})"
+    def e_extract(self, e: ast.Extract) -> _Parts:
+        return [f"extract({e.part.lower()} from ", e.operand, ")"]
+
+
+@dataclass(frozen=True)
+class _Sign:
+    """A unary `-` or `+`: `- -x`, not `--x` (easier to read, and never mistaken for a SQL
+    comment), which is known only once what follows it is printed."""
+
+    op: str
+
+
+_Parts = list["str | _Sign | ast.Expr"]
+
+
+def _operand(e: ast.Expr, level: int) -> _Parts:
+    """`e` as an operand that must bind at least as tightly as `level`."""
+    return ["(", e, ")"] if _level(e) < level else [e]
+
+
+def _listed(items: Sequence[ast.Expr]) -> _Parts:
+    out: _Parts = []
+    for i, item in enumerate(items):
+        out += [", ", item] if i else [item]
+    return out
+
+
+def _join(pieces: list[str | _Sign]) -> str:
+    """The printed text; each sign is spaced by the first character printed after it."""
+    out: list[str] = []
+    following = ""  # the first character printed after the current piece
+    for piece in reversed(pieces):
+        if isinstance(piece, _Sign):
+            text = f"{piece.op} " if following in ("+", "-") else piece.op
+        else:
+            text = piece
+        out.append(text)
+        following = text[:1] or following
+    return "".join(reversed(out))
 
 
 def _format_module(module: ast.Module) -> tuple[str, list[str], list[str]]:
@@ -641,7 +694,12 @@ def _level(e: ast.Expr) -> int:
 
 
 def _type(t: ast.TypeRef) -> str:
-    return f"{t.name}<{_type(t.element)}>" if t.element is not None else t.name
+    names: list[str] = []
+    node: ast.TypeRef | None = t
+    while node is not None:  # `list<list<...>>` may nest as deep as the parser allows
+        names.append(node.name)
+        node = node.element
+    return "<".join(names) + ">" * (len(names) - 1)
 
 
 def _text(keyword: str, value: ast.Text | None) -> str | None:

@@ -244,13 +244,14 @@ class View:
         """The features `names` (default: all) and every feature they reference, in view order."""
         if names is None:
             return list(self.features)
+        by_name = {f.name: f for f in self.features}  # a long chain: one lookup per link
         want, todo = set(), list(names)
         while todo:
             name = todo.pop()
             if name in want:
                 continue
             want.add(name)
-            todo += [n.name for n in walk(self.feature(name).expr) if isinstance(n, FeatureRef)]
+            todo += [n.name for n in walk(by_name[name].expr) if isinstance(n, FeatureRef)]
         return [f for f in self.features if f.name in want]
 
     def aggregates(self, names: list[str] | None = None) -> list[Aggregate]:

@@ -155,19 +155,22 @@ class FeatureStore:
             self._plans[service] = plan_service(self.repo, service, self.cache_dir)
         return self._plans[service]
 
-    def online_features(self, service: str, keys: Any) -> Any:
+    def online_features(self, service: str, keys: Any, *, with_status: bool = False) -> Any:
         """Feature values served for `keys` (a dict, a list of dicts, a pandas DataFrame or an
         Arrow table of key columns), in one round trip; returns the same shape. An entity with
-        no online value gets the values the semantics give an unseen entity."""
+        no online value gets the values the semantics give an unseen entity, and so does one
+        whose stored values fail their checksum (logged, counted in
+        `online().corrupt_reads`, rewritten by the next run). `with_status` adds `__status`
+        to each row: {view: "ok" | "missing" | "corrupt"}."""
         from fsdsl.online.lookup import as_table, lookup
 
         plan = self.plan(service)
         if isinstance(keys, dict):
-            return lookup(self.online(), plan, [keys])[0]
+            return lookup(self.online(), plan, [keys], with_status)[0]
         is_pandas = type(keys).__module__.startswith("pandas")
         if is_pandas or isinstance(keys, pa.Table):
             table = pa.Table.from_pandas(keys, preserve_index=False) if is_pandas else keys
-            rows = lookup(self.online(), plan, table.to_pylist())
-            out = as_table(rows, plan, table.schema)
+            rows = lookup(self.online(), plan, table.to_pylist(), with_status)
+            out = as_table(rows, plan, table.schema, with_status)
             return out.to_pandas() if is_pandas else out
-        return lookup(self.online(), plan, list(keys))
+        return lookup(self.online(), plan, list(keys), with_status)

@@ -14,7 +14,7 @@ from fsdsl.compile.training import label_keys, training_query
 from fsdsl.diagnostics import UsageError
 from fsdsl.online.types import arrow_type, conform
 
-ROW = "__fsdsl_row"
+ROW = "__fsdsl_row"  # the row-number column's name, unless the labels already have one
 LABELS_RELATION = "__fsdsl_labels"
 Progress = Callable[[str], None]
 
@@ -89,9 +89,9 @@ def prepare_labels(
             where,
         )
     clash = [f for _, f in features if f in names]
-    if clash or ROW in names:
+    if clash:
         raise UsageError(
-            f"column(s) {', '.join(f'`{c}`' for c in clash or [ROW])} would be "
+            f"column(s) {', '.join(f'`{c}`' for c in clash)} would be "
             "overwritten by features of the same name; rename them",
             "E0405",
             where,
@@ -102,7 +102,18 @@ def prepare_labels(
     out = _set(
         out, timestamp_column, _timestamp_column(out[timestamp_column], timestamp_column, where)
     )
-    return out.append_column(ROW, pa.array(range(out.num_rows), pa.int64()))
+    return out.append_column(row_column(names), pa.array(range(out.num_rows), pa.int64()))
+
+
+def row_column(names) -> str:
+    """A name for the input-order column that no label column has, in any letter case (the
+    label columns are the user's data and pass through the query untouched)."""
+    taken = {n.casefold() for n in names}
+    name, i = ROW, 0
+    while name.casefold() in taken:
+        i += 1
+        name = f"{ROW}{i}"
+    return name
 
 
 def _set(table: pa.Table, name: str, column) -> pa.Table:
@@ -139,25 +150,27 @@ def _timestamp_column(column, name: str, where: str):
         if have.tz is not None:
             column = pc.cast(column, pa.timestamp(have.unit, tz="UTC"))
             column = column.cast(pa.timestamp(have.unit))  # drops the zone, keeps UTC wall time
+        if have.unit == "ns":
+            # Down to the microsecond, toward the past (also before 1970, where a plain cast
+            # would truncate toward zero): a label never sees an event after its time.
+            column = pc.floor_temporal(column, unit="microsecond")
         return column.cast(pa.timestamp("us"))
     if pa.types.is_date(have):
         return column.cast(pa.timestamp("us"))
     if pa.types.is_string(have) or pa.types.is_large_string(have):
-        try:
-            parsed = pc.cast(column, pa.timestamp("us"))
-        except pa.ArrowInvalid:
-            try:
-                parsed = pc.cast(
-                    pc.cast(column, pa.timestamp("us", tz="UTC")), pa.timestamp("us", tz="UTC")
-                )
+        # naive or with a zone; nanosecond digits only if microseconds do not read
+        for unit in ("us", "ns"):
+            for zone in (None, "UTC"):
+                try:
+                    parsed = pc.cast(column, pa.timestamp(unit, tz=zone))
+                except pa.ArrowInvalid:
+                    continue
                 return _timestamp_column(parsed, name, where)
-            except pa.ArrowInvalid:
-                raise UsageError(
-                    f"timestamp column `{name}` holds text that is not ISO 8601 timestamps",
-                    "E0404",
-                    where,
-                ) from None
-        return parsed
+        raise UsageError(
+            f"timestamp column `{name}` holds text that is not ISO 8601 timestamps",
+            "E0404",
+            where,
+        )
     raise UsageError(f"timestamp column `{name}` is {have}, not a timestamp", "E0404", where)
 
 
@@ -199,6 +212,7 @@ def compute(
     views = [repo.views[v] for v in dict.fromkeys(v for v, _ in features)]
     say("checking labels")
     prepared = prepare_labels(labels, repo, features, timestamp_column, where)
+    row = prepared.column_names[-1]  # see row_column()
     say("checking warehouse tables")
     check_sources(repo, views, wh)
     say(f"computing {len(features)} features for {prepared.num_rows:,} labels")
@@ -209,10 +223,10 @@ def compute(
         wh.dialect,
         timestamp_column=timestamp_column,
         labels=LABELS_RELATION,
-        order_by=ROW,
+        order_by=row,
     )
     result = wh.query(tree)
-    result = result.drop_columns([ROW])
+    result = result.drop_columns([row])
     # the original label columns, untouched (types as given), then the features
     # one Arrow type per feature whatever the backend returned (Decimal, tz-aware, ...)
     types = {f.name: f.type for v in views for f in v.features}

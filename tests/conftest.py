@@ -1,12 +1,39 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Hypothesis profiles. `ci` (CI runs with CI=true): derandomized, so a red run replays exactly
+# by running it again, with no database to depend on (derandomize implies database=None), no
+# wall-clock deadline on shared runners, and every failure printing its `@reproduce_failure`.
+# `dev`: random exploration that remembers its failures in .hypothesis/ (at the repository
+# root, whatever the working directory) and prints the same reproducer.
+# Loaded here, at conftest import, before any test module: a test's own `@settings(...)` takes
+# every value it does not name from the profile active when it is decorated, so tests that set
+# only max_examples / deadline / health checks still inherit derandomize and print_blob.
+# `pytest --hypothesis-profile=NAME` still overrides (the plugin loads it after this file).
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev",
+    database=DirectoryBasedExampleDatabase(ROOT / ".hypothesis" / "examples"),
+    print_blob=True,
+)
+IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
+settings.load_profile("ci" if IN_CI else "dev")
 
 EXAMPLE_FEAT = """
 entity user {

@@ -48,7 +48,7 @@ def evaluate(e: ir.Expr, row: dict, leaf=None):
             if a is True or b is True:
                 return True
             return None if a is None or b is None else False
-        a, b = go(e.left), go(e.right)
+        a, b = _promote(go(e.left), go(e.right))
         if a is None or b is None:
             return None
         if e.op == "+":
@@ -60,7 +60,8 @@ def evaluate(e: ir.Expr, row: dict, leaf=None):
         if e.op == "/":
             return None if b == 0 else float(a) / float(b)
         if e.op == "%":
-            return None if b == 0 else int(math.fmod(a, b))
+            # truncated division: the remainder has the dividend's sign (exact on big ints)
+            return None if b == 0 else (abs(a) % abs(b)) * (1 if a >= 0 else -1)
         return {"=": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[e.op]
     if isinstance(e, ir.IsNull):
         v = go(e.operand)
@@ -69,12 +70,13 @@ def evaluate(e: ir.Expr, row: dict, leaf=None):
         v = go(e.operand)
         if v is None:
             return None
-        items = [go(i) for i in e.items]
+        items = [_promote(go(i), v)[0] for i in e.items]
+        v = _promote(v, *items)[0]
         found = v in [i for i in items if i is not None]
         result = True if found else (None if None in items else False)
         return (None if result is None else not result) if e.negated else result
     if isinstance(e, ir.Between):
-        v, lo, hi = go(e.operand), go(e.low), go(e.high)
+        v, lo, hi = _promote(go(e.operand), go(e.low), go(e.high))
         if v is None or lo is None or hi is None:
             return None
         r = lo <= v <= hi
@@ -96,6 +98,13 @@ def evaluate(e: ir.Expr, row: dict, leaf=None):
     if isinstance(e, ir.Func):
         return function(e, [go(a) for a in e.args])
     raise TypeError(e)
+
+
+def _promote(*values):
+    """`date` and `timestamp` mix: with a timestamp among them, dates compare as midnight."""
+    if any(isinstance(v, dt.datetime) for v in values):
+        return tuple(cast(v, ir.TIMESTAMP) if isinstance(v, dt.date) else v for v in values)
+    return values
 
 
 def cast(v, t: ir.Type):
@@ -135,7 +144,7 @@ def function(e: ir.Func, args: list):
     if n == "coalesce":
         return next((a for a in args if a is not None), None)
     if n in ("greatest", "least"):
-        vals = [a for a in args if a is not None]
+        vals = [a for a in _promote(*args) if a is not None]
         return (max if n == "greatest" else min)(vals) if vals else None
     if n == "nullif":
         return None if args[0] is None or args[0] == args[1] else args[0]

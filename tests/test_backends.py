@@ -17,6 +17,7 @@ import pytest
 from conftest import warehouse_url
 from redis_servers import flush
 from typer.testing import CliRunner
+from verify_report import assert_verified
 
 from fsdsl.cli import app
 
@@ -111,9 +112,10 @@ def test_same_cli_with_only_the_url_changed(backend, project, warehouse_urls, re
     flush(online)
     r = cli("run", d, "-w", url, "--online", online, "--at", AT, "-f", "json")
     assert r.exit_code == 0, r.output
-    assert all(v["entities_written"] > 0 for v in json.loads(r.output)["views"])
-    r = cli("verify", d, "-w", url, "--online", online, "--sample", "30")
-    assert r.exit_code == 0, r.output
+    views = json.loads(r.output)["views"]
+    assert all(v["entities_written"] > 0 for v in views)
+    r = cli("verify", d, "-w", url, "--online", online, "--sample", "30", "-f", "json")
+    assert_verified(r, {v["view"] for v in views}, sampled=30)
 
 
 def test_plugin_backend_through_entry_point(project, tmp_path):

@@ -32,7 +32,9 @@ def same(a, b) -> bool:
         )
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
+    # the type too: `1 == 1.0 == True` in Python, and a served value of the wrong type (an int
+    # for a float, from JSON `1`) is a wrong value for the client that reads it
+    return type(a) is type(b) and a == b
 
 
 @settings(max_examples=300, deadline=None)
@@ -62,6 +64,11 @@ def test_keys_are_the_lookup_text(rows):
 def test_the_lookup_fast_path_is_key_text(value):
     text = plain_key_text(value)
     assert text is None or text == key_text([value])
+
+
+def test_the_lookup_fast_path_is_taken_for_a_plain_key():
+    """The property above also holds if the fast path is never taken."""
+    assert plain_key_text("u000042") == key_text(["u000042"]) == '["u000042"]'
 
 
 @settings(max_examples=300, deadline=None)

@@ -260,6 +260,11 @@ def test_timezone_aware_start_is_read_as_utc(tmp_path):
     plus_two = timezone(timedelta(hours=2))
     demo.generate(aware, **sizes, start=datetime(2024, 1, 1, 4, tzinfo=plus_two))
     assert _checksums(naive) == _checksums(aware)
+    # equal also if `start` were ignored altogether: another instant must give other data
+    later = tmp_path / "c.duckdb"
+    demo.generate(later, **sizes, start=datetime(2024, 1, 1, 4))
+    c, n = _checksums(later), _checksums(naive)
+    assert all(c[t] != n[t] for t in TABLES), f"`start` changed nothing: {c}"
 
 
 def test_bad_arguments(tmp_path):

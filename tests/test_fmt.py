@@ -423,9 +423,71 @@ def test_statement_written_twice_is_refused_not_dropped():
     assert [d.code for d in diags] == ["E0102"]
 
 
-def test_too_deep_for_the_parser_is_a_diagnostic_not_a_crash():
-    out, diags = format_text("features v { f = " + "-" * 5000 + "1 }")
-    assert out is None and diags
+def _deep(kind: str, n: int) -> str:
+    return {
+        "signs": "-" * n + "1",
+        "negation": "-(" * n + "x" + ")" * n,
+        "not": "not " * n + "x",
+        "right-sum": "x + (" * n + "x" + ")" * n,
+        "right-product": "x * (" * n + "x - 1" + ")" * n,
+        "calls": "abs(" * n + "x" + ")" * n,
+        "in-lists": "x in (" * n + "1" + ")" * n,
+        "between": "x between (" * n + "1" + ") and 2" * n,
+        "is-null": "(" * n + "x" + " is null)" * n,
+        "case": "case when x then " * n + "1" + " end" * n,
+        "cast": "cast(" * n + "x" + " as int)" * n,
+        "extract": "extract(day from " * n + "x" + ")" * n,
+        "list-type": "cast(x as " + "list<" * n + "int" + ">" * n + ")",
+    }[kind]
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "signs",
+        "negation",
+        "not",
+        "right-sum",
+        "right-product",
+        "calls",
+        "in-lists",
+        "between",
+        "is-null",
+        "case",
+        "cast",
+        "extract",
+        "list-type",
+    ],
+)
+def test_any_nesting_the_parser_accepts_formats_faithfully(kind):
+    """The parser has no depth limit, so neither has the formatter (it once recursed)."""
+    text = "features v { f = " + _deep(kind, 4000) + " }"
+    before, diags = parse_text(text)
+    assert before is not None and not diags
+    out, diags = format_text(text)
+    assert out is not None, diags
+    after, diags = parse_text(out)
+    assert after is not None and not diags
+    assert format_text(out)[0] == out
+
+
+@pytest.mark.parametrize(
+    "kind, canonical",
+    [
+        ("signs", "- - -1"),
+        ("negation", "- - -x"),
+        ("not", "not not not x"),
+        ("right-sum", "x + (x + (x + x))"),
+        ("right-product", "x * (x * (x * (x - 1)))"),
+        ("calls", "abs(abs(abs(x)))"),
+        ("between", "x between (x between (x between 1 and 2) and 2) and 2"),
+        ("case", "case when x then case when x then case when x then 1 end end end"),
+        ("list-type", "cast(x as list<list<list<int>>>)"),
+    ],
+)
+def test_deep_nesting_prints_as_shallow_nesting_does(kind, canonical):
+    """The stack-based printer lays out three levels as the recursive one did."""
+    assert fmt("features v { f = " + _deep(kind, 3) + " }") == view(f"f = {canonical}")
 
 
 @pytest.mark.parametrize("path", DEFINITIONS, ids=lambda p: p.name)
@@ -434,17 +496,21 @@ def test_mangled_examples_never_raise_and_stay_faithful(path: Path):
     rng = random.Random(path.name)
     pieces = ["#", "\n", "(", ")", "'", '"', " ", "-", "not ", "{", "}", ",", "x"]
     formatted = 0
-    for _ in range(150):
+    for k in range(150):
         i = rng.randrange(len(text) + 1)
         j = min(len(text), i + rng.choice((0, 0, 1, 3)))
-        mangled = text[:i] + rng.choice(pieces) + text[j:]
+        piece = rng.choice(pieces)
+        mangled = text[:i] + piece + text[j:]
+        # the reproducer (the seed is the file name): which edit, and the text around it
+        around = mangled[max(0, i - 60) : i + 60]
+        case = f"{path.name} edit {k}: [{i}:{j}] -> {piece!r} in {around!r}"
         out, diags = format_text(mangled)
         if out is None:
-            assert diags
+            assert diags, case
             continue
         formatted += 1
-        assert shape(parse_text(out)[0]) == shape(parse_text(mangled)[0])
-        assert fmt(out) == out
+        assert shape(parse_text(out)[0]) == shape(parse_text(mangled)[0]), case
+        assert fmt(out) == out, case
     assert formatted > 0
 
 

@@ -311,7 +311,8 @@ def _assert_clean_exit(result, allowed: tuple[int, ...], what: str) -> None:
 @settings(
     max_examples=150,
     deadline=None,
-    database=None,
+    # no `database=None`: the profile decides (tests/conftest.py): derandomized in CI, and
+    # locally the failures kept in .hypothesis/ are replayed first; both print the blob
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(case=mutated(), with_others=st.booleans())

@@ -16,6 +16,7 @@ import pytest
 import redis
 from redis_servers import Server, flush
 from typer.testing import CliRunner
+from verify_report import assert_verified
 
 from fsdsl import FeatureStore
 from fsdsl.cli import app
@@ -83,9 +84,10 @@ def test_run_get_verify_with_each_server(project, redis_urls):
         )
         assert r.exit_code == 0, r.output
         assert set(json.loads(r.output)) >= {"user_id", "orders_7d", "recent_amounts"}
-        r = run("verify", str(project / "definitions"), "--online", url, "--sample", "40")
-        assert r.exit_code == 0, r.output
-        assert "0 mismatch(es)" in r.output
+        r = run(
+            "verify", str(project / "definitions"), "--online", url, "--sample", "40", "-f", "json"
+        )
+        assert_verified(r, set(views), sampled=40)
 
 
 def test_embedded_default_and_batch_get(project, tmp_path):
@@ -108,7 +110,10 @@ def test_embedded_default_and_batch_get(project, tmp_path):
     )
     assert r.exit_code == 0, r.output
     served = pq.read_table(out)
-    assert served.column_names == ["user_id", "spend_30d", "orders_7d"]
+    assert served.column_names == ["user_id", "spend_30d", "orders_7d", "__status.user_orders"]
+    status = served["__status.user_orders"].to_pylist()
+    assert status[0] == "ok" and status[2:] == ["missing", "missing"]
+    served = served.drop_columns(["__status.user_orders"])
     assert served["orders_7d"].type == pa.int64()
     # unseen entities (and a null key) get what training gives them: null under the 60d TTL
     assert served.to_pylist()[2:] == [
@@ -160,7 +165,9 @@ def test_incremental_runs_touch_only_changed_entities(project, redis_urls):
         inc["entities_written"] + inc["entities_removed"]
         < full_entities["views"][0]["entities_written"]
     )
-    assert run("verify", d, "--online", url, "-v", "user_orders").exit_code == 0
+    assert_verified(
+        run("verify", d, "--online", url, "-v", "user_orders", "-f", "json"), {"user_orders"}
+    )
     # going back in time needs --full
     r = run("run", d, "--online", url, "--at", "2024-04-01T00:00:00", "-v", "user_orders")
     one_line_error(r, "E0507")
@@ -182,7 +189,9 @@ def test_lost_aggregate_state_falls_back_to_a_full_refresh(project, redis_urls):
         "run", d, "--online", url, "--at", "2024-05-02T00:00:00", "-v", "user_orders", "-f", "json"
     )
     assert json.loads(r.output)["views"][0]["mode"] == "full"
-    assert run("verify", d, "--online", url, "-v", "user_orders").exit_code == 0
+    assert_verified(
+        run("verify", d, "--online", url, "-v", "user_orders", "-f", "json"), {"user_orders"}
+    )
     # the replaced namespace, its values and its aggregate state go once retired
     OnlineStore(url).drop_retired(wait=True)
     assert len(client.keys("fsdsl:agg:*")) == 1
@@ -236,7 +245,8 @@ def test_changed_definition_gets_a_new_namespace(project, redis_urls, tmp_path, 
     OnlineStore(url).drop_retired()
     assert not list(client.scan_iter(match=f"fsdsl:v:{old_ns}:*"))  # old one removed
     assert not client.hexists("fsdsl:retired", old_ns)
-    assert run("verify", d, "-w", wh, "--online", url, "-v", "user_orders").exit_code == 0
+    r = run("verify", d, "-w", wh, "--online", url, "-v", "user_orders", "-f", "json")
+    assert_verified(r, {"user_orders"})
 
 
 def test_killing_redis_mid_run_keeps_previous_state(project, tmp_path):
@@ -308,8 +318,19 @@ def test_killing_redis_mid_run_keeps_previous_state(project, tmp_path):
             "run", d, "--online", server.url, "--at", "2024-05-02T00:00:00", "-v", "user_orders"
         )
         assert r.exit_code == 0, r.output
-        r = run("verify", d, "--online", server.url, "-v", "user_orders", "--sample", "200")
-        assert r.exit_code == 0, r.output
+        r = run(
+            "verify",
+            d,
+            "--online",
+            server.url,
+            "-v",
+            "user_orders",
+            "--sample",
+            "200",
+            "-f",
+            "json",
+        )
+        assert_verified(r, {"user_orders"}, sampled=200)
     finally:
         server.stop()
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis_servers import flush
 from reference import view_values
-from test_property import BASE, USERS, same, view_text
+from test_property import BASE, STATUSES, USERS, same, view_text
 from warehouses import load_events
 
 from fsdsl import FeatureStore
@@ -58,7 +58,7 @@ def new_rows(
                 "user_id": draw_choice([*USERS, None]),
                 "amount": draw_choice([None, 0.5, 1.25, 3.0, -2.0, 10.1, 7.0]),
                 "qty": draw_choice([None, 0, 1, 2, 3, 5]),
-                "status": draw_choice([None, "ok", "OK", "bad", "done"]),
+                "status": draw_choice(STATUSES),
                 "flag": draw_choice([None, True, False]),
                 "ts": ts,
                 "created": arrival if created else None,

@@ -34,8 +34,37 @@ WINDOWS = {
 USERS = ["a", "b", "c"]
 
 COLUMNS = {"amount": "float", "qty": "int", "status": "string", "flag": "bool"}
-NUMERIC = ["amount", "qty", "amount * 2 + qty", "case when flag then amount else 0.5 end"]
-ANY = ["amount", "qty", "status", "flag", "lower(status)", "date_trunc('hour', ts)"]
+# Literals are data on every warehouse: `%`, both quotes, a backslash and `:name` appear in the
+# values and in the literals that test them (as `.feat` text, `a\\b` is the value `a\b`);
+# `%` the operator takes negative dividends and divisors and a zero divisor.
+STATUSES = [None, "ok", "OK", "bad", "done", "100%", "it's", "a\\b", ":as_of %(x)s %s"]
+NUMERIC = [
+    "amount",
+    "qty",
+    "amount * 2 + qty",
+    "case when flag then amount else 0.5 end",
+    "qty % (2 - qty)",
+    r"case when status = 'a\\b' or status = 'it''s' then -qty % 3 else qty % -2 end",
+]
+ANY = [
+    "amount",
+    "qty",
+    "status",
+    "flag",
+    "lower(status)",
+    "date_trunc('hour', ts)",
+    "(qty - 4) % 3",
+    "concat(status, '%', \"'\", ':as_of')",
+]
+WHERE = [
+    None,
+    "status != 'bad'",
+    "amount > 0 or status is null",
+    "qty between 1 and 3",
+    "status != '100%'",
+    r"status not in ('it\'s', 'a\\b', '%s') or qty % 2 = 1",
+    "status in (':as_of %(x)s %s', 'ok', \"100%\")",
+]
 
 
 @st.composite
@@ -71,17 +100,15 @@ def aggregation(draw):
 def view_text(draw):
     created = draw(st.booleans())
     ttl = draw(st.sampled_from([None, "1d", "2d"]))
-    where = draw(
-        st.sampled_from(
-            [None, "status != 'bad'", "amount > 0 or status is null", "qty between 1 and 3"]
-        )
-    )
+    where = draw(st.sampled_from(WHERE))
     n = draw(st.integers(1, 5))
-    lines, plain = [], []
+    lines, plain, counts = [], [], []
     for i in range(n):
         agg = draw(aggregation())
         window = draw(st.sampled_from([None, "1h", "1d", "2d", "90s"]))
         lines.append(f"  f{i} = {agg}" + (f" over {window}" if window else ""))
+        if agg.startswith("count"):
+            counts.append(f"f{i}")
         if not agg.startswith(
             (
                 "last_k",
@@ -101,12 +128,19 @@ def view_text(draw):
                 "max(date",
                 "first(date",
                 "last(date",
+                "min(concat",
+                "max(concat",
+                "first(concat",
+                "last(concat",
             )
         ):
             plain.append(f"f{i}")
     if plain and draw(st.booleans()):
         a, b = draw(st.sampled_from(plain)), draw(st.sampled_from(plain))
         lines.append(f"  d0 = {a} / nullif({b}, 0) + coalesce({a}, -1)")
+    if counts and draw(st.booleans()):  # `%` of features: counts are ints, small, often 2
+        a, b = draw(st.sampled_from(counts)), draw(st.sampled_from(counts))
+        lines.append(f"  d1 = ({a} - 3) % ({b} - 2)")
     source = f"""
 entity user {{ key user_id: string }}
 source events {{
@@ -161,7 +195,7 @@ def history(draw):
                 "user_id": draw(st.sampled_from([*USERS, None])),
                 "amount": draw(st.sampled_from([None, 0.5, 1.25, 3.0, -2.0, 10.1, 7.0])),
                 "qty": draw(st.sampled_from([None, 0, 1, 2, 3, 5])),
-                "status": draw(st.sampled_from([None, "ok", "OK", "bad", "done"])),
+                "status": draw(st.sampled_from(STATUSES)),
                 "flag": draw(st.sampled_from([None, True, False])),
                 "ts": draw(st.sampled_from([ts, None])) if draw(st.integers(0, 19)) == 0 else ts,
                 "created": None if delay is None else ts + delay,

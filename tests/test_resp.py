@@ -1,7 +1,10 @@
 """The batch writer speaks RESP itself: what a real Redis stores must be exactly what redis-py's
-own HSET would have stored, for any text (multi-byte, CR/LF, empty, `$` and `*` inside)."""
+own HSET would have stored, for any text (multi-byte, CR/LF, empty, `$` and `*` inside), plus
+the checksum (`checksum.py`) that a reader verifies."""
 
 from __future__ import annotations
+
+from zlib import crc32
 
 import pyarrow as pa
 import pytest
@@ -10,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis_servers import flush
 
+from fsdsl.online.checksum import verified
 from fsdsl.online.resp import del_rows, hset_rows
 from fsdsl.online.store import OnlineStore
 
@@ -39,9 +43,11 @@ def test_written_hashes_equal_redis_py(redis_urls, replace, rows):
     buffer, count = hset_rows(keys, fields, "__", replace=replace)
     OnlineStore(url).send_commands(buffer, count, transaction=replace)
     for key, vals in rows:
-        want = {"__": "1", **{n: v for n, v in zip(names, vals, strict=True) if v is not None}}
-        got = {k.decode(): v.decode() for k, v in client.hgetall(f"k:{key}").items()}
-        assert got == want
+        want = {n: v for n, v in zip(names, vals, strict=True) if v is not None}
+        stored = client.hgetall(f"k:{key}")
+        got = verified(crc32(f"k:{key}".encode()), stored)  # and the checksum holds
+        assert got is not None, stored
+        assert {k.decode(): v.decode() for k, v in got.items()} == want
 
 
 def test_deletes_and_errors(redis_urls):

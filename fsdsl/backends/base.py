@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 from sqlglot import exp
 
-from fsdsl.compile.render import sql_text
+from fsdsl.compile.render import parameters, sql_text
 from fsdsl.diagnostics import UsageError
 
 
@@ -35,6 +35,13 @@ class Warehouse(ABC):
         raise UsageError(f"the {self.dialect} backend cannot create tables", "E0003")
 
     def query(self, tree: exp.Expression, params: dict[str, Any] | None = None) -> pa.Table:
+        """Run a tree; `params` binds its `exp.Placeholder` nodes by name, all of them and only
+        them (a positional driver numbers them by name: an extra one would shift the rest)."""
+        names = set(parameters(tree))
+        if names != set(params or ()):
+            raise ValueError(
+                f"the query's parameters are {sorted(names)}, not {sorted(params or ())}"
+            )
         return self.execute_sql(sql_text(tree, self.dialect, pretty=False), params)
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
@@ -45,6 +52,26 @@ class Warehouse(ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+def table_expression(parts: tuple[str, ...] | list[str]) -> exp.Table:
+    """A table named by its parts (table, schema.table or catalog.schema.table), each an
+    identifier: rendered with `identify=True` every part is quoted, whatever it holds."""
+    parts = list(parts)
+    if not 1 <= len(parts) <= 3 or not all(parts):
+        raise UsageError(
+            f"bad table name `{'.'.join(parts)}`: write table, schema.table or "
+            "catalog.schema.table",
+            "E0004",
+        )
+    names = ("this", "db", "catalog")[: len(parts)]
+    ids = [exp.to_identifier(p, quoted=True) for p in reversed(parts)]
+    return exp.Table(**dict(zip(names, ids, strict=True)))
+
+
+def table_name(parts: tuple[str, ...] | list[str], dialect: str) -> str:
+    """The quoted text of a table name, for the driver calls that take a name, not a query."""
+    return table_expression(parts).sql(dialect=dialect, identify=True)
 
 
 BUILTIN = {

@@ -11,7 +11,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from fsdsl.backends.base import Warehouse
+from fsdsl.backends.base import Warehouse, table_expression
+from fsdsl.compile.render import positional
 from fsdsl.diagnostics import UsageError
 from fsdsl.online.store import redacted
 
@@ -49,6 +50,10 @@ class PostgresWarehouse(Warehouse):
             msg = str(getattr(e, "orig", e)).strip().splitlines()[0]
             raise UsageError(f"cannot connect to {redacted(url)}: {msg}", "E0003") from None
         self._sa = sa
+        # the compiled SQL writes a backslash in a literal as itself (the default since 9.1)
+        raw = self._raw()
+        raw.execute("SET standard_conforming_strings = on")
+        raw.commit()
 
     def _raw(self):
         return self.con.connection.driver_connection  # the psycopg connection
@@ -97,10 +102,7 @@ class PostgresWarehouse(Warehouse):
                     kind=exp.DataType.build(kind, dialect="postgres"),
                 )
             )
-        table = exp.Table(
-            this=exp.to_identifier(parts[-1]),
-            db=exp.to_identifier(parts[-2]) if len(parts) > 1 else None,
-        )
+        table = table_expression(parts)
         statements = []
         if len(parts) > 1:
             statements.append(
@@ -127,10 +129,15 @@ class PostgresWarehouse(Warehouse):
             cur.execute(f"ANALYZE {quoted}")
 
     def execute_sql(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
+        """`sql` comes from `sql_text(..., "postgres")`: parameters are `$1, $2, ...`, bound in
+        sorted order of name. A raw cursor leaves the text as it is (psycopg's default cursor
+        would read any `%` in it, in a literal or a name, as a placeholder)."""
+        import psycopg
+
         raw = self._raw()
         try:
-            with raw.cursor() as cur:
-                cur.execute(sql, params or None)
+            with psycopg.RawCursor(raw) as cur:
+                cur.execute(sql, positional(params) if params else None)
                 names = [d.name for d in cur.description]
                 rows = cur.fetchall()
         except Exception as e:  # psycopg.Error: the query or the data was refused

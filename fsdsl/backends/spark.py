@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from fsdsl.backends.base import Warehouse
+from fsdsl.backends.base import Warehouse, table_name
 from fsdsl.diagnostics import UsageError
 
 _SESSIONS: dict[str, Any] = {}
@@ -98,6 +98,9 @@ class SparkWarehouse(Warehouse):
                 settings = {**settings, **url_settings(url)}
                 master = url.split("://", 1)[1].split("?", 1)[0] or "local[*]"
                 self.spark = local_session(settings.get("warehouse_dir"), master)
+            # sqlglot escapes a backslash in a string literal as `\\`, which only Spark's default
+            # parser setting reads back as one backslash: pin it, a cluster may have changed it
+            self.spark.conf.set("spark.sql.parser.escapedStringLiterals", "false")
         except UsageError:
             raise
         except Exception as e:  # noqa: BLE001 - py4j/JVM errors have no common base
@@ -105,7 +108,8 @@ class SparkWarehouse(Warehouse):
             raise UsageError(f"cannot start Spark for {url}: {msg}", "E0003") from None
 
     def table_columns(self, table: tuple[str, ...]) -> dict[str, str] | None:
-        name = ".".join(table)
+        # Spark parses the name it is given: each part quoted, so `my-db.t` or `2024` is a name
+        name = table_name(table, "spark")
         try:
             if not self.spark.catalog.tableExists(name):
                 return None
@@ -114,7 +118,7 @@ class SparkWarehouse(Warehouse):
             return None
 
     def register_arrow(self, name: str, data: pa.Table) -> None:
-        self.spark.createDataFrame(data).createOrReplaceTempView(name)
+        self.spark.createDataFrame(data).createOrReplaceTempView(table_name((name,), "spark"))
 
     def create_table(self, table: tuple[str, ...], data: pa.Table) -> None:
         from sqlglot import exp
@@ -124,7 +128,9 @@ class SparkWarehouse(Warehouse):
                 this=exp.Table(this=exp.to_identifier(table[-2])), kind="SCHEMA", exists=True
             )
             self.spark.sql(db.sql("spark", identify=True))
-        self.spark.createDataFrame(data).write.mode("overwrite").saveAsTable(".".join(table))
+        self.spark.createDataFrame(data).write.mode("overwrite").saveAsTable(
+            table_name(table, "spark")
+        )
 
     def execute_sql(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
         try:

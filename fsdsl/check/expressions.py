@@ -59,7 +59,7 @@ class Scope:
     allow_aggregates: bool = False
     window: ir.Duration | None = None
     in_aggregate: bool = False
-    failed: frozenset[str] = frozenset()  # features already reported broken: stay quiet
+    failed: frozenset[str] | set[str] = frozenset()  # features reported broken: stay quiet
 
 
 class ExprChecker:
@@ -310,13 +310,23 @@ class ExprChecker:
         return x
 
     def type_ref(self, t: ast.TypeRef) -> ir.Type:
-        if t.element is not None:
+        # A loop, not recursion: `list<list<...>>` parses at any depth.
+        outer: list[ast.TypeRef] = []
+        while t.element is not None:
             if t.name != "list":
                 self.error("E0304", f"unknown type `{t.name}<...>`", t.span, "only `list<T>`")
-            return ir.list_of(self.type_ref(t.element))
+            outer.append(t)
+            if len(outer) > MAX_DEPTH:
+                self.error(
+                    "E0103", f"type nested too deeply (at most {MAX_DEPTH} levels)", outer[0].span
+                )
+            t = t.element
         if t.name not in ir.SCALARS:
             self.error("E0304", f"unknown type `{t.name}`", t.span, _suggest(t.name, ir.SCALARS))
-        return ir.SCALARS[t.name]
+        result = ir.SCALARS[t.name]
+        for _ in outer:
+            result = ir.list_of(result)
+        return result
 
 
 # ---- scalar functions: (min args, max args or None, typer) ---------------------------------------

@@ -13,6 +13,10 @@ from fsdsl.syntax.parser import parse_file, parse_text
 
 _DURATION = re.compile(r"^([0-9]+)([a-zA-Z]+)$")
 
+# Every column, CTE and table the compiler adds to a query starts with this (`__t`, `__a0`,
+# `__fsdsl_row`, `__fsdsl_state_<view>`) or with `<view>__`: a user name never collides with them.
+RESERVED_PREFIX = "__"
+
 
 def feat_files(path: Path) -> list[Path]:
     if path.is_dir():
@@ -100,6 +104,8 @@ class Resolver:
                         )
                         continue
                     table[item.name.name] = item
+                    self.reserved(item.name, "feature view" if kind == "view" else kind)
+        self.shadowed_tables(decls["source"].values(), decls["view"])
         entities = {n: e for n, a in decls["entity"].items() if (e := self.entity(a))}
         sources = {n: s for n, a in decls["source"].items() if (s := self.source(a))}
         views = {}
@@ -113,6 +119,38 @@ class Resolver:
             if s is not None:
                 services[n] = s
         return ir.Repository(entities, sources, views, services, files)
+
+    def reserved(self, name: ast.Ident, what: str) -> bool:
+        """Report a user name in the compiler's own namespace (E0212); True when it is."""
+        if not name.name.startswith(RESERVED_PREFIX):
+            return False
+        self.error(
+            "E0212",
+            f"{what} `{name.name}`: names starting with `{RESERVED_PREFIX}` are reserved "
+            "for the compiler's own columns and tables",
+            name.span,
+            "rename it" + (f", e.g. `{name.name.lstrip('_')}`" if name.name.strip("_") else ""),
+        )
+        return True
+
+    def shadowed_tables(self, sources, views) -> None:
+        """A source table named like the compiler's intermediate relations of a view
+        (`<view>__events`, ...) would be read as that relation, not as the table."""
+        for s in sources:
+            if s.table is None or "." in s.table.value:
+                continue  # a qualified name is never an unqualified CTE name
+            table = s.table.value.casefold()
+            for v in views:
+                if table.startswith(f"{v}{RESERVED_PREFIX}".casefold()):
+                    self.error(
+                        "E0212",
+                        f"table `{s.table.value}` is named like the compiler's intermediate "
+                        f"queries of feature view `{v}` (`{v}{RESERVED_PREFIX}...`)",
+                        s.table.span,
+                        f'qualify it with its schema ("<schema>.{s.table.value}") or rename '
+                        "the view",
+                    )
+                    break
 
     def duration(self, d: ast.Duration) -> ir.Duration | None:
         m = _DURATION.match(d.text)
@@ -158,6 +196,8 @@ class Resolver:
                 self.error("E0207", f"key `{k.name.name}` is given twice", k.name.span)
                 return None
             seen.add(k.name.name)
+            if self.reserved(k.name, "key"):
+                return None
             t = self.type_ref(k.type)
             if t is None:
                 return None
@@ -183,12 +223,22 @@ class Resolver:
                 self.error("E0207", f"column `{c.name.name}` is declared twice", c.name.span)
                 ok = False
                 continue
+            if self.reserved(c.name, "column"):
+                ok = False
             t = self.type_ref(c.type)
             if t is None:
                 ok = False
                 continue
             columns[c.name.name] = t
         parts = tuple(s.table.value.split("."))
+        if any(p.startswith(RESERVED_PREFIX) for p in parts):
+            self.error(
+                "E0212",
+                f"table `{s.table.value}`: names starting with `{RESERVED_PREFIX}` are reserved "
+                "for the compiler's own tables",
+                s.table.span,
+            )
+            ok = False
         if not all(parts) or len(parts) > 3:
             self.error(
                 "E0206",
@@ -339,21 +389,28 @@ class Resolver:
                 ok = False
                 continue
             by_name[f.name.name] = f
+            if self.reserved(f.name, "feature"):
+                ok = False
         # Type features in dependency order so that a derived feature knows its inputs' types.
         order = self.dependency_order(by_name)
         if order is None:
             return None
         types: dict[str, ir.Type] = {}
         built: dict[str, ir.Feature] = {}
+        measured: dict[str, tuple[int, int]] = {}
+        failed: set[str] = set()
         for fname in order:
             f = by_name[fname]
             window = None
             if f.window is not None:
                 window = self.duration(f.window)
                 ok = ok and window is not None
-            failed = frozenset(n for n in by_name if n not in types and n != fname)
-            scope = Scope(source.columns, dict(types), True, window, failed=failed)
+            # In dependency order every feature `f` uses is settled by now: typed, or broken
+            # (reported already). Both collections grow in place: copying them per feature
+            # would make a long view quadratic.
+            scope = Scope(source.columns, types, True, window, failed=failed)
             expr = self.exprs.check(f.expr, scope)
+            failed.add(fname)  # until it is typed below
             if expr is None:
                 ok = False
                 continue
@@ -397,7 +454,7 @@ class Resolver:
                     ok = False
                     continue
                 t = declared
-            size, depth = _expanded_size(expr, built)
+            size, depth = _expanded_size(expr, measured)
             if size > MAX_EXPANDED_NODES or depth > MAX_EXPANDED_DEPTH:
                 self.error(
                     "E0103",
@@ -411,38 +468,48 @@ class Resolver:
                 ok = False
                 continue
             types[fname] = t
+            failed.discard(fname)
+            measured[fname] = (size, depth)
             built[fname] = ir.Feature(fname, t, expr, f.span)
         if not ok:
             return None
         return [built[f.name.name] for f in v.features if f.name.name in built]
 
     def dependency_order(self, by_name: dict[str, ast.Feature]) -> list[str] | None:
-        """Features ordered so every derived feature comes after what it references."""
+        """Features ordered so every derived feature comes after what it references.
+
+        A depth-first walk with its own stack: a chain of derived features may be as long as
+        the file, far deeper than Python's recursion limit.
+        """
         deps = {n: [r for r in _references(f.expr) if r in by_name] for n, f in by_name.items()}
         order: list[str] = []
-        state: dict[str, int] = {}
-
-        def visit(n: str, path: list[str]) -> bool:
-            if state.get(n) == 2:
-                return True
-            if state.get(n) == 1:
-                cycle = path[path.index(n) :] + [n]
-                f = by_name[n]
-                self.error(
-                    "E0208", "derived features form a cycle: " + " -> ".join(cycle), f.name.span
-                )
-                return False
-            state[n] = 1
-            for d in deps[n]:
-                if not visit(d, path + [n]):
-                    return False
-            state[n] = 2
-            order.append(n)
-            return True
-
-        for n in by_name:
-            if not visit(n, []):
-                return None
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+        for root in by_name:
+            if root in state:
+                continue
+            state[root] = 1
+            path, pending = [root], [iter(deps[root])]
+            while pending:
+                for d in pending[-1]:
+                    if state.get(d) == 2:
+                        continue
+                    if state.get(d) == 1:
+                        cycle = path[path.index(d) :] + [d]
+                        self.error(
+                            "E0208",
+                            "derived features form a cycle: " + " -> ".join(cycle),
+                            by_name[d].name.span,
+                        )
+                        return None
+                    state[d] = 1
+                    path.append(d)
+                    pending.append(iter(deps[d]))
+                    break
+                else:
+                    done = path.pop()
+                    pending.pop()
+                    state[done] = 2
+                    order.append(done)
         return order
 
     # ---- service ----
@@ -503,26 +570,23 @@ MAX_EXPANDED_NODES = 5000
 MAX_EXPANDED_DEPTH = 100
 
 
-def _expanded_size(expr: ir.Expr, built: dict[str, ir.Feature]) -> tuple[int, int]:
-    """Node count and depth of `expr` with feature references replaced by their definitions."""
-    memo: dict[str, tuple[int, int]] = {}
+def _expanded_size(expr: ir.Expr, measured: dict[str, tuple[int, int]]) -> tuple[int, int]:
+    """Node count and depth of `expr` once each feature reference is replaced by the expression
+    it names, as the compiler inlines it. `measured` holds those sizes for the features already
+    checked (each measured once, so a long chain costs linear time and no recursion)."""
     stack = [(expr, 1)]
     size = depth = 0
     while stack:
         node, level = stack.pop()
-        if isinstance(node, ir.FeatureRef) and node.name in built:
-            if node.name not in memo:
-                memo[node.name] = _expanded_size(built[node.name].expr, built)
-            n, d = memo[node.name]
-            size, depth = size + n, max(depth, level + d)
-            if size > MAX_EXPANDED_NODES:
-                break
-            continue
-        size += 1
-        depth = max(depth, level)
+        if isinstance(node, ir.FeatureRef) and node.name in measured:
+            n, d = measured[node.name]
+            size, depth = size + n, max(depth, level - 1 + d)  # its root takes the ref's place
+        else:
+            size += 1
+            depth = max(depth, level)
+            stack.extend((c, level + 1) for c in ir.children(node))
         if size > MAX_EXPANDED_NODES or depth > MAX_EXPANDED_DEPTH:
             break
-        stack.extend((c, level + 1) for c in ir.children(node))
     return size, depth
 
 

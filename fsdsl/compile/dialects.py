@@ -88,8 +88,18 @@ class Dialect:
 
     def truncate(self, t: exp.Expression, unit: str) -> exp.Expression:
         if self.name == "bigquery":  # TIMESTAMP_TRUNC does not take a DATETIME
-            return exp.DatetimeTrunc(this=t, unit=exp.var(unit))
+            # WEEK is WEEK(SUNDAY) there; the language's weeks start on Monday, as ISO weeks do.
+            return exp.DatetimeTrunc(this=t, unit=exp.var("ISOWEEK" if unit == "WEEK" else unit))
         return exp.TimestampTrunc(this=t, unit=exp.var(unit))
+
+    def extract(self, part: str, t: exp.Expression) -> exp.Expression:
+        """`extract` as a whole number: postgres and spark give the seconds with their fraction
+        (30.123456), which a cast to BIGINT would round up where the contract truncates; redshift
+        is treated alike, harmlessly if its seconds are already whole."""
+        value = exp.Extract(this=exp.var(part.upper()), expression=t)
+        if part == "second" and self.name in ("postgres", "redshift", "spark", "databricks"):
+            return exp.Cast(this=exp.Floor(this=value), to=exp.DataType.build("BIGINT"))
+        return value
 
     # ---- aggregation ----
     def ordered_list(
@@ -139,6 +149,22 @@ class Dialect:
             return exp.Anonymous(this="JSON_PARSE", expressions=[exp.Literal.string("[]")])
         return exp.Cast(this=exp.Array(expressions=[]), to=self.sql_type(ir.list_of(element)))
 
+    def extreme(self, args: list[exp.Expression], largest: bool) -> exp.Expression:
+        """GREATEST/LEAST of two or more values, skipping nulls: null only when all are null.
+
+        duckdb, postgres, redshift and spark already skip nulls; snowflake has *_IGNORE_NULLS
+        (sqlglot's `ignore_nulls`); bigquery and trino return null as soon as one argument is,
+        so there every argument falls back on the others: a null one then repeats a value
+        already in the list, which changes neither the greatest nor the least.
+        """
+        cls = exp.Greatest if largest else exp.Least
+        if self.name in ("bigquery", "trino"):
+            args = [
+                exp.Coalesce(this=a, expressions=[b.copy() for j, b in enumerate(args) if j != i])
+                for i, a in enumerate(args)
+            ]
+        return cls(this=args[0], expressions=args[1:], ignore_nulls=True)
+
     def pick(self, e: exp.Expression, t: ir.Type, largest: bool = True) -> exp.Expression:
         """MAX/MIN that also works on booleans (postgres has no MAX(boolean))."""
         if t == ir.BOOL:
@@ -146,13 +172,16 @@ class Dialect:
         return exp.Max(this=e) if largest else exp.Min(this=e)
 
     def round(self, x: exp.Expression, digits: exp.Expression | None, t: ir.Type):
-        if digits is not None and t == ir.FLOAT and self.name in ("postgres", "redshift"):
-            # ROUND(double precision, int) does not exist there; numeric rounds exactly.
-            inner = exp.Round(
-                this=exp.Cast(this=x, to=exp.DataType.build("DECIMAL")), decimals=digits
-            )
+        """ROUND with halves away from zero, as language.md promises."""
+        if t == ir.FLOAT and self.name == "postgres":
+            # ROUND(double precision, int) does not exist there, and ROUND(double precision)
+            # rounds halves to even; numeric rounds halves away from zero.
+            number = exp.Cast(this=x, to=exp.DataType.build("DECIMAL"))
+            inner = exp.Round(this=number, decimals=digits)
             return exp.Cast(this=inner, to=exp.DataType.build("DOUBLE"))
-        return exp.Round(this=x, decimals=digits) if digits is not None else exp.Round(this=x)
+        # redshift's ROUND takes a FLOAT8 with digits; its DECIMAL is DECIMAL(18, 0), so a cast
+        # to it would drop the digits before ROUND could keep them.
+        return exp.Round(this=x, decimals=digits)
 
 
 def _json_text(value: exp.Expression, t: ir.Type) -> exp.Expression:

@@ -538,18 +538,36 @@ def feature_values(
     inlined; the view's TTL nulls every feature when no event is in [T - ttl, T).
     """
     built: dict[str, exp.Expression] = {}
+    by_name = {f.name: f for f in view.features}
 
     def leaf(e: ir.Expr) -> exp.Expression:
         if isinstance(e, ir.Aggregate):
             rel, column = aggs.columns[e]
             return empty_value(e, col(column, alias_of[rel]), d)
         if isinstance(e, ir.FeatureRef):
-            return wrap(plain(view.feature(e.name)))
+            return wrap(built[e.name].copy())
         raise TypeError(e)
 
     def plain(f: ir.Feature) -> exp.Expression:
-        if f.name not in built:
-            built[f.name] = to_sql(f.expr, d, leaf)
+        # What `f` uses is compiled first, with an explicit stack: a chain of derived features
+        # can be longer than Python's recursion limit.
+        todo = [f.name]
+        while todo:
+            name = todo[-1]
+            if name in built:
+                todo.pop()
+                continue
+            expr = by_name[name].expr
+            missing = [
+                n.name
+                for n in ir.walk(expr)
+                if isinstance(n, ir.FeatureRef) and n.name not in built
+            ]
+            if missing:
+                todo.extend(missing)
+                continue
+            built[name] = to_sql(expr, d, leaf)
+            todo.pop()
         return built[f.name].copy()
 
     out = {}

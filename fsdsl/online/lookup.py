@@ -1,4 +1,9 @@
-"""Online lookups for a service: key dicts in, feature dicts out, one round trip per batch."""
+"""Online lookups for a service: key dicts in, feature dicts out, one round trip per batch.
+
+With `status`, each row also says, per view, what its values are: `ok` (stored, checksum
+verified), `missing` (no stored entity: the values of an unseen entity) or `corrupt` (a stored
+entity failed its checksum: served as missing, rewritten by the next run).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from fsdsl.diagnostics import UsageError
 from fsdsl.online.codec import decoder, key_text, normalise_key_value, plain_key_text
 from fsdsl.online.refresh import fingerprint
 from fsdsl.online.store import OnlineStore
+
+STATUS = "__status"  # the row's {view: ok | missing | corrupt}, when asked for
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,9 @@ def plan_service(repo: ir.Repository, service: str, cache: Path | None = None) -
     return ServicePlan(service, tuple(views), tuple(f for _, f in svc.features))
 
 
-def lookup(online: OnlineStore, plan: ServicePlan, keys: list[dict]) -> list[dict]:
+def lookup(
+    online: OnlineStore, plan: ServicePlan, keys: list[dict], status: bool = False
+) -> list[dict]:
     missing = [k for k in plan.key_names if k not in keys[0]] if keys else []
     if missing:
         raise UsageError(
@@ -96,25 +105,34 @@ def lookup(online: OnlineStore, plan: ServicePlan, keys: list[dict]) -> list[dic
                 "the current definition; run `fsc run` first",
                 "E0508",
             )
-        empty, rows = part
+        empty, rows, corrupt = part
         names = vp.decoders
         for i, values in enumerate(rows):
-            get = (values or empty).get  # no hash: the entity has the empty values
+            # no hash, or a damaged one: the entity has the empty values
+            get = (empty if values is None else values).get
             row = out[i]
             for name, stored, dec in names:
                 value = get(stored)
                 row[name] = None if value is None else dec(value)
+        if status:
+            bad = set(corrupt)
+            for i, values in enumerate(rows):
+                said = "corrupt" if i in bad else "missing" if values is None else "ok"
+                out[i].setdefault(STATUS, {})[vp.view] = said
     return out
 
 
-def as_table(rows: list[dict], plan: ServicePlan, keys_schema):
-    """Rows of a lookup as Arrow: the key columns as given, then typed feature columns."""
+def as_table(rows: list[dict], plan: ServicePlan, keys_schema, status: bool = False):
+    """Rows of a lookup as Arrow: the key columns as given, then typed feature columns (then,
+    with `status`, a struct column of one status per view)."""
     import pyarrow as pa
 
     from fsdsl.online.types import arrow_type
 
     types = {f.name: f.type for vp in plan.views for f in vp.features}
     fields = list(keys_schema) + [pa.field(n, arrow_type(types[n])) for n in plan.order]
+    if status:
+        fields.append(pa.field(STATUS, pa.struct([(vp.view, pa.string()) for vp in plan.views])))
     schema = pa.schema(fields)
     return pa.Table.from_pylist(
         [{f.name: r.get(f.name) for f in fields} for r in rows], schema=schema

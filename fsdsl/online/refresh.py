@@ -21,9 +21,11 @@ from fsdsl.compile.render import sql_text
 from fsdsl.compile.training import training_query
 from fsdsl.diagnostics import UsageError
 from fsdsl.online import aggstate
+from fsdsl.online import cache as compiled_cache
 from fsdsl.online.codec import encode_array, encode_column, key_array, lit
 from fsdsl.online.resp import del_rows, hset_rows
-from fsdsl.online.store import MARKER, OnlineStore
+from fsdsl.online.runlock import RunLock
+from fsdsl.online.store import LAYOUT, MARKER, OnlineStore
 from fsdsl.online.types import conform
 
 BATCH = 2000
@@ -34,28 +36,22 @@ def refresh_sql(view: ir.View, dialect: str, cache: Path | None = None) -> str:
     """The refresh query's text. Building its sqlglot tree takes about 0.25 s per view, a
     tenth of a short incremental run: with `cache` (a folder), it is kept there under a key of
     everything the text depends on — the view's IR, the dialect, the compiler's own source and
-    sqlglot's version — so a stale text is never read back."""
+    sqlglot's version — so a stale text is never read back, and each entry is checked against
+    its digest (`cache.py`), so a damaged one is recompiled rather than run."""
     if cache is None:
         return sql_text(refresh_query(view, dialect), dialect, pretty=False)
-    file = cache / f"{view.name}.{dialect}.{_compile_key(view, dialect)}.sql"
-    try:
-        return file.read_text()
-    except OSError:
-        pass
-    text = sql_text(refresh_query(view, dialect), dialect, pretty=False)
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        partial = file.with_suffix(f".{uuid.uuid4().hex}.partial")
-        partial.write_text(text)
-        partial.replace(file)
-    except OSError:
-        pass  # a read-only project: compile every time
+    key = _compile_key(view, dialect)
+    file = cache / f"{view.name}.{dialect}.{key[:20]}.sql"
+    text = compiled_cache.read(file, key)
+    if text is None:
+        text = sql_text(refresh_query(view, dialect), dialect, pretty=False)
+        compiled_cache.write(file, key, text)
     return text
 
 
 def _compile_key(view: ir.View, dialect: str) -> str:
     text = f"{view!r}\n{dialect}\n{_compiler_version()}"
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @functools.cache
@@ -75,7 +71,8 @@ def fingerprint(view: ir.View, cache: Path | None = None, duckdb_sql: str | None
     (in one dialect, so that moving the same repository to another warehouse keeps it)."""
     text = duckdb_sql if duckdb_sql is not None else refresh_sql(view, "duckdb", cache)
     types = ",".join(f"{f.name}:{f.type}" for f in view.features)
-    return hashlib.sha256(f"{text}\n{types}".encode()).hexdigest()[:16]
+    # the stored layout too: hashes without checksums are refreshed in full, never misread
+    return hashlib.sha256(f"{text}\n{types}\n{LAYOUT}".encode()).hexdigest()[:16]
 
 
 def parse_time(text: str | None) -> dt.datetime:
@@ -101,6 +98,7 @@ class ViewRun:
     previous: str | None
     entities_written: int = 0
     entities_removed: int = 0
+    entities_repaired: int = 0  # rewritten because a reader found them damaged
     values_written: int = 0
     query_seconds: float = 0.0
     write_seconds: float = 0.0
@@ -160,13 +158,8 @@ def refresh_view(
     sql = refresh_sql(view, wh.dialect, cache)
     fp = fingerprint(view, cache, sql if wh.dialect == "duckdb" else None)
     owner = uuid.uuid4().hex
-    if not online.lock(view.name, owner):
-        raise UsageError(
-            f"another run of view `{view.name}` is in progress (lock "
-            f"fsdsl:lock:{view.name}); wait for it or delete the lock",
-            "E0506",
-        )
-    try:
+    # held, and renewed in the background, until the run ends: its query included
+    with RunLock(online, view.name, owner) as held:
         state = online.state(view.name)
         previous = state.get("as_of")
         incremental = not full and state.get("fp") == fp and previous is not None
@@ -185,11 +178,10 @@ def refresh_view(
         ns = state["ns"] if incremental else f"{view.name}:{fp}:{owner[:8]}"
         run = ViewRun(view.name, "incremental" if incremental else "full", at.isoformat(), previous)
 
-        if not incremental:
+        empty = online.read_empty(ns) if incremental else None
+        if empty is None:  # a new namespace, or stored empty values that fail their checksum
             empty = empty_fields(repo, view, wh, at)
             online.write_empty(ns, empty)
-        else:
-            empty = online.read_empty(ns)
 
         t0 = time.perf_counter()
         params = {
@@ -198,6 +190,7 @@ def refresh_view(
         }
         aggstate.register(wh, view, old_state if old_state is not None else aggstate.empty(view))
         result = wh.execute_sql(sql, params)
+        held.check()
         run.query_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         total = result.num_rows
@@ -211,12 +204,15 @@ def refresh_view(
                 run.entities_removed += len(gone)
             # in place: one MULTI/EXEC per batch, so a reader never sees an entity half-written
             online.send_commands(buffer, count, transaction=incremental)
-            online.keep_lock(view.name)
+            held.check()
             run.entities_written += len(put[0])
             run.values_written += values
             done += batch.num_rows
             if progress:
                 progress(view.name, done, total)
+        repairs = online.repairs(ns) if incremental else []
+        if repairs:
+            run.entities_repaired = _repair(repo, view, wh, online, at, ns, empty, repairs)
         run.write_seconds = time.perf_counter() - t1
 
         changed = aggstate.from_result(view, result)
@@ -232,7 +228,9 @@ def refresh_view(
                 "refreshed_at": dt.datetime.now(dt.UTC).isoformat(),
             },
             aggregates=aggstate.dumps(new_state),
+            owner=owner,
         )
+        online.repaired(ns, repairs)
         if not incremental and state.get("ns") and state["ns"] != ns:
             # Readers may use the namespace they cached for up to STATE_TTL seconds: retire
             # the old one now, remove it once no reader can still be using it.
@@ -240,11 +238,29 @@ def refresh_view(
         online.drop_retired()
         run.seconds = time.perf_counter() - started
         return run
-    finally:
-        try:
-            online.unlock(view.name, owner)
-        except UsageError:
-            pass  # the store is gone; the lock expires by itself
+
+
+def _repair(
+    repo: ir.Repository,
+    view: ir.View,
+    wh: Warehouse,
+    online: OnlineStore,
+    at: dt.datetime,
+    ns: str,
+    empty: dict[str, str],
+    keys: list[str],
+) -> int:
+    """Rewrite the entities readers found damaged (`repair.py`), in place like the run's
+    own rows."""
+    from fsdsl.online.repair import recompute
+
+    fixed = recompute(repo, view, wh, at, keys)
+    for batch in fixed.to_batches(max_chunksize=BATCH):
+        put, gone, _ = _encode_batch(view, batch, empty, ns)
+        buffer, count = hset_rows(put[0], put[1], MARKER, replace=True)
+        extra, more = del_rows(gone)
+        online.send_commands(buffer + extra, count + more, transaction=True)
+    return len(keys)
 
 
 def _encode_batch(view: ir.View, batch: pa.RecordBatch, empty: dict[str, str], ns: str):

@@ -8,6 +8,10 @@ row's command is the concatenation of its pieces, and the batch is one buffer se
 
 from __future__ import annotations
 
+import struct
+from itertools import pairwise
+from zlib import crc32
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -53,12 +57,15 @@ def _buffer(rows: pa.Array) -> bytes:
 def hset_rows(
     keys: pa.Array, fields: dict[str, pa.Array], marker: str, replace: bool
 ) -> tuple[bytes, int]:
-    """`HSET key marker 1 field value ...` per row, the null fields left out; with `replace`,
-    preceded by one `DEL` of all the keys so that no stale field survives (one reply for the
-    batch rather than one per key). Returns (buffer, commands)."""
+    """`HSET key field value ... marker checksum` per row, the null fields left out, the others
+    in the order of their names (see `checksum.py`); with `replace`, preceded by one `DEL` of
+    all the keys so that no stale field survives (one reply for the batch rather than one per
+    key). Returns (buffer, commands)."""
     n = len(keys)
     if n == 0:
         return b"", 0
+    keys = flat(keys)
+    fields = {name: fields[name] for name in sorted(fields)}  # code point = UTF-8 bytes order
     pieces, present = [], pa.nulls(n, pa.int64()).fill_null(lit(0))
     for name, values in fields.items():
         valid = pc.is_valid(values)
@@ -67,18 +74,28 @@ def hset_rows(
         pieces.append(pc.fill_null(piece, lit("")))
     argc = pc.add(pc.multiply(present, lit(2)), lit(4))  # HSET, key, marker, its value
     key_bulks = _bulks(keys)
-    head = [
-        "*",
-        pc.cast(argc, pa.string()),
-        "\r\n" + bulk("HSET").decode(),
-        key_bulks,
-        (bulk(marker) + bulk("1")).decode(),
-    ]
-    rows = _buffer(_joined([*head, *pieces]))
+    head = ["*", pc.cast(argc, pa.string()), "\r\n" + bulk("HSET").decode(), key_bulks]
+    tail = [bulk(marker).decode(), _bulks(checksums(keys, fields))]
+    rows = _buffer(_joined([*head, *pieces, *tail]))
     if not replace:
         return rows, n
     delete = b"*%d\r\n" % (n + 1) + bulk("DEL") + _buffer(key_bulks)
     return delete + rows, n + 1
+
+
+def checksums(keys: pa.Array, fields: dict[str, pa.Array]) -> pa.Array:
+    """Each row's checksum (`checksum.py`) in decimal, for fields in canonical order: Arrow
+    builds each row's signed text (key, present names, their values); Arrow has no CRC kernel,
+    so `crc32` is one call per row on slices of that column's data buffer."""
+    names = [pc.if_else(pc.is_valid(v), lit(name), lit("")) for name, v in fields.items()]
+    signed = flat(_joined([keys, *names, *[pc.fill_null(v, lit("")) for v in fields.values()]]))
+    kind = "q" if pa.types.is_large_string(signed.type) else "i"
+    start = signed.offset
+    offsets = memoryview(signed.buffers()[1]).cast(kind)[start : start + len(signed) + 1]
+    data = memoryview(signed.buffers()[2] or b"")
+    crcs = [crc32(data[a:b]) for a, b in pairwise(offsets)]
+    packed = pa.py_buffer(struct.pack(f"<{len(crcs)}I", *crcs))
+    return pc.cast(pa.Array.from_buffers(pa.uint32(), len(crcs), [None, packed]), pa.string())
 
 
 def del_rows(keys: pa.Array) -> tuple[bytes, int]:

@@ -3,6 +3,11 @@
 For every view with a refresh, sample entity keys from the online store (plus keys never seen),
 compute the same features with the *training* query at the refresh time, and compare cell by
 cell with what `online_features` serves.
+
+The expectation never comes from `.fsc/cache`: the fingerprint a view must be served under is
+compiled here afresh, so a store filled by a tampered or stale cached query (which may drop
+whole entities, invisible to a sample of the store's own keys) is reported as stale, a
+failure, rather than checked against itself.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ import datetime as dt
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -34,6 +38,16 @@ class FeatureReport:
     examples: list = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Unverified:
+    """Why a view was not compared. `stale`: the store serves it under another fingerprint
+    than the current compile's, so serving cannot equal training — a failure; otherwise the
+    view was never refreshed — nothing to check."""
+
+    reason: str
+    stale: bool = False
+
+
 def _same(a, b) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
@@ -49,11 +63,17 @@ def verify_view(
     online: OnlineStore,
     sample: int,
     at: dt.datetime | None,
-    cache: Path | None = None,
-) -> tuple[list[FeatureReport], str | None]:
+) -> tuple[list[FeatureReport], Unverified | None]:
     state = online.state(view.name)
-    if not state or state.get("fp") != fingerprint(view, cache):
-        return [], "no complete refresh for the current definition"
+    if not state or not state.get("fp"):
+        return [], Unverified("never refreshed")
+    expected = fingerprint(view)  # compiled here, never read from the cache
+    if state["fp"] != expected:
+        return [], Unverified(
+            f"the online store holds values computed by another query (fingerprint "
+            f"{state['fp']}, the current definition compiles to {expected}); run `fsc run`",
+            stale=True,
+        )
     when = at or dt.datetime.fromisoformat(state["as_of"])
     texts = online.sample_keys(state["ns"], sample)
     keys = [json.loads(t) for t in texts]

@@ -17,10 +17,9 @@ WITH "user_browsing__events" AS (
     "user_id",
     "__ts",
     CASE
-      WHEN "__avail" < CAST(%(as_of)s AS TIMESTAMP)
+      WHEN "__avail" < CAST($1 AS TIMESTAMP)
       AND (
-        CAST(%(watermark)s AS TIMESTAMP) IS NULL
-        OR "__avail" >= CAST(%(watermark)s AS TIMESTAMP)
+        CAST($2 AS TIMESTAMP) IS NULL OR "__avail" >= CAST($2 AS TIMESTAMP)
       )
       THEN 1
       ELSE 0
@@ -28,26 +27,25 @@ WITH "user_browsing__events" AS (
   FROM "user_browsing__events"
   WHERE
     (
-      "__avail" < CAST(%(as_of)s AS TIMESTAMP)
+      "__avail" < CAST($1 AS TIMESTAMP)
       AND (
-        CAST(%(watermark)s AS TIMESTAMP) IS NULL
-        OR "__avail" >= CAST(%(watermark)s AS TIMESTAMP)
+        CAST($2 AS TIMESTAMP) IS NULL OR "__avail" >= CAST($2 AS TIMESTAMP)
       )
-      OR "__avail" < CAST(%(watermark)s AS TIMESTAMP)
-      AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '1 HOUR'
-      AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '1 HOUR'
-      OR "__avail" < CAST(%(watermark)s AS TIMESTAMP)
-      AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '24 HOUR'
-      AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '24 HOUR'
-      OR "__avail" < CAST(%(watermark)s AS TIMESTAMP)
-      AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '7 DAY'
-      AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
-      OR "__avail" < CAST(%(watermark)s AS TIMESTAMP)
-      AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '14 DAY'
-      AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '14 DAY'
-      OR "__avail" < CAST(%(watermark)s AS TIMESTAMP)
-      AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '30 DAY'
-      AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '30 DAY'
+      OR "__avail" < CAST($2 AS TIMESTAMP)
+      AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '1 HOUR'
+      AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '1 HOUR'
+      OR "__avail" < CAST($2 AS TIMESTAMP)
+      AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '24 HOUR'
+      AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '24 HOUR'
+      OR "__avail" < CAST($2 AS TIMESTAMP)
+      AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '7 DAY'
+      AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
+      OR "__avail" < CAST($2 AS TIMESTAMP)
+      AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '14 DAY'
+      AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '14 DAY'
+      OR "__avail" < CAST($2 AS TIMESTAMP)
+      AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '30 DAY'
+      AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
     )
 ), "user_browsing__changed" AS (
   SELECT
@@ -55,8 +53,8 @@ WITH "user_browsing__events" AS (
     MAX(
       CASE
         WHEN "__new" = 0
-        AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '1 HOUR'
-        AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '1 HOUR'
+        AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '1 HOUR'
+        AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '1 HOUR'
         THEN 1
         ELSE 0
       END
@@ -64,8 +62,8 @@ WITH "user_browsing__events" AS (
     MAX(
       CASE
         WHEN "__new" = 0
-        AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '24 HOUR'
-        AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '24 HOUR'
+        AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '24 HOUR'
+        AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '24 HOUR'
         THEN 1
         ELSE 0
       END
@@ -73,8 +71,8 @@ WITH "user_browsing__events" AS (
     MAX(
       CASE
         WHEN "__new" = 0
-        AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
-        AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '7 DAY'
+        AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
+        AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '7 DAY'
         THEN 1
         ELSE 0
       END
@@ -82,8 +80,8 @@ WITH "user_browsing__events" AS (
     MAX(
       CASE
         WHEN "__new" = 0
-        AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '14 DAY'
-        AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '14 DAY'
+        AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '14 DAY'
+        AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '14 DAY'
         THEN 1
         ELSE 0
       END
@@ -102,10 +100,9 @@ WITH "user_browsing__events" AS (
     "e"."__a4",
     "e"."__a5",
     CASE
-      WHEN "e"."__avail" < CAST(%(as_of)s AS TIMESTAMP)
+      WHEN "e"."__avail" < CAST($1 AS TIMESTAMP)
       AND (
-        CAST(%(watermark)s AS TIMESTAMP) IS NULL
-        OR "e"."__avail" >= CAST(%(watermark)s AS TIMESTAMP)
+        CAST($2 AS TIMESTAMP) IS NULL OR "e"."__avail" >= CAST($2 AS TIMESTAMP)
       )
       THEN 1
       ELSE 0
@@ -118,21 +115,20 @@ WITH "user_browsing__events" AS (
   INNER JOIN "user_browsing__changed" AS "f"
     ON "e"."user_id" = "f"."user_id"
   WHERE
-    "e"."__avail" < CAST(%(as_of)s AS TIMESTAMP)
+    "e"."__avail" < CAST($1 AS TIMESTAMP)
     AND (
-      "e"."__avail" < CAST(%(as_of)s AS TIMESTAMP)
+      "e"."__avail" < CAST($1 AS TIMESTAMP)
       AND (
-        CAST(%(watermark)s AS TIMESTAMP) IS NULL
-        OR "e"."__avail" >= CAST(%(watermark)s AS TIMESTAMP)
+        CAST($2 AS TIMESTAMP) IS NULL OR "e"."__avail" >= CAST($2 AS TIMESTAMP)
       )
       OR "f"."__l0" = 1
-      AND "e"."__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '1 HOUR'
+      AND "e"."__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '1 HOUR'
       OR "f"."__l1" = 1
-      AND "e"."__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '24 HOUR'
+      AND "e"."__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '24 HOUR'
       OR "f"."__l2" = 1
-      AND "e"."__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      AND "e"."__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       OR "f"."__l3" = 1
-      AND "e"."__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '14 DAY'
+      AND "e"."__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '14 DAY'
     )
 ), "user_browsing__parts" AS (
   SELECT
@@ -153,7 +149,7 @@ WITH "user_browsing__events" AS (
   SELECT
     "user_id",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '1 HOUR'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '1 HOUR'
       AND (
         "__new" = 1 OR "__l0" = 1
       )
@@ -161,7 +157,7 @@ WITH "user_browsing__events" AS (
       ELSE 0
     END AS BIGINT) AS "__c0",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '24 HOUR'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '24 HOUR'
       AND (
         "__new" = 1 OR "__l1" = 1
       )
@@ -169,7 +165,7 @@ WITH "user_browsing__events" AS (
       ELSE 0
     END AS BIGINT) AS "__c1",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
         "__new" = 1 OR "__l2" = 1
       )
@@ -177,14 +173,14 @@ WITH "user_browsing__events" AS (
       ELSE 0
     END AS BIGINT) AS "__c2",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
         "__new" = 1 OR "__l2" = 1
       )
       THEN CAST("__a0" AS DOUBLE PRECISION)
     END AS DOUBLE PRECISION) AS "__s3",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
         "__new" = 1 OR "__l2" = 1
       )
@@ -193,7 +189,7 @@ WITH "user_browsing__events" AS (
       ELSE 0
     END AS BIGINT) AS "__c3",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
         "__new" = 1 OR "__l2" = 1
       )
@@ -201,7 +197,7 @@ WITH "user_browsing__events" AS (
     END AS DOUBLE PRECISION) AS "__s4",
     CAST(CASE WHEN "__new" = 1 THEN "__a4" END AS TIMESTAMP) AS "__m7",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '24 HOUR'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '24 HOUR'
       AND (
         "__new" = 1 OR "__l1" = 1
       )
@@ -233,11 +229,7 @@ WITH "user_browsing__events" AS (
     CAST(SUM("__c10") AS BIGINT) AS "__c10",
     SUM("__c10") AS "__r10",
     MAX("__lt") AS "__lt",
-    CASE
-      WHEN MAX("__lt") >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '30 DAY'
-      THEN 1
-      ELSE 0
-    END AS "__ttl"
+    CASE WHEN MAX("__lt") >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY' THEN 1 ELSE 0 END AS "__ttl"
   FROM "user_browsing__parts"
   GROUP BY
     "user_id"
@@ -255,7 +247,7 @@ WITH "user_browsing__events" AS (
     INNER JOIN "user_browsing__changed" AS "f"
       ON "s"."user_id" = "f"."user_id"
     WHERE
-      "s"."__t" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      "s"."__t" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
     UNION ALL
     SELECT
       "user_id",
@@ -265,7 +257,7 @@ WITH "user_browsing__events" AS (
     WHERE
       "__new" = 1
       AND NOT "__a2" IS NULL
-      AND "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      AND "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
   ) AS "c"
   GROUP BY
     "user_id",
@@ -332,7 +324,7 @@ WITH "user_browsing__events" AS (
       ON "s"."user_id" = "f"."user_id"
     WHERE
       NOT "s"."__p8_1_v" IS NULL
-      AND "s"."__p8_1_t" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '14 DAY'
+      AND "s"."__p8_1_t" >= CAST($1 AS TIMESTAMP) - INTERVAL '14 DAY'
       AND NOT "f"."__l3" = 1
     UNION ALL
     SELECT
@@ -342,7 +334,7 @@ WITH "user_browsing__events" AS (
     FROM "user_browsing__rows"
     WHERE
       NOT "__a4" IS NULL
-      AND "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '14 DAY'
+      AND "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '14 DAY'
       AND (
         "__new" = 1 OR "__l3" = 1
       )
@@ -373,7 +365,7 @@ WITH "user_browsing__events" AS (
       ON "s"."user_id" = "f"."user_id"
     WHERE
       NOT "s"."__p9_1_v" IS NULL
-      AND "s"."__p9_1_t" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      AND "s"."__p9_1_t" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND NOT "f"."__l2" = 1
     UNION ALL
     SELECT
@@ -385,7 +377,7 @@ WITH "user_browsing__events" AS (
       ON "s"."user_id" = "f"."user_id"
     WHERE
       NOT "s"."__p9_2_v" IS NULL
-      AND "s"."__p9_2_t" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      AND "s"."__p9_2_t" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND NOT "f"."__l2" = 1
     UNION ALL
     SELECT
@@ -397,7 +389,7 @@ WITH "user_browsing__events" AS (
       ON "s"."user_id" = "f"."user_id"
     WHERE
       NOT "s"."__p9_3_v" IS NULL
-      AND "s"."__p9_3_t" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      AND "s"."__p9_3_t" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND NOT "f"."__l2" = 1
     UNION ALL
     SELECT
@@ -409,7 +401,7 @@ WITH "user_browsing__events" AS (
       ON "s"."user_id" = "f"."user_id"
     WHERE
       NOT "s"."__p9_4_v" IS NULL
-      AND "s"."__p9_4_t" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      AND "s"."__p9_4_t" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND NOT "f"."__l2" = 1
     UNION ALL
     SELECT
@@ -421,7 +413,7 @@ WITH "user_browsing__events" AS (
       ON "s"."user_id" = "f"."user_id"
     WHERE
       NOT "s"."__p9_5_v" IS NULL
-      AND "s"."__p9_5_t" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      AND "s"."__p9_5_t" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND NOT "f"."__l2" = 1
     UNION ALL
     SELECT
@@ -431,7 +423,7 @@ WITH "user_browsing__events" AS (
     FROM "user_browsing__rows"
     WHERE
       NOT "__a5" IS NULL
-      AND "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      AND "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
         "__new" = 1 OR "__l2" = 1
       )
@@ -459,7 +451,7 @@ WITH "user_browsing__events" AS (
 )
 SELECT
   "f"."user_id",
-  CAST(%(as_of)s AS TIMESTAMP) AS "as_of",
+  CAST($1 AS TIMESTAMP) AS "as_of",
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0
     THEN CAST(COALESCE("r0"."__r0", 0) AS BIGINT)

@@ -23,10 +23,9 @@ WITH "user_category_browsing__events" AS (
     "category",
     "__ts",
     CASE
-      WHEN "__avail" < CAST(%(as_of)s AS TIMESTAMP)
+      WHEN "__avail" < CAST($1 AS TIMESTAMP)
       AND (
-        CAST(%(watermark)s AS TIMESTAMP) IS NULL
-        OR "__avail" >= CAST(%(watermark)s AS TIMESTAMP)
+        CAST($2 AS TIMESTAMP) IS NULL OR "__avail" >= CAST($2 AS TIMESTAMP)
       )
       THEN 1
       ELSE 0
@@ -34,17 +33,16 @@ WITH "user_category_browsing__events" AS (
   FROM "user_category_browsing__events"
   WHERE
     (
-      "__avail" < CAST(%(as_of)s AS TIMESTAMP)
+      "__avail" < CAST($1 AS TIMESTAMP)
       AND (
-        CAST(%(watermark)s AS TIMESTAMP) IS NULL
-        OR "__avail" >= CAST(%(watermark)s AS TIMESTAMP)
+        CAST($2 AS TIMESTAMP) IS NULL OR "__avail" >= CAST($2 AS TIMESTAMP)
       )
-      OR "__avail" < CAST(%(watermark)s AS TIMESTAMP)
-      AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '7 DAY'
-      AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
-      OR "__avail" < CAST(%(watermark)s AS TIMESTAMP)
-      AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '14 DAY'
-      AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '14 DAY'
+      OR "__avail" < CAST($2 AS TIMESTAMP)
+      AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '7 DAY'
+      AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
+      OR "__avail" < CAST($2 AS TIMESTAMP)
+      AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '14 DAY'
+      AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '14 DAY'
     )
 ), "user_category_browsing__changed" AS (
   SELECT
@@ -53,8 +51,8 @@ WITH "user_category_browsing__events" AS (
     MAX(
       CASE
         WHEN "__new" = 0
-        AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
-        AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '7 DAY'
+        AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
+        AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '7 DAY'
         THEN 1
         ELSE 0
       END
@@ -70,10 +68,9 @@ WITH "user_category_browsing__events" AS (
     "e"."__ts",
     "e"."__a0",
     CASE
-      WHEN "e"."__avail" < CAST(%(as_of)s AS TIMESTAMP)
+      WHEN "e"."__avail" < CAST($1 AS TIMESTAMP)
       AND (
-        CAST(%(watermark)s AS TIMESTAMP) IS NULL
-        OR "e"."__avail" >= CAST(%(watermark)s AS TIMESTAMP)
+        CAST($2 AS TIMESTAMP) IS NULL OR "e"."__avail" >= CAST($2 AS TIMESTAMP)
       )
       THEN 1
       ELSE 0
@@ -83,15 +80,14 @@ WITH "user_category_browsing__events" AS (
   INNER JOIN "user_category_browsing__changed" AS "f"
     ON "e"."user_id" = "f"."user_id" AND "e"."category" = "f"."category"
   WHERE
-    "e"."__avail" < CAST(%(as_of)s AS TIMESTAMP)
+    "e"."__avail" < CAST($1 AS TIMESTAMP)
     AND (
-      "e"."__avail" < CAST(%(as_of)s AS TIMESTAMP)
+      "e"."__avail" < CAST($1 AS TIMESTAMP)
       AND (
-        CAST(%(watermark)s AS TIMESTAMP) IS NULL
-        OR "e"."__avail" >= CAST(%(watermark)s AS TIMESTAMP)
+        CAST($2 AS TIMESTAMP) IS NULL OR "e"."__avail" >= CAST($2 AS TIMESTAMP)
       )
       OR "f"."__l0" = 1
-      AND "e"."__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      AND "e"."__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
     )
 ), "user_category_browsing__parts" AS (
   SELECT
@@ -108,7 +104,7 @@ WITH "user_category_browsing__events" AS (
     "user_id",
     "category",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
         "__new" = 1 OR "__l0" = 1
       )
@@ -116,7 +112,7 @@ WITH "user_category_browsing__events" AS (
       ELSE 0
     END AS BIGINT) AS "__c0",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
         "__new" = 1 OR "__l0" = 1
       )
@@ -133,11 +129,7 @@ WITH "user_category_browsing__events" AS (
     CAST(SUM("__s1") AS DOUBLE PRECISION) AS "__s1",
     SUM("__s1") AS "__r1",
     MAX("__lt") AS "__lt",
-    CASE
-      WHEN MAX("__lt") >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '14 DAY'
-      THEN 1
-      ELSE 0
-    END AS "__ttl"
+    CASE WHEN MAX("__lt") >= CAST($1 AS TIMESTAMP) - INTERVAL '14 DAY' THEN 1 ELSE 0 END AS "__ttl"
   FROM "user_category_browsing__parts"
   GROUP BY
     "user_id",
@@ -146,7 +138,7 @@ WITH "user_category_browsing__events" AS (
 SELECT
   "f"."user_id",
   "f"."category",
-  CAST(%(as_of)s AS TIMESTAMP) AS "as_of",
+  CAST($1 AS TIMESTAMP) AS "as_of",
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0
     THEN CAST(COALESCE("r0"."__r0", 0) AS BIGINT)

@@ -23,10 +23,9 @@ WITH "user_orders__events" AS (
     "user_id",
     "__ts",
     CASE
-      WHEN "__avail" < CAST(%(as_of)s AS TIMESTAMP)
+      WHEN "__avail" < CAST($1 AS TIMESTAMP)
       AND (
-        CAST(%(watermark)s AS TIMESTAMP) IS NULL
-        OR "__avail" >= CAST(%(watermark)s AS TIMESTAMP)
+        CAST($2 AS TIMESTAMP) IS NULL OR "__avail" >= CAST($2 AS TIMESTAMP)
       )
       THEN 1
       ELSE 0
@@ -34,23 +33,22 @@ WITH "user_orders__events" AS (
   FROM "user_orders__events"
   WHERE
     (
-      "__avail" < CAST(%(as_of)s AS TIMESTAMP)
+      "__avail" < CAST($1 AS TIMESTAMP)
       AND (
-        CAST(%(watermark)s AS TIMESTAMP) IS NULL
-        OR "__avail" >= CAST(%(watermark)s AS TIMESTAMP)
+        CAST($2 AS TIMESTAMP) IS NULL OR "__avail" >= CAST($2 AS TIMESTAMP)
       )
-      OR "__avail" < CAST(%(watermark)s AS TIMESTAMP)
-      AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '7 DAY'
-      AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
-      OR "__avail" < CAST(%(watermark)s AS TIMESTAMP)
-      AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '30 DAY'
-      AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '30 DAY'
-      OR "__avail" < CAST(%(watermark)s AS TIMESTAMP)
-      AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '90 DAY'
-      AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '90 DAY'
-      OR "__avail" < CAST(%(watermark)s AS TIMESTAMP)
-      AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '60 DAY'
-      AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '60 DAY'
+      OR "__avail" < CAST($2 AS TIMESTAMP)
+      AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '7 DAY'
+      AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
+      OR "__avail" < CAST($2 AS TIMESTAMP)
+      AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '30 DAY'
+      AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
+      OR "__avail" < CAST($2 AS TIMESTAMP)
+      AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '90 DAY'
+      AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '90 DAY'
+      OR "__avail" < CAST($2 AS TIMESTAMP)
+      AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '60 DAY'
+      AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '60 DAY'
     )
 ), "user_orders__changed" AS (
   SELECT
@@ -58,8 +56,8 @@ WITH "user_orders__events" AS (
     MAX(
       CASE
         WHEN "__new" = 0
-        AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
-        AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '7 DAY'
+        AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
+        AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '7 DAY'
         THEN 1
         ELSE 0
       END
@@ -67,8 +65,8 @@ WITH "user_orders__events" AS (
     MAX(
       CASE
         WHEN "__new" = 0
-        AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '30 DAY'
-        AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '30 DAY'
+        AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
+        AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '30 DAY'
         THEN 1
         ELSE 0
       END
@@ -76,8 +74,8 @@ WITH "user_orders__events" AS (
     MAX(
       CASE
         WHEN "__new" = 0
-        AND "__ts" < CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '90 DAY'
-        AND "__ts" >= CAST(%(watermark)s AS TIMESTAMP) - INTERVAL '90 DAY'
+        AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '90 DAY'
+        AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '90 DAY'
         THEN 1
         ELSE 0
       END
@@ -93,10 +91,9 @@ WITH "user_orders__events" AS (
     "e"."__a0",
     "e"."__a1",
     CASE
-      WHEN "e"."__avail" < CAST(%(as_of)s AS TIMESTAMP)
+      WHEN "e"."__avail" < CAST($1 AS TIMESTAMP)
       AND (
-        CAST(%(watermark)s AS TIMESTAMP) IS NULL
-        OR "e"."__avail" >= CAST(%(watermark)s AS TIMESTAMP)
+        CAST($2 AS TIMESTAMP) IS NULL OR "e"."__avail" >= CAST($2 AS TIMESTAMP)
       )
       THEN 1
       ELSE 0
@@ -108,19 +105,18 @@ WITH "user_orders__events" AS (
   INNER JOIN "user_orders__changed" AS "f"
     ON "e"."user_id" = "f"."user_id"
   WHERE
-    "e"."__avail" < CAST(%(as_of)s AS TIMESTAMP)
+    "e"."__avail" < CAST($1 AS TIMESTAMP)
     AND (
-      "e"."__avail" < CAST(%(as_of)s AS TIMESTAMP)
+      "e"."__avail" < CAST($1 AS TIMESTAMP)
       AND (
-        CAST(%(watermark)s AS TIMESTAMP) IS NULL
-        OR "e"."__avail" >= CAST(%(watermark)s AS TIMESTAMP)
+        CAST($2 AS TIMESTAMP) IS NULL OR "e"."__avail" >= CAST($2 AS TIMESTAMP)
       )
       OR "f"."__l0" = 1
-      AND "e"."__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      AND "e"."__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       OR "f"."__l1" = 1
-      AND "e"."__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '30 DAY'
+      AND "e"."__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
       OR "f"."__l2" = 1
-      AND "e"."__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '90 DAY'
+      AND "e"."__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '90 DAY'
     )
 ), "user_orders__parts" AS (
   SELECT
@@ -141,7 +137,7 @@ WITH "user_orders__events" AS (
   SELECT
     "user_id",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
         "__new" = 1 OR "__l0" = 1
       )
@@ -149,7 +145,7 @@ WITH "user_orders__events" AS (
       ELSE 0
     END AS BIGINT) AS "__c0",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '30 DAY'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
         "__new" = 1 OR "__l1" = 1
       )
@@ -157,21 +153,21 @@ WITH "user_orders__events" AS (
       ELSE 0
     END AS BIGINT) AS "__c1",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '30 DAY'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
         "__new" = 1 OR "__l1" = 1
       )
       THEN "__a0"
     END AS DOUBLE PRECISION) AS "__s2",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '30 DAY'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
         "__new" = 1 OR "__l1" = 1
       )
       THEN CAST("__a0" AS DOUBLE PRECISION)
     END AS DOUBLE PRECISION) AS "__s3",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '30 DAY'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
         "__new" = 1 OR "__l1" = 1
       )
@@ -180,21 +176,21 @@ WITH "user_orders__events" AS (
       ELSE 0
     END AS BIGINT) AS "__c3",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '7 DAY'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
         "__new" = 1 OR "__l0" = 1
       )
       THEN "__a0"
     END AS DOUBLE PRECISION) AS "__m4",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '90 DAY'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '90 DAY'
       AND (
         "__new" = 1 OR "__l2" = 1
       )
       THEN "__a0"
     END AS DOUBLE PRECISION) AS "__m5",
     CAST(CASE
-      WHEN "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '30 DAY'
+      WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
         "__new" = 1 OR "__l1" = 1
       )
@@ -226,11 +222,7 @@ WITH "user_orders__events" AS (
     CAST(SUM("__c6") AS BIGINT) AS "__c6",
     SUM("__c6") AS "__r6",
     MAX("__lt") AS "__lt",
-    CASE
-      WHEN MAX("__lt") >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '60 DAY'
-      THEN 1
-      ELSE 0
-    END AS "__ttl"
+    CASE WHEN MAX("__lt") >= CAST($1 AS TIMESTAMP) - INTERVAL '60 DAY' THEN 1 ELSE 0 END AS "__ttl"
   FROM "user_orders__parts"
   GROUP BY
     "user_id"
@@ -294,7 +286,7 @@ WITH "user_orders__events" AS (
       ON "s"."user_id" = "f"."user_id"
     WHERE
       NOT "s"."__p8_1_v" IS NULL
-      AND "s"."__p8_1_t" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '30 DAY'
+      AND "s"."__p8_1_t" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
       AND NOT "f"."__l1" = 1
     UNION ALL
     SELECT
@@ -305,7 +297,7 @@ WITH "user_orders__events" AS (
     FROM "user_orders__rows"
     WHERE
       NOT "__a0" IS NULL
-      AND "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '30 DAY'
+      AND "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
         "__new" = 1 OR "__l1" = 1
       )
@@ -407,7 +399,7 @@ WITH "user_orders__events" AS (
     INNER JOIN "user_orders__changed" AS "f"
       ON "s"."user_id" = "f"."user_id"
     WHERE
-      "s"."__t" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '30 DAY'
+      "s"."__t" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
     UNION ALL
     SELECT
       "user_id",
@@ -417,7 +409,7 @@ WITH "user_orders__events" AS (
     WHERE
       "__new" = 1
       AND NOT "__a1" IS NULL
-      AND "__ts" >= CAST(%(as_of)s AS TIMESTAMP) - INTERVAL '30 DAY'
+      AND "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
   ) AS "c"
   GROUP BY
     "user_id",
@@ -436,7 +428,7 @@ WITH "user_orders__events" AS (
 )
 SELECT
   "f"."user_id",
-  CAST(%(as_of)s AS TIMESTAMP) AS "as_of",
+  CAST($1 AS TIMESTAMP) AS "as_of",
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0
     THEN CAST(COALESCE("r0"."__r0", 0) AS BIGINT)

@@ -427,7 +427,7 @@ SELECT
   END AS "category_views_7d",
   CASE
     WHEN COALESCE("v1r0"."__ttl", 0) > 0
-    THEN CAST(CAST(ROUND(CAST("v1r0"."__r1" AS DECIMAL), 1) AS DOUBLE PRECISION) AS DOUBLE PRECISION)
+    THEN CAST(ROUND("v1r0"."__r1", 1) AS DOUBLE PRECISION)
   END AS "category_dwell_7d",
   CASE
     WHEN COALESCE("v1r0"."__ttl", 0) > 0

@@ -153,7 +153,7 @@ SELECT
   END AS "category_views_7d",
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0
-    THEN CAST(CAST(ROUND(CAST("r0"."__r1" AS DECIMAL), 1) AS DOUBLE PRECISION) AS DOUBLE PRECISION)
+    THEN CAST(ROUND("r0"."__r1", 1) AS DOUBLE PRECISION)
   END AS "category_dwell_7d",
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0

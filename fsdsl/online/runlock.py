@@ -1,0 +1,64 @@
+"""A view's run lock, held for the whole run.
+
+The lock expires after `OnlineStore.lock_seconds` so that a run that died elsewhere does not
+block the view forever; a live run must therefore renew it all along — during its warehouse
+query too, which may take longer than the lock period and gives the run no chance to act. A
+daemon thread renews it (compare-and-renew: only while it is still ours) every third of the
+period. If a renewal finds the lock gone or another's, the run is no longer alone: `check()`
+raises at its next step, and `set_state` refuses to commit under a lock that is not ours.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from fsdsl.diagnostics import UsageError
+from fsdsl.online.store import PREFIX, LockLost, OnlineStore
+
+
+class RunLock:
+    def __init__(self, online: OnlineStore, view: str, owner: str):
+        self.online = online
+        self.view = view
+        self.owner = owner
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> RunLock:
+        if not self.online.lock(self.view, self.owner):
+            raise UsageError(
+                f"another run of view `{self.view}` is in progress (lock "
+                f"{PREFIX}:lock:{self.view}); wait for it or delete the lock",
+                "E0506",
+            )
+        self._thread = threading.Thread(
+            target=self._renew, name=f"fsdsl-lock-{self.view}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.online.lock_seconds / 3):
+            try:
+                if not self.online.keep_lock(self.view, self.owner):
+                    self.lost = True
+                    return
+            except UsageError:
+                # the store is unreachable for now: the run's own commands fail too; if the
+                # lock expires meanwhile, the next renewal finds it gone
+                continue
+
+    def check(self) -> None:
+        """Raise if the lock was lost: called between the run's steps."""
+        if self.lost:
+            raise LockLost(self.view)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            self.online.unlock(self.view, self.owner)  # ours only: never another run's
+        except UsageError:
+            pass  # the store is gone; the lock expires by itself

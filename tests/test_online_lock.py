@@ -1,0 +1,137 @@
+"""The run lock of a view: held for the whole run (a query longer than the lock period
+included), renewed and released only by its owner, and a run that lost it commits nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from redis_servers import flush
+
+from fsdsl.backends import connect
+from fsdsl.backends.duckdb import DuckDBWarehouse
+from fsdsl.check import load_repository
+from fsdsl.diagnostics import UsageError
+from fsdsl.online.refresh import refresh_view
+from fsdsl.online.store import OnlineStore
+
+ROOT = Path(__file__).resolve().parents[1]
+AT = dt.datetime(2024, 5, 1)
+PERIOD = 1.0  # the lock period of these tests, in seconds
+KEY = "fsdsl:lock:user_orders"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    from fsdsl.demo import generate
+
+    root = tmp_path_factory.mktemp("locked")
+    shutil.copytree(ROOT / "definitions", root / "definitions")
+    (root / ".fsc").mkdir()
+    generate(root / ".fsc" / "warehouse.duckdb", users=200, orders=3000, page_views=100, seed=4)
+    return root
+
+
+class SlowWarehouse(DuckDBWarehouse):
+    """The real DuckDB warehouse, whose refresh query takes `delay` seconds longer: a query
+    longer than the lock period, for real (Redis is not mocked, time really passes)."""
+
+    delay = 3.5 * PERIOD
+    started = threading.Event()
+
+    def execute_sql(self, sql, params=None):
+        if params and "as_of" in params:  # the refresh query, not the empty row's
+            self.started.set()
+            time.sleep(self.delay)
+        return super().execute_sql(sql, params)
+
+
+def _warehouse(project: Path, slow: bool = False):
+    wh = connect(f"duckdb:///{project / '.fsc' / 'warehouse.duckdb'}")
+    if slow:
+        wh.__class__ = SlowWarehouse
+        wh.started = threading.Event()
+    return wh
+
+
+def _store(url: str) -> OnlineStore:
+    online = OnlineStore(url)
+    online.lock_seconds = PERIOD
+    return online
+
+
+def _background_run(project: Path, url: str):
+    repo, _ = load_repository(project / "definitions")
+    wh = _warehouse(project, slow=True)
+    outcome: dict = {}
+
+    def work():
+        try:
+            outcome["run"] = refresh_view(repo, repo.views["user_orders"], wh, _store(url), AT)
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    assert wh.started.wait(30), outcome
+    return repo, thread, outcome
+
+
+def test_a_slow_query_keeps_the_lock_and_a_second_run_is_refused(project, redis_urls):
+    url = redis_urls["embedded"]
+    flush(url)
+    client = redis.Redis.from_url(url)
+    repo, thread, outcome = _background_run(project, url)
+    held = client.get(KEY)
+    assert held is not None
+    time.sleep(2.5 * PERIOD)  # well past the lock period, still inside the slow query
+    assert client.get(KEY) == held, "the lock expired during the query"
+    wh = _warehouse(project)
+    with pytest.raises(UsageError) as refused:
+        refresh_view(repo, repo.views["user_orders"], wh, _store(url), AT)
+    assert refused.value.code == "E0506"
+    thread.join(60)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["run"].entities_written > 0
+    assert client.get(KEY) is None  # released by its owner at the end
+    assert client.hget("fsdsl:state:user_orders", "as_of").decode() == AT.isoformat()
+
+
+def test_a_run_that_lost_its_lock_commits_nothing(project, redis_urls):
+    url = redis_urls["embedded"]
+    flush(url)
+    client = redis.Redis.from_url(url)
+    _repo, thread, outcome = _background_run(project, url)
+    # the lock is lost (as if it expired and another run took it) while the query runs
+    client.set(KEY, "elsewhere:1:another-run", px=int(30 * PERIOD * 1000))
+    thread.join(60)
+    error = outcome.get("error")
+    assert isinstance(error, UsageError), outcome
+    assert error.code == "E0515" and "lock" in str(error), error
+    assert not client.exists("fsdsl:state:user_orders")  # nothing committed
+    assert client.get(KEY) == b"elsewhere:1:another-run"  # the other run's lock is left alone
+
+
+def test_only_the_owner_renews_or_releases_the_lock(redis_urls):
+    url = redis_urls["embedded"]
+    flush(url)
+    client = redis.Redis.from_url(url)
+    store = OnlineStore(url)
+    assert store.lock("v", "a", seconds=10)
+    assert not store.lock("v", "b", seconds=10)
+    held = client.get("fsdsl:lock:v")
+    assert not store.unlock("v", "b")
+    assert client.get("fsdsl:lock:v") == held  # not deleted by a non-owner
+    assert not store.keep_lock("v", "b", seconds=100)
+    assert client.pttl("fsdsl:lock:v") <= 10_000  # not extended by a non-owner
+    assert store.keep_lock("v", "a", seconds=100)
+    assert client.pttl("fsdsl:lock:v") > 10_000
+    assert store.unlock("v", "a")
+    assert client.get("fsdsl:lock:v") is None
+    assert not store.keep_lock("v", "a", seconds=100)  # gone: renewing does not recreate it
+    assert client.get("fsdsl:lock:v") is None
