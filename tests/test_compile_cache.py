@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from projects import example_project
 from redis_servers import flush
 from typer.testing import CliRunner
 from verify_report import assert_verified
@@ -114,14 +115,9 @@ def test_a_damaged_entry_is_recompiled_and_rewritten(tmp_path, damage):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    from fsdsl.demo import generate
-
-    root = tmp_path_factory.mktemp("cached")
-    shutil.copytree(ROOT / "definitions", root / "definitions")
-    shutil.copytree(ROOT / "backends", root / "backends")
-    (root / ".fsc").mkdir()
-    generate(root / ".fsc" / "warehouse.duckdb", users=300, orders=6000, page_views=3000, seed=3)
-    return root
+    return example_project(
+        tmp_path_factory.mktemp("cached"), users=300, orders=6000, page_views=3000, seed=3
+    )
 
 
 def fsc(*args: str):

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import redis
+from projects import example_project
 from redis_servers import Server, flush
 from typer.testing import CliRunner
 from verify_report import assert_verified
@@ -33,11 +34,8 @@ AT = "2024-05-01T00:00:00"
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("online")
-    shutil.copytree(ROOT / "definitions", root / "definitions")
-    shutil.copytree(ROOT / "backends", root / "backends")
-    (root / ".fsc").mkdir()
-    generate(
-        root / ".fsc" / "warehouse.duckdb",
+    example_project(
+        root,
         users=300,
         orders=6000,
         page_views=6000,

@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from zlib import crc32
 
 import pyarrow as pa
 import pytest
 import redis
+from projects import example_project
 from redis_servers import Server, flush
 from typer.testing import CliRunner
 
 from fsdsl import FeatureStore
 from fsdsl.cli import app
-from fsdsl.demo import generate
 from fsdsl.online import checksum
 from fsdsl.online.resp import hset_rows
 from fsdsl.online.store import MARKER, OnlineStore
@@ -33,11 +32,8 @@ LATER = "2024-05-01T00:00:01"  # an incremental run that rewrites (almost) no en
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("integrity")
-    shutil.copytree(ROOT / "definitions", root / "definitions")
-    shutil.copytree(ROOT / "backends", root / "backends")
-    (root / ".fsc").mkdir()
-    generate(
-        root / ".fsc" / "warehouse.duckdb",
+    example_project(
+        root,
         users=300,
         orders=6000,
         page_views=10,

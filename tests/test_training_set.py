@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -12,12 +11,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from projects import example_project
 from reference import view_values
 from typer.testing import CliRunner
 
 from fsdsl import FeatureStore
 from fsdsl.cli import app
-from fsdsl.demo import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner(env={"COLUMNS": "100"})
@@ -27,11 +26,8 @@ runner = CliRunner(env={"COLUMNS": "100"})
 def project(tmp_path_factory) -> Path:
     """A copy of the example project with a small seeded warehouse and labels."""
     root = tmp_path_factory.mktemp("project")
-    shutil.copytree(ROOT / "definitions", root / "definitions")
-    shutil.copytree(ROOT / "backends", root / "backends")
-    (root / ".fsc").mkdir()
-    generate(
-        root / ".fsc" / "warehouse.duckdb",
+    example_project(
+        root,
         users=150,
         orders=4000,
         page_views=6000,
