@@ -113,8 +113,9 @@ def compile(
             "--target",
             "-t",
             help="training: feature values as of each row of a `labels` relation. "
-            "refresh: values as of :as_of for entities changed since :watermark "
-            "(one query per view).",
+            "refresh: values as of the parameter as_of for entities changed since the "
+            "parameter watermark (one query per view); postgres binds them by position, "
+            "$1 = as_of and $2 = watermark.",
         ),
     ] = "training",
     dialect: Annotated[
@@ -298,8 +299,8 @@ def demo_data(
     data for the definitions/ example."""
     import datetime as dt
 
-    from fsdsl.demo import generate
-    from fsdsl.project import duckdb_path, load_profile
+    from fsdsl.demo import fill
+    from fsdsl.project import load_profile
 
     try:
         last = dt.date.fromisoformat(end) if end else dt.datetime.now(dt.UTC).date()
@@ -319,39 +320,17 @@ def demo_data(
         seed=seed,
         labels_path=labels,
     )
-    if url.startswith("duckdb:"):
-        target = Path(duckdb_path(url))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        counts = generate(target, **options)
-    else:
-        # any other warehouse: generate into a scratch DuckDB, then copy the tables over
-        import tempfile
-
-        import duckdb
-
-        from fsdsl.backends import connect
-
-        with tempfile.TemporaryDirectory() as scratch:
-            local = Path(scratch) / "demo.duckdb"
-            counts = generate(local, **options)
-            con = duckdb.connect(str(local), read_only=True)
-            try:
-                with connect(url, dict(profile.settings.get("warehouse", {}))) as wh:
-                    for table in counts:
-                        data = con.sql(f"SELECT * FROM {_duck_name(table)}").to_arrow_table()
-                        wh.create_table(tuple(table.split(".")), data)
-            finally:
-                con.close()
-        target = url
+    counts = fill(url, dict(profile.settings.get("warehouse", {})), **options)
     for table, n in counts.items():
         typer.echo(f"{table:<16} {n:>10,} rows")
-    typer.echo(f"warehouse: {target}")
+    typer.echo(f"warehouse: {_shown(url)}")
 
 
-def _duck_name(table: str) -> str:
-    from sqlglot import exp
+def _shown(url: str) -> str:
+    """A warehouse URL as `demo-data` reports it: a DuckDB file by its path."""
+    from fsdsl.project import duckdb_path
 
-    return exp.to_table(table).sql("duckdb", identify=True)
+    return str(Path(duckdb_path(url))) if url.startswith("duckdb:") else url
 
 
 @app.command("training-set")
@@ -413,43 +392,23 @@ def training_set(
     import time
 
     from fsdsl.store import FeatureStore
-    from fsdsl.training_set import read_table, write_table
+    from fsdsl.training_set import write_table
 
     if (labels is None) == (labels_table is None):
         fail("give exactly one of --labels FILE or --labels-table NAME", "E0004")
     started = time.perf_counter()
     store = FeatureStore(path, warehouse=warehouse, profile=profile)
     features = store.service_features(service)
-    with _live(format is Format.text) as say:
-        with store:
-            wh = store.warehouse()
-            if labels is not None:
-                say(f"reading {labels}")
-                table, where = read_table(labels), str(labels)
-            else:
-                from sqlglot import exp
-
-                from fsdsl.backends.base import table_expression
-
-                say(f"reading table {labels_table}")
-                parts = tuple(labels_table.split("."))
-                ref = table_expression(parts)  # each part an identifier, whatever it holds
-                if wh.table_columns(parts) is None:
-                    fail(f"labels table `{labels_table}` does not exist in {wh.url}", "E0401")
-                table, where = wh.query(exp.select(exp.Star()).from_(ref)), labels_table
-            from fsdsl.training_set import compute
-
-            result = compute(
-                store.repo,
-                features,
-                table,
-                wh,
-                timestamp_column=timestamp_column,
-                where=where,
-                progress=say,
-            )
-            say(f"writing {out}")
-            write_table(result, out)
+    with _live(format is Format.text) as say, store:
+        result = store.training_set(
+            labels,
+            service,
+            labels_table=labels_table,
+            timestamp_column=timestamp_column,
+            progress=say,
+        )
+        say(f"writing {out}")
+        write_table(result, out)
     seconds = time.perf_counter() - started
     summary = {
         "service": service,
@@ -688,32 +647,14 @@ def verify(
     """Check that serving equals training: online values of sampled entities (and of keys
     never seen) against the training query at the refresh time. Exit 1 on any mismatch, or
     when a view is served under another fingerprint than the current definition compiles to."""
-    from fsdsl.online.refresh import parse_time
-    from fsdsl.online.verify import verify_view
     from fsdsl.store import FeatureStore
 
-    when = parse_time(at) if at else None
     with FeatureStore(path, warehouse=warehouse, profile=profile, online=online) as store:
-        reports, skipped, stale = [], {}, {}
-        for v in store.views_named(view):
-            rs, why = verify_view(store.repo, v, store.warehouse(), store.online(), sample, when)
-            if why:
-                (stale if why.stale else skipped)[v.name] = why.reason
-            reports += rs
-    bad = sum(r.mismatches for r in reports)
+        result = store.verify(at, views=view, sample=sample)
+    reports, skipped, stale = result.features, result.skipped, result.stale
+    bad = result.mismatches
     if format is Format.json:
-        typer.echo(
-            json.dumps(
-                {
-                    "mismatches": bad,
-                    "skipped": skipped,
-                    "stale": stale,
-                    "features": [r.__dict__ for r in reports],
-                },
-                default=str,
-                indent=2,
-            )
-        )
+        typer.echo(json.dumps(result.to_dict(), default=str, indent=2))
     else:
         from rich.table import Table
 
@@ -739,8 +680,8 @@ def verify(
                     f"mismatch {r.view}.{r.feature} at {ex['key']}: training "
                     f"{ex['training']} != online {ex['online']}"
                 )
-        typer.echo(f"{bad} mismatch(es) in {sum(r.compared for r in reports):,} values")
-    if bad or stale or (skipped and not reports):
+        typer.echo(f"{bad} mismatch(es) in {result.compared:,} values")
+    if not result.ok:
         raise typer.Exit(1)
 
 

@@ -31,8 +31,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from sqlglot import exp
 
-__all__ = ["BLOCK", "CHURN_HORIZON", "generate"]
+__all__ = ["BLOCK", "CHURN_HORIZON", "fill", "generate"]
 
 BLOCK = 1 << 16
 """Rows per random block. Part of the determinism contract: changing it changes the data."""
@@ -145,6 +146,39 @@ def generate(
         }
     finally:
         con.close()
+
+
+def fill(url: str, settings: dict | None = None, **options) -> dict[str, int]:
+    """`generate()` into the warehouse at `url`, any backend: a DuckDB file directly, any other
+    warehouse through a scratch DuckDB file whose tables are then copied over (the generator
+    writes with DuckDB's bulk inserts, which only DuckDB has). `options` are `generate()`'s.
+    Returns the row counts, as `generate()`."""
+    import tempfile
+
+    from fsdsl.backends import connect
+    from fsdsl.backends.base import table_expression
+    from fsdsl.project import duckdb_path
+
+    if url.startswith("duckdb:"):
+        target = Path(duckdb_path(url))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return generate(target, **options)
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch) / "demo.duckdb"
+        counts = generate(local, **options)
+        # read in insertion order (the warehouse backend reads order-insensitively): a
+        # labels table keeps the order of the labels file
+        source = duckdb.connect(str(local), read_only=True)
+        try:
+            with connect(url, settings or {}) as wh:
+                for table in counts:
+                    parts = tuple(table.split("."))
+                    everything = exp.select(exp.Star()).from_(table_expression(parts))
+                    data = source.sql(everything.sql("duckdb", identify=True)).to_arrow_table()
+                    wh.create_table(parts, data)
+        finally:
+            source.close()
+    return counts
 
 
 # ---- the population -----------------------------------------------------------------------------

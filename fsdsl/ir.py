@@ -153,6 +153,10 @@ class FeatureRef(Expr):
     name: str = ""
 
 
+# The column of a refresh query's output that holds its as-of time, beside the entity keys and
+# the features: a feature may be named like neither (the check reports it, E0212).
+AS_OF_COLUMN = "as_of"
+
 AGGREGATES = ("count", "count_distinct", "sum", "avg", "min", "max", "first", "last", "last_k")
 ORDERED_AGGREGATES = ("first", "last", "last_k")
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from fsdsl import ir
 from fsdsl.diagnostics import FeatError, UsageError
+
+if TYPE_CHECKING:
+    from fsdsl.verify import VerifyResult
 
 
 class FeatureStore:
@@ -93,15 +96,36 @@ class FeatureStore:
         return list(self.repo.services[service].features)
 
     def training_set(
-        self, labels: Any, service: str, *, timestamp_column: str = "event_timestamp", progress=None
+        self,
+        labels: Any,
+        service: str,
+        *,
+        labels_table: str | None = None,
+        timestamp_column: str = "event_timestamp",
+        progress=None,
     ) -> Any:
-        """Point-in-time feature values for every row of `labels` (pandas or Arrow, returned
-        as the same type), in the same order, with the original columns kept."""
-        from fsdsl.training_set import compute
+        """Point-in-time feature values for every row of the labels, in the same order, with
+        the original columns kept. `labels`: pandas or Arrow (returned as the same type), or
+        the path of a Parquet/CSV file; or None and `labels_table`, a warehouse table (both
+        returned as Arrow)."""
+        from fsdsl.training_set import compute, read_labels_table, read_table
 
         features = self.service_features(service)
+        if (labels is None) == (labels_table is None):
+            raise UsageError("give exactly one of --labels FILE or --labels-table NAME", "E0004")
         is_pandas = type(labels).__module__.startswith("pandas")
-        table = pa.Table.from_pandas(labels, preserve_index=False) if is_pandas else labels
+        where = "labels"
+        say = progress or (lambda _msg: None)
+        if labels_table is not None:
+            wh = self.warehouse()  # a connection error first, as for any warehouse command
+            say(f"reading table {labels_table}")
+            table, where = read_labels_table(wh, labels_table), labels_table
+        elif isinstance(labels, str | Path):
+            self.warehouse()
+            say(f"reading {labels}")
+            table, where = read_table(Path(labels)), str(labels)
+        else:
+            table = pa.Table.from_pandas(labels, preserve_index=False) if is_pandas else labels
         if not isinstance(table, pa.Table):
             raise UsageError("labels must be a pandas DataFrame or a pyarrow Table", "E0400")
         out = compute(
@@ -110,6 +134,7 @@ class FeatureStore:
             table,
             self.warehouse(),
             timestamp_column=timestamp_column,
+            where=where,
             progress=progress,
         )
         return out.to_pandas() if is_pandas else out
@@ -147,6 +172,21 @@ class FeatureStore:
             for v in targets
         ]
 
+    def verify(self, at=None, *, views: list[str] | None = None, sample: int = 100) -> VerifyResult:
+        """Serving equals training: the online values of `sample` stored entities per view
+        (and of keys never seen) against the training query at `at` (datetime or ISO text;
+        default each view's last refresh time)."""
+        import datetime as dt
+
+        from fsdsl.online.refresh import parse_time
+        from fsdsl.verify import verify
+
+        when = at if isinstance(at, dt.datetime) else parse_time(at) if at else None
+        if when is not None and when.tzinfo is not None:
+            when = when.astimezone(dt.UTC).replace(tzinfo=None)
+        targets = self.views_named(views)
+        return verify(self.repo, targets, self.warehouse(), self.online(), sample, when)
+
     def plan(self, service: str):
         from fsdsl.online.lookup import plan_service
 
@@ -160,8 +200,9 @@ class FeatureStore:
         Arrow table of key columns), in one round trip; returns the same shape. An entity with
         no online value gets the values the semantics give an unseen entity, and so does one
         whose stored values fail their checksum (logged, counted in
-        `online().corrupt_reads`, rewritten by the next run). `with_status` adds `__status`
-        to each row: {view: "ok" | "missing" | "corrupt"}."""
+        `online().corrupt_reads`, rewritten by the next run); if a view's unseen-entity values
+        are themselves absent or damaged, such entities get nulls for that view only.
+        `with_status` adds `__status` to each row: {view: "ok" | "missing" | "corrupt"}."""
         from fsdsl.online.lookup import as_table, lookup
 
         plan = self.plan(service)

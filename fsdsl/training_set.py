@@ -9,10 +9,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fsdsl import ir
-from fsdsl.backends.base import Warehouse
+from fsdsl.arrow import arrow_type, conform
+from fsdsl.backends.base import Warehouse, table_expression
 from fsdsl.compile.training import label_keys, training_query
 from fsdsl.diagnostics import UsageError
-from fsdsl.online.types import arrow_type, conform
+from fsdsl.urls import redacted
 
 ROW = "__fsdsl_row"  # the row-number column's name, unless the labels already have one
 LABELS_RELATION = "__fsdsl_labels"
@@ -36,6 +37,18 @@ def read_table(path: Path, what: str = "labels") -> pa.Table:
         raise UsageError(
             f"cannot read {what}: {str(e).splitlines()[0]}", "E0400", str(path)
         ) from None
+
+
+def read_labels_table(wh: Warehouse, name: str) -> pa.Table:
+    """Every row of the warehouse table `name` (table, schema.table or catalog.schema.table),
+    each part an identifier whatever it holds: the name is never spliced into SQL text."""
+    from sqlglot import exp
+
+    parts = tuple(name.split("."))
+    ref = table_expression(parts)
+    if wh.table_columns(parts) is None:
+        raise UsageError(f"labels table `{name}` does not exist in {redacted(wh.url)}", "E0401")
+    return wh.query(exp.select(exp.Star()).from_(ref))
 
 
 def write_table(table: pa.Table, path: Path) -> None:

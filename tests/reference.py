@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from fsdsl import ir
 
@@ -134,8 +134,15 @@ def cast(v, t: ir.Type):
 
 
 def _round(x, digits=0):
-    q = Decimal(1).scaleb(-digits)
-    r = Decimal(repr(x)).quantize(q, rounding=ROUND_HALF_UP)
+    """Halves away from zero, of the exact binary value of a float (1.005 is stored as
+    1.00499999999999989..., so it rounds to 1.0 at two digits)."""
+    if isinstance(x, float) and (math.isinf(x) or math.isnan(x)):
+        return x
+    if isinstance(x, float) and digits > 1100:  # past a double's last binary digit: unchanged
+        return x
+    with localcontext() as ctx:
+        ctx.prec = 2000  # a double's exact decimal value has at most 767 significant digits
+        r = Decimal(x).quantize(Decimal(1).scaleb(-max(digits, -400)), rounding=ROUND_HALF_UP)
     return float(r) if isinstance(x, float) else int(r)
 
 

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fsdsl import ir
+from fsdsl.arrow import arrow_type
 from fsdsl.online.codec import decode, decoder, encode_array, key_array, key_text, plain_key_text
-from fsdsl.online.types import arrow_type
 
 texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8)
 ELEMENTS = {

@@ -36,12 +36,12 @@ from reference import evaluate
 from sqlglot import exp
 
 from fsdsl import ir
+from fsdsl.arrow import arrow_type
 from fsdsl.backends import connect
 from fsdsl.check import load_text
 from fsdsl.compile.dialects import DIALECTS, get
 from fsdsl.compile.expressions import to_sql
 from fsdsl.compile.render import sql_text
-from fsdsl.online.types import arrow_type
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "functions"
@@ -183,6 +183,23 @@ def test_golden_sql_parses_in_its_dialect(name):
             ), f"{case.expression} does not round-trip in {dialect}"
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("name", ["greatest", "least"])
+def test_nested_extremes_grow_linearly(name, dialect):
+    """Each argument of `greatest`/`least` appears once in the SQL. On bigquery and trino every
+    argument used to be repeated inside the others' COALESCE, so each level of nesting doubled the
+    text: 16 levels made megabytes of SQL and minutes of compiling."""
+
+    def size(depth: int) -> int:
+        text = "f1"
+        for _ in range(depth):
+            text = f"{name}({text}, f2)"
+        return len(sql_text(compiled(typed(text), dialect), dialect, False))
+
+    assert size(16) < 20 * size(1), f"{dialect}: {size(1)} characters at depth 1, {size(16)} at 16"
+    assert size(16) < 2.5 * size(8), f"{dialect}: {size(8)} characters at depth 8, {size(16)} at 16"
+
+
 # ---- the goldens cover the documented language -----------------------------------------------
 def _table(doc: str, heading: str) -> list[list[str]]:
     """The cells of the first table after `heading`, header and rule rows dropped."""
@@ -258,6 +275,49 @@ def same(got, want) -> bool:
     if isinstance(got, dt.datetime) and got.tzinfo is not None:
         got = got.astimezone(dt.UTC).replace(tzinfo=None)
     return type(got) is type(want) and got == want if isinstance(want, dt.date) else got == want
+
+
+# `round` on doubles whose decimal text is a half that their binary value is not (1.005 is stored
+# as 1.00499999999999989...), halves that are exact (±0.5, ±2.5, 2^51 + 0.5), the double just below
+# a half, values already whole at the digits asked for, the ends of the range; every value at every
+# number of digits.
+ROUND_VALUES = [
+    0.49999999999999994, -0.49999999999999994, 0.5, -0.5, 2.5, -2.5, 1.005, -1.005, 2.675,
+    -2.675, 1.115, 0.285, 1.25, -1.25, 125.0, -125.0, 1234.5678, 0.1234567890123456789,
+    2251799813685248.5, 1e16 + 2, 1e300, 1.7976931348623157e308, 1e-300, 5e-324, 0.0, None,
+]  # fmt: skip
+ROUND_DIGITS = [None, 0, 1, 2, 15, 22, 30, 400, -1, -2, -400]
+
+
+def test_round_edges_against_reference(warehouse):
+    if warehouse.dialect == "spark":
+        pytest.xfail(
+            "spark's ROUND rounds the shortest decimal text of a double (1.005 -> 1.01), not its "
+            "binary value; not emulated yet"
+        )
+    rows = [dict(id=i, f1=x) for i, x in enumerate(ROUND_VALUES)]
+    schema = pa.schema([("id", pa.int64()), ("f1", pa.float64())])
+    warehouse.register_arrow("fx_round", pa.Table.from_pylist(rows, schema=schema))
+    texts = ["round(f1)" if d is None else f"round(f1, {d})" for d in ROUND_DIGITS]
+    exprs = [typed(t) for t in texts]
+    query = (
+        exp.select(
+            exp.column("id", quoted=True),
+            *[
+                exp.alias_(compiled(e, warehouse.dialect), f"v{i}", quoted=True)
+                for i, e in enumerate(exprs)
+            ],
+        )
+        .from_(exp.to_table("fx_round"))
+        .order_by(exp.column("id", quoted=True))
+    )
+    wrong = []
+    for row, out in zip(rows, warehouse.query(query).to_pylist(), strict=True):
+        for i, (text, e) in enumerate(zip(texts, exprs, strict=True)):
+            want, got = expected_value(e, row), out[f"v{i}"]
+            if not same(got, want):
+                wrong.append(f"{text} with f1={row['f1']!r}: got {got!r}, want {want!r}")
+    assert not wrong, f"{warehouse.dialect}:\n  " + "\n  ".join(wrong)
 
 
 @pytest.mark.parametrize("name", list(CONSTRUCTS))

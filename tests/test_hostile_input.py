@@ -302,6 +302,14 @@ RESERVED = [
     ("table", ('table "orders"', 'table "__fsdsl_labels"'), None, '"__fsdsl_labels"'),
     ("schema", ('table "orders"', 'table "__fsdsl.orders"'), None, '"__fsdsl.orders"'),
     ("view-cte", ('table "orders"', 'table "V__events"'), None, '"V__events"'),
+    # the other columns of a view's output: its as-of time and its entity keys, in any case
+    ("as-of", ("  d = sum(amount) over 7d", "  as_of = sum(amount) over 7d"), None, "as_of"),
+    (
+        "key-named",
+        ("  d = sum(amount) over 7d", "  User_ID = sum(amount) over 7d"),
+        None,
+        "User_ID",
+    ),
 ]
 
 

@@ -151,22 +151,176 @@ def _changes(data: bytes):
                 yield data[:i] + bytes([b]) + data[i + 1 :]
 
 
-def test_damaged_empty_values_are_refused_then_rewritten(project, redis_urls):
+def test_damaged_empty_values_degrade_their_view_only_then_are_rewritten(
+    project, redis_urls, caplog
+):
     """The values of an unseen entity are stored once per namespace and served for every
-    missing entity: damaged, they are never served (one line, exit 2) and the next run,
-    incremental, writes them again."""
+    missing entity. Damaged, they are never served: that view's entities without a stored
+    hash get nulls with the status `corrupt` (logged, counted), entities with a verified hash
+    and the service's other views are served as usual; the next run, incremental, writes them
+    again."""
+    url = redis_urls["embedded"]
+    flush(url)
+    d = str(project / "definitions")
+    run("run", d, "--online", url, "--at", AT)
+    client = redis.Redis.from_url(url)
+    ns = client.hget("fsdsl:state:user_orders", "ns").decode()
+    user = next(f"u{i:06d}" for i in range(1, 300) if client.exists(f'fsdsl:v:{ns}:["u{i:06d}"]'))
+    keys = [{"user_id": "nobody", "category": "books"}, {"user_id": user, "category": "books"}]
+    with FeatureStore(d, online=url) as store:
+        before = store.online_features("recommender", keys, with_status=True)
+    assert before[0]["__status"]["user_orders"] == "missing"
+    assert before[1]["__status"]["user_orders"] == "ok"
+    client.hset(f"fsdsl:empty:{ns}", "last_amount", "1.0")  # an unseen entity has none
+    caplog.set_level(logging.WARNING, logger="fsdsl")
+    with FeatureStore(d, online=url) as store:
+        got = store.online_features("recommender", keys, with_status=True)
+        assert store.online().corrupt_reads == 1
+    assert got[0]["last_amount"] is None
+    assert got[0]["__status"] == {**before[0]["__status"], "user_orders": "corrupt"}
+    assert got[1] == before[1]  # its own hash verified: served as stored
+    for view in ("user_browsing", "user_category_browsing"):
+        assert got[0]["__status"][view] == before[0]["__status"][view]
+    assert {k: v for k, v in got[0].items() if k not in ("last_amount", "__status")} == {
+        k: v for k, v in before[0].items() if k not in ("last_amount", "__status")
+    }
+    assert any("fail their checksum" in r.getMessage() for r in caplog.records)
+    r = run("get", d, "-s", "fraud_model", "--online", url, "user_id=nobody")
+    assert json.loads(r.stdout)["spend_30d"] is None  # exit 0, one view degraded
+    r = run("run", d, "--online", url, "--at", LATER, "-v", "user_orders", "-f", "json")
+    assert json.loads(r.stdout)["views"][0]["mode"] == "incremental"
+    with FeatureStore(d, online=url) as store:
+        assert store.online_features("recommender", keys, with_status=True) == before
+
+
+def test_absent_empty_values_are_missing_not_corrupt(project, redis_urls, caplog):
+    """Absent (e.g. a namespace just retired) is not damaged: after one more look at the
+    state, the view's unseen entities are `missing`, with nulls, and nothing is counted or
+    logged as failing a checksum."""
     url = redis_urls["embedded"]
     flush(url)
     d = str(project / "definitions")
     run("run", d, "--online", url, "--at", AT, "-v", "user_orders")
-    get = ("get", d, "-s", "fraud_model", "--online", url, "user_id=nobody")
-    unseen = json.loads(run(*get).stdout)
     client = redis.Redis.from_url(url)
-    (key,) = client.keys("fsdsl:empty:*")
-    client.hset(key, "spend_30d", "1.0")  # an unseen entity has none within the TTL
-    r = runner.invoke(app, list(get))
-    assert r.exit_code == 2, r.output
-    assert "error[E0509]" in r.output and len(r.output.strip().splitlines()) == 1, r.output
-    r = run("run", d, "--online", url, "--at", LATER, "-v", "user_orders", "-f", "json")
-    assert json.loads(r.stdout)["views"][0]["mode"] == "incremental"
-    assert json.loads(run(*get).stdout) == unseen
+    ns = client.hget("fsdsl:state:user_orders", "ns").decode()
+    client.delete(f"fsdsl:empty:{ns}")
+    caplog.set_level(logging.WARNING, logger="fsdsl")
+    with FeatureStore(d, online=url) as store:
+        (got,) = store.online_features("fraud_model", [{"user_id": "nobody"}], with_status=True)
+        assert store.online().corrupt_reads == 0
+    assert got == {
+        "user_id": "nobody",
+        "spend_30d": None,
+        "orders_7d": None,
+        "__status": {"user_orders": "missing"},
+    }
+    assert not any("checksum" in r.getMessage() for r in caplog.records)
+
+
+def _flips(data: bytes):
+    """Every single-bit change of `data`."""
+    for i in range(len(data)):
+        for bit in range(8):
+            yield data[:i] + bytes([data[i] ^ (1 << bit)]) + data[i + 1 :]
+
+
+def test_every_bit_flip_of_the_stored_aggregate_state_is_detected(redis_urls, monkeypatch):
+    """The state an incremental run merges into: any bit of a part, a part's name, a part
+    dropped or the whole state moved to another namespace is read as absent (the run then
+    refreshes in full), never as different values."""
+    from fsdsl.online import store as online_store
+
+    url = redis_urls["embedded"]
+    flush(url)
+    monkeypatch.setattr(online_store, "AGG_PART", 48)  # several parts, in a real Redis
+    client = redis.Redis.from_url(url)
+    store = OnlineStore(url)
+    blob = bytes(range(120))
+    state = {"ns": "v:fp:1", "fp": "fp", "as_of": AT, "watermark": AT, "refreshed_at": AT}
+    store.set_state("v", state, aggregates=blob)
+    assert store.read_aggregates("v:fp:1") == blob
+    key = b"fsdsl:agg:v:fp:1"
+    stored = client.hgetall(key)
+    assert len(stored) >= 3
+    seen = 0
+    for name, value in stored.items():
+        for changed in _flips(value):
+            client.hset(key, name, changed)
+            assert store.read_aggregates("v:fp:1") is None, (name, changed)
+            seen += 1
+        client.hset(key, name, value)
+        for changed in _flips(name):
+            if changed in stored:
+                continue  # another part's name: covered by the part's own flips
+            client.hdel(key, name)
+            client.hset(key, changed, value)
+            assert store.read_aggregates("v:fp:1") is None, (name, changed)
+            client.hdel(key, changed)
+            client.hset(key, name, value)
+        client.hdel(key, name)
+        assert store.read_aggregates("v:fp:1") is None, name
+        client.hset(key, name, value)
+    assert seen >= 120 * 8
+    assert store.read_aggregates("v:fp:1") == blob
+    client.copy(key, b"fsdsl:agg:v:fp:2")
+    assert store.read_aggregates("v:fp:2") is None  # another namespace's state
+
+
+def test_every_bit_flip_of_the_state_hash_is_detected(redis_urls):
+    """A damaged `state` is never a wrong watermark or namespace: the view reads as never
+    refreshed (its next run is a full one)."""
+    url = redis_urls["embedded"]
+    flush(url)
+    client = redis.Redis.from_url(url)
+    store = OnlineStore(url)
+    state = {"ns": "v:fp:1", "fp": "fp", "as_of": AT, "watermark": AT, "refreshed_at": AT}
+    store.set_state("v", state)
+    assert store.state("v") == state
+    key = b"fsdsl:state:v"
+    for name, value in client.hgetall(key).items():
+        for changed in _flips(value):
+            client.hset(key, name, changed)
+            assert store.state("v") == {}, (name, changed)
+            # nor is it served: a lookup finds no complete refresh (E0508)
+            assert OnlineStore(url).lookup([("v", "fp", ["x"], ["k"])]) == [None], name
+        client.hset(key, name, value)
+        client.hdel(key, name)
+        assert store.state("v") == {}, name
+        client.hset(key, name, value)
+    assert store.state("v") == state
+
+
+def test_damaged_run_state_or_aggregates_mean_a_full_refresh(project, redis_urls, caplog):
+    """End to end: a bit flipped in the stored watermark, or in the aggregate state where
+    Arrow still reads it, makes the next run a full one (with a warning) and the values served
+    are right."""
+    from fsdsl.check import load_repository
+    from fsdsl.online import aggstate
+
+    url = redis_urls["embedded"]
+    d = str(project / "definitions")
+    client = redis.Redis.from_url(url)
+    view = load_repository(project / "definitions")[0].views["user_orders"]
+    caplog.set_level(logging.WARNING, logger="fsdsl")
+    for damage in ("watermark", "aggregates"):
+        flush(url)
+        run("run", d, "--online", url, "--at", AT, "-v", "user_orders")
+        ns = client.hget("fsdsl:state:user_orders", "ns").decode()
+        if damage == "watermark":  # "2024-05-01" -> "2024-04-01": one bit
+            stamp = client.hget("fsdsl:state:user_orders", "watermark")
+            client.hset("fsdsl:state:user_orders", "watermark", stamp.replace(b"-05-", b"-04-"))
+        else:
+            key = f"fsdsl:agg:{ns}"
+            (name, blob), *_ = [(k, v) for k, v in client.hgetall(key).items() if k != b"__"]
+            good = aggstate.loads(blob, view)
+            for changed in _flips(blob[len(blob) // 2 :]):
+                changed = blob[: len(blob) // 2] + changed
+                loaded = aggstate.loads(changed, view)
+                if loaded is not None and not loaded.equals(good):
+                    break
+            client.hset(key, name, changed)
+        caplog.clear()
+        r = run("run", d, "--online", url, "--at", LATER, "-v", "user_orders", "-f", "json")
+        assert json.loads(r.stdout)["views"][0]["mode"] == "full", damage
+        assert any(r.levelno == logging.WARNING for r in caplog.records), damage
+        run("verify", d, "--online", url, "-v", "user_orders", "--sample", "300")

@@ -135,3 +135,72 @@ def test_only_the_owner_renews_or_releases_the_lock(redis_urls):
     assert client.get("fsdsl:lock:v") is None
     assert not store.keep_lock("v", "a", seconds=100)  # gone: renewing does not recreate it
     assert client.get("fsdsl:lock:v") is None
+
+
+def _served(client: redis.Redis) -> dict:
+    """Every stored value of the view, as readers see them."""
+    return {
+        key: client.hgetall(key)
+        for key in client.scan_iter(match="fsdsl:*")
+        if not key.startswith((b"fsdsl:lock:", b"fsdsl:retired"))
+    }
+
+
+def test_an_incremental_run_that_lost_its_lock_leaves_the_served_values_alone(project, redis_urls):
+    """The lock is taken by another run during the slow query, long before the renewal thread
+    would notice (its period is far longer than the query): not one batch is written in place
+    into the serving namespace, and the values served are still those of the previous run."""
+    from fsdsl.verify import verify
+
+    url = redis_urls["embedded"]
+    flush(url)
+    client = redis.Redis.from_url(url)
+    repo, _ = load_repository(project / "definitions")
+    before_at = dt.datetime(2024, 4, 20)
+    first = _warehouse(project)
+    refresh_view(repo, repo.views["user_orders"], first, _store(url), before_at)
+    first.close()
+    served = _served(client)
+    wh = _warehouse(project, slow=True)
+    wh.delay = 1.5
+    online = OnlineStore(url)
+    online.lock_seconds = 30.0  # renewed every 10 s: not once during the query
+    outcome: dict = {}
+
+    def work():
+        try:
+            outcome["run"] = refresh_view(repo, repo.views["user_orders"], wh, online, AT)
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    assert wh.started.wait(30), outcome
+    client.set(KEY, "elsewhere:1:another-run", px=60_000)
+    thread.join(60)
+    error = outcome.get("error")
+    assert isinstance(error, UsageError) and error.code == "E0515", outcome
+    assert _served(client) == served
+    assert client.hget("fsdsl:state:user_orders", "as_of").decode() == before_at.isoformat()
+    assert "nothing was written" in str(error), error
+    client.delete(KEY)
+    checked = verify(repo, [repo.views["user_orders"]], wh, OnlineStore(url), 300, None)
+    assert checked.ok and checked.compared > 0, checked.to_dict()
+
+
+def test_a_full_run_that_lost_its_lock_leaves_no_namespace_behind(project, redis_urls):
+    """The new namespace it was writing is never served: it is retired at once, so that the
+    next run (or `drop_retired`) removes it rather than leaving it in Redis forever."""
+    url = redis_urls["embedded"]
+    flush(url)
+    client = redis.Redis.from_url(url)
+    _repo, thread, outcome = _background_run(project, url)
+    client.set(KEY, "elsewhere:1:another-run", px=int(30 * PERIOD * 1000))
+    thread.join(60)
+    error = outcome.get("error")
+    assert isinstance(error, UsageError) and error.code == "E0515", outcome
+    retired = [ns.decode() for ns in client.hkeys("fsdsl:retired")]
+    assert len(retired) == 1 and retired[0].startswith("user_orders:"), retired
+    assert "never served" in str(error), error
+    OnlineStore(url).drop_retired(wait=True)
+    assert [k for k in client.scan_iter(match="fsdsl:*") if not k.startswith(b"fsdsl:lock")] == []

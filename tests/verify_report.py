@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fsdsl.online.verify import UNSEEN
+from fsdsl.verify import UNSEEN
 
 
 def assert_verified(result, views: set[str], sampled: int = 1) -> dict:

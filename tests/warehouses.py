@@ -10,8 +10,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from fsdsl import ir
+from fsdsl.arrow import arrow_type
 from fsdsl.backends import connect
-from fsdsl.online.types import arrow_type
 from fsdsl.training_set import compute
 
 BACKENDS = ("duckdb", "postgres", "spark")

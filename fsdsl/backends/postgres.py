@@ -14,7 +14,7 @@ import pyarrow as pa
 from fsdsl.backends.base import Warehouse, table_expression
 from fsdsl.compile.render import positional
 from fsdsl.diagnostics import UsageError
-from fsdsl.online.store import redacted
+from fsdsl.urls import redacted
 
 _PG_TYPES = [
     (pa.types.is_boolean, "BOOLEAN"),

@@ -355,7 +355,7 @@ class Resolver:
         if v.ttl and ttl is None:
             return None
 
-        features = self.features(v, source)
+        features = self.features(v, source, (ir.AS_OF_COLUMN, *(k.name for k in entity.keys)))
         if features is None:
             return None
         if not features:
@@ -374,8 +374,13 @@ class Resolver:
             v.span,
         )
 
-    def features(self, v: ast.View, source: ir.Source) -> list[ir.Feature] | None:
+    def features(
+        self, v: ast.View, source: ir.Source, outputs: tuple[str, ...]
+    ) -> list[ir.Feature] | None:
+        """`outputs`: the other columns a view's queries return (entity keys, the refresh's as-of
+        time); warehouses compare names without case, so neither may name a feature."""
         by_name: dict[str, ast.Feature] = {}
+        taken = {o.casefold(): o for o in outputs}
         ok = True
         for f in v.features:
             if f.name.name in by_name:
@@ -390,6 +395,17 @@ class Resolver:
                 continue
             by_name[f.name.name] = f
             if self.reserved(f.name, "feature"):
+                ok = False
+            elif f.name.name.casefold() in taken:
+                other = taken[f.name.name.casefold()]
+                what = "the refresh query's as-of time" if other == ir.AS_OF_COLUMN else "a key"
+                self.error(
+                    "E0212",
+                    f"feature `{f.name.name}` would share its column with `{other}`, {what} of "
+                    f"`{v.name.name}`'s output",
+                    f.name.span,
+                    "rename the feature",
+                )
                 ok = False
         # Type features in dependency order so that a derived feature knows its inputs' types.
         order = self.dependency_order(by_name)

@@ -28,6 +28,9 @@ DIALECTS = (
     "redshift",
 )
 
+# The element variable of the array forms of `greatest`/`least`; user names cannot start with `__`.
+_ITEM = "__x"
+
 _UNITS = {
     "s": ("SECOND", 1),
     "m": ("MINUTE", 1),
@@ -153,16 +156,29 @@ class Dialect:
         """GREATEST/LEAST of two or more values, skipping nulls: null only when all are null.
 
         duckdb, postgres, redshift and spark already skip nulls; snowflake has *_IGNORE_NULLS
-        (sqlglot's `ignore_nulls`); bigquery and trino return null as soon as one argument is,
-        so there every argument falls back on the others: a null one then repeats a value
-        already in the list, which changes neither the greatest nor the least.
+        (sqlglot's `ignore_nulls`); bigquery and trino return null as soon as one argument is, so
+        there the arguments go into an array whose nulls are skipped. Each argument appears once:
+        a form that tests an argument for null and then uses it would double the SQL at each
+        level of nesting.
         """
+        item = exp.to_identifier(_ITEM)
+        if self.name == "trino":
+            # ARRAY_MAX is null as soon as one element is, and null for an empty array.
+            present = exp.Lambda(
+                this=exp.column(item.copy()).is_(exp.null()).not_(), expressions=[item.copy()]
+            )
+            kept = exp.ArrayFilter(this=exp.Array(expressions=args), expression=present)
+            return exp.ArrayMax(this=kept) if largest else exp.ArrayMin(this=kept)
+        if self.name == "bigquery":
+            # MAX/MIN skip nulls and give null for no rows; the array literal coerces its
+            # elements to their common supertype, which the compiler has already made explicit.
+            pick = exp.Max if largest else exp.Min
+            values = exp.Unnest(
+                expressions=[exp.Array(expressions=args)],
+                alias=exp.TableAlias(columns=[item.copy()]),
+            )
+            return exp.Subquery(this=exp.select(pick(this=exp.column(item))).from_(values))
         cls = exp.Greatest if largest else exp.Least
-        if self.name in ("bigquery", "trino"):
-            args = [
-                exp.Coalesce(this=a, expressions=[b.copy() for j, b in enumerate(args) if j != i])
-                for i, a in enumerate(args)
-            ]
         return cls(this=args[0], expressions=args[1:], ignore_nulls=True)
 
     def pick(self, e: exp.Expression, t: ir.Type, largest: bool = True) -> exp.Expression:
@@ -172,16 +188,62 @@ class Dialect:
         return exp.Max(this=e) if largest else exp.Min(this=e)
 
     def round(self, x: exp.Expression, digits: exp.Expression | None, t: ir.Type):
-        """ROUND with halves away from zero, as language.md promises."""
+        """ROUND with halves away from zero of the exact binary value, as language.md promises."""
         if t == ir.FLOAT and self.name == "postgres":
-            # ROUND(double precision, int) does not exist there, and ROUND(double precision)
-            # rounds halves to even; numeric rounds halves away from zero.
-            number = exp.Cast(this=x, to=exp.DataType.build("DECIMAL"))
-            inner = exp.Round(this=number, decimals=digits)
-            return exp.Cast(this=inner, to=exp.DataType.build("DOUBLE"))
+            # ROUND(double precision) rounds halves to even and ROUND(double precision, int) does
+            # not exist; a cast to NUMERIC keeps 15 digits (0.49999999999999994 becomes 0.5).
+            return exp.replace_placeholders(
+                _PG_ROUND.copy(), x=x, d=digits if digits is not None else exp.Literal.number(0)
+            )
         # redshift's ROUND takes a FLOAT8 with digits; its DECIMAL is DECIMAL(18, 0), so a cast
         # to it would drop the digits before ROUND could keep them.
         return exp.Round(this=x, decimals=digits)
+
+
+# round(x, d) of a double on postgres, exactly: the IEEE bits of x (FLOAT8SEND) give an integer
+# mantissa __m and a power of two __q with x = __m / 2^__q; the multiple of 10^-d nearest that
+# fraction, halves away from zero, is then integer arithmetic in NUMERIC. x itself when it is
+# infinite or NaN (__e = 2047), when it is already whole at d digits (|x| * 10^d >= 2^53), and
+# when the rounded value is past the largest double, as DuckDB does. Digits past a double's
+# last binary digit (1074) or above 10^400 change nothing, so d is clamped to spare NUMERIC
+# work. A scalar subquery names x once, so nesting `round` does not repeat the argument's text.
+# A constant tree, parsed once; `:x` and `:d` are replaced by the argument trees.
+_PG_ROUND = exp.maybe_parse(
+    """(SELECT CASE
+      WHEN "__e" = 2047 THEN "__x"
+      WHEN "__d" >= 0
+        AND ABS("__x") >= 9007199254740992 / POWER(CAST(10 AS DOUBLE PRECISION), LEAST("__d", 308))
+        THEN "__x"
+      WHEN ABS("__n") >= 1.7976931348623158e308 THEN "__x"
+      ELSE CAST("__n" AS DOUBLE PRECISION) * SIGN("__x")
+    END
+    FROM (
+      SELECT "__x", "__e", "__d",
+        DIV(
+          2 * "__m" * CAST(10 AS NUMERIC) ^ GREATEST("__d", 0)
+            * CAST(2 AS NUMERIC) ^ GREATEST(-"__q", 0)
+            + CAST(2 AS NUMERIC) ^ GREATEST("__q", 0) * CAST(10 AS NUMERIC) ^ GREATEST(-"__d", 0),
+          2 * CAST(2 AS NUMERIC) ^ GREATEST("__q", 0) * CAST(10 AS NUMERIC) ^ GREATEST(-"__d", 0)
+        ) * CAST('1e' || CAST(-"__d" AS TEXT) AS NUMERIC) AS "__n"
+      FROM (
+        SELECT "__x", "__d", "__e", 1075 - GREATEST("__e", 1) AS "__q",
+          ("__b" & 4503599627370495)
+            + CASE WHEN "__e" > 0 THEN 4503599627370496 ELSE 0 END AS "__m"
+        FROM (
+          SELECT "__x", "__d", "__b", ("__b" >> 52) & 2047 AS "__e"
+          FROM (
+            SELECT "__x", "__d",
+              CAST(CAST('x' || ENCODE(FLOAT8SEND("__x"), 'hex') AS BIT(64)) AS BIGINT) AS "__b"
+            FROM (
+              SELECT CAST(:x AS DOUBLE PRECISION) AS "__x",
+                GREATEST(LEAST(CAST(:d AS BIGINT), 1100), -400) AS "__d"
+            ) AS "__r0"
+          ) AS "__r1"
+        ) AS "__r2"
+      ) AS "__r3"
+    ) AS "__r4")""",
+    dialect="postgres",
+)
 
 
 def _json_text(value: exp.Expression, t: ir.Type) -> exp.Expression:

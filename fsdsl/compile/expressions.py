@@ -99,7 +99,7 @@ def to_sql(e: ir.Expr, d: Dialect, leaf: Resolver) -> exp.Expression:
                 this=left, expression=exp.Nullif(this=right, expression=exp.Literal.number(0))
             )
         if e.op == "%":
-            if d.name in ("postgres", "redshift"):  # `%` would clash with pyformat parameters
+            if d.name in ("postgres", "redshift"):  # a driver scanning for `%(name)s` meets none
                 return exp.Anonymous(
                     this="MOD",
                     expressions=[left, exp.Nullif(this=right, expression=exp.Literal.number(0))],

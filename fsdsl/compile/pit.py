@@ -13,10 +13,24 @@ in docs/semantics.md and chosen to avoid joining a label with every event of its
   `last` / `last_k` become a running max/min of a per-entity rank, looked up afterwards.
 * `last_k` without a window on a source with late rows: the only case with no prefix structure;
   an unbounded range join (the one shape whose cost grows with history; give it a window).
+
+Where a cheaper exact form exists the planner takes it, and records each choice in
+`ViewAggregates.plan` (the training query shows it in a comment):
+
+* TTL and unwindowed `last` on a dialect with an ASOF join and a source without late rows: one
+  ASOF match per (entity, T) on the events grouped per timestamp, each input carried forward to
+  its latest non-null value, serves every `last` of the view, and the TTL is the matched
+  timestamp's age. The TTL keeps its range join when a window at least as wide needs one anyway.
+* unwindowed `first` on a source without late rows: each entity's earliest row, visible at T
+  iff its timestamp is before T (a plain join; no dialect feature needed).
+
+`force` overrides the planner (tests only): every strategy must meet the contract wherever it is
+exact, not only where it is picked.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -27,6 +41,10 @@ from fsdsl.compile.expressions import to_sql, wrap
 
 T = "__t"  # the query time of a spine row
 TS, CREATED, AVAIL, BUCKET, KIND, AT = "__ts", "__created", "__avail", "__b", "__kind", "__at"
+TTL = "__ttl"  # >0 where the view's TTL keeps the entity alive at T
+
+# The strategies, as the plan records them and `force` names them.
+ASOF, RANGE_JOIN, RUNNING, EARLIEST = "asof", "range join", "running", "earliest"
 
 
 def col(name: str, table: str | None = None) -> exp.Column:
@@ -75,11 +93,24 @@ class ViewAggregates:
     relations: list[str] = field(default_factory=list)  # CTEs keyed by (keys, __t)
     columns: dict[ir.Aggregate, tuple[str, str]] = field(default_factory=dict)
     ttl: tuple[str, str] | None = None
+    plan: dict[str, str] = field(default_factory=dict)  # shape ("ttl", "last(__a0)") -> strategy
+
+    def describe(self, view: str) -> str:
+        """The plan as one line, for a comment in the compiled query."""
+        return f"{view}: " + ", ".join(f"{shape} {how}" for shape, how in self.plan.items())
 
 
 class PointInTime:
-    def __init__(self, view: ir.View, d: Dialect, prefix: str, features: list[str] | None = None):
+    def __init__(
+        self,
+        view: ir.View,
+        d: Dialect,
+        prefix: str,
+        features: list[str] | None = None,
+        force: Mapping[str, str] | None = None,
+    ):
         self.view, self.d, self.p = view, d, prefix
+        self.force = dict(force or {})
         self.keys = [k.name for k in view.entity.keys]
         self.aggs = view.aggregates(features)
         self.index = {a: i for i, a in enumerate(self.aggs)}
@@ -111,24 +142,84 @@ class PointInTime:
             a for a in self.aggs if a.window is None and a.func == "last_k" and self.has_created
         ]
         cumulative = [a for a in self.aggs if a.window is None and a not in unbounded_lastk]
-        # Without late rows, the last value before T is exactly what an ASOF join finds.
-        as_of = [
-            a for a in cumulative if a.func == "last" and not self.has_created and self.d.has_asof
-        ]
-        cumulative = [a for a in cumulative if a not in as_of]
-        for agg in as_of:
-            self.asof_last(spine, events, agg)
-        if windowed or self.view.ttl is not None:
+        # Without late rows the latest visible row is the latest by timestamp, which is what an
+        # ASOF join finds; with them it is the latest *by timestamp* among rows available before
+        # T, which no single ASOF order gives.
+        asof_exact = self.d.has_asof and not self.has_created
+        lasts = [a for a in cumulative if a.func == "last"]
+        as_of = lasts if self.choose("last", bool(lasts), ASOF, asof_exact) else []
+        # Without late rows the earliest visible row stays the earliest row once visible.
+        firsts = [a for a in cumulative if a.func == "first"]
+        earliest = (
+            firsts if self.choose("first", bool(firsts), EARLIEST, not self.has_created) else []
+        )
+        cumulative = [a for a in cumulative if a not in as_of and a not in earliest]
+        ttl = self.view.ttl
+        # A range join as wide as the TTL is already there for the windows: counting in it is
+        # free. Only a TTL wider than every window pays for its own range join.
+        ttl_by_asof = ttl is not None and self.choose(
+            "ttl",
+            True,
+            ASOF,
+            asof_exact,
+            cheaper=all(a.window.seconds < ttl.seconds for a in windowed),
+        )
+        if ttl is not None:
+            self.out.plan["ttl"] = ASOF if ttl_by_asof else RANGE_JOIN
+        for agg in self.aggs:
+            if agg in as_of:
+                how = ASOF
+            elif agg in earliest:
+                how = EARLIEST
+            elif agg in cumulative:
+                how = RUNNING
+            else:
+                how = RANGE_JOIN
+            self.out.plan[self.label(agg)] = how
+
+        if ttl_by_asof or len(as_of) > 1:
+            self.asof_match(spine, events, as_of, ttl if ttl_by_asof else None)
+        else:
+            for agg in as_of:
+                self.asof_last(spine, events, agg)
+        range_ttl = ttl if ttl is not None and not ttl_by_asof else None
+        if windowed or range_ttl is not None:
             widest = max(
-                [a.window for a in windowed] + ([self.view.ttl] if self.view.ttl else []),
+                [a.window for a in windowed] + ([range_ttl] if range_ttl else []),
                 key=lambda w: w.seconds,
             )
-            self.range_join(spine, events, windowed, widest, "w", with_ttl=True)
+            self.range_join(spine, events, windowed, widest, "w", with_ttl=range_ttl is not None)
         if unbounded_lastk:
             self.range_join(spine, events, unbounded_lastk, None, "u", with_ttl=False)
         if cumulative:
             self.running(spine, events, cumulative)
+        for agg in earliest:
+            self.earliest(spine, events, agg)
         return self.out
+
+    def choose(
+        self, shape: str, present: bool, alternative: str, exact: bool, cheaper: bool = True
+    ) -> bool:
+        """Whether `shape` takes `alternative` (ASOF, earliest) rather than its general form (range
+        join, running ranks): where exact and cheaper, or where forced; forcing an inexact form
+        is an error, never a silent fallback."""
+        if not present:
+            return False
+        general = RANGE_JOIN if shape == "ttl" else RUNNING
+        how = self.force.get(shape, alternative if exact and cheaper else general)
+        if how not in (general, alternative) or (how == alternative and not exact):
+            raise ValueError(
+                f"strategy {how!r} cannot compute {shape} exactly in view {self.view.name} "
+                f"({self.d.name}{', late rows' if self.has_created else ''})"
+            )
+        return how == alternative
+
+    def label(self, agg: ir.Aggregate) -> str:
+        """An aggregation as the plan names it: its function over its input column."""
+        args = [self.a(agg) if agg.arg is not None else "*"]
+        args += [str(agg.k)] if agg.k is not None else []
+        over = f" over {agg.window}" if agg.window is not None else ""
+        return f"{agg.func}({', '.join(args)}){over}"
 
     # ---- the filtered events of the view ----
     def events(self) -> str:
@@ -247,13 +338,13 @@ class PointInTime:
             out.append(exp.alias_(expr, self.a(agg, "r")))
         if with_ttl and self.view.ttl is not None:
             cond = in_window(self.view.ttl, col(TS), col(T))
-            out.append(exp.alias_(self.count_if(cond), "__ttl"))
+            out.append(exp.alias_(self.count_if(cond), TTL))
         name = self.add(f"{tag}agg", exp.select(*out).from_(joined_name).group_by(*group))
         self.out.relations.append(name)
         for agg in aggs:
             self.out.columns[agg] = (name, self.a(agg, "r"))
         if with_ttl and self.view.ttl is not None:
-            self.out.ttl = (name, "__ttl")
+            self.out.ttl = (name, TTL)
 
     def count_if(self, cond):
         if cond is None:
@@ -316,6 +407,113 @@ class PointInTime:
             .join(table_ref(latest, x), on=on, join_type="asof left")
         )
         name = self.add(f"asof{self.index[agg]}", q)
+        self.out.relations.append(name)
+        self.out.columns[agg] = (name, self.a(agg, "r"))
+
+    # ---- one ASOF match for the TTL and every unwindowed `last` (dialect has ASOF, no late rows)
+    def asof_match(
+        self, spine: str, events: str, aggs: list[ir.Aggregate], ttl: ir.Duration | None
+    ) -> None:
+        """One row per (entity, timestamp), each input at its tie-winning value (the greatest)
+        and carried forward over the timestamps where it is null (a TTL alone matches the events
+        themselves); then the latest such row before T. Its timestamp is the latest visible
+        event's (the TTL's test) and each carried value the latest non-null input's, so the one
+        match serves every `last` whatever rows their inputs are null on."""
+        keys = [col(k) for k in self.keys]
+        inputs = {self.a(a): a.arg.type for a in aggs}
+        # The TTL alone reads only the matched timestamp: whichever row of a tie ASOF picks, it
+        # is the same, so the events need no grouping.
+        matched = events
+        if inputs:
+            grouped = self.add(
+                "latest",
+                exp.select(
+                    *keys,
+                    col(TS),
+                    *[exp.alias_(self.d.pick(col(n), t), n) for n, t in inputs.items()],
+                )
+                .from_(events)
+                .group_by(*[k.copy() for k in keys], col(TS)),
+            )
+
+            def carried(n: str) -> exp.Expression:
+                return exp.Window(
+                    this=exp.IgnoreNulls(this=exp.LastValue(this=col(n))),
+                    partition_by=[k.copy() for k in keys],
+                    order=exp.Order(expressions=[exp.Ordered(this=col(TS))]),
+                    spec=exp.WindowSpec(
+                        kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"
+                    ),
+                )
+
+            matched = self.add(
+                "carried",
+                exp.select(
+                    *[k.copy() for k in keys],
+                    col(TS),
+                    *[exp.alias_(carried(n), n) for n in inputs],
+                ).from_(grouped),
+            )
+        s, x = "s", "x"
+        proj = [*[col(k, s) for k in self.keys], col(T, s)]
+        proj += [exp.alias_(col(self.a(a), x), self.a(a, "r")) for a in aggs]
+        if ttl is not None:
+            # alive iff an event lies in [T - ttl, T): the latest one before T does
+            alive = exp.GTE(this=col(TS, x), expression=self.d.minus(col(T, s), ttl))
+            flag = exp.Case(
+                ifs=[exp.If(this=alive, true=exp.Literal.number(1))],
+                default=exp.Literal.number(0),
+            )
+            proj.append(exp.alias_(flag, TTL))
+        on = and_all(keys_eq(self.keys, s, x) + [exp.LT(this=col(TS, x), expression=col(T, s))])
+        q = (
+            exp.select(*proj)
+            .from_(table_ref(spine, s))
+            .join(table_ref(matched, x), on=on, join_type="asof left")
+        )
+        name = self.add("asof", q)
+        self.out.relations.append(name)
+        for agg in aggs:
+            self.out.columns[agg] = (name, self.a(agg, "r"))
+        if ttl is not None:
+            self.out.ttl = (name, TTL)
+
+    # ---- unwindowed `first` without late rows: each entity's earliest row ----
+    def earliest(self, spine: str, events: str, agg: ir.Aggregate) -> None:
+        """The entity's first non-null input in the contract's order (timestamp, then the least
+        value), read at T iff its timestamp is before T: a row visible once stays visible, and
+        no later row can precede it."""
+        keys = [col(k) for k in self.keys]
+        value = col(self.a(agg))
+        rn = exp.Window(
+            this=exp.RowNumber(),
+            partition_by=[k.copy() for k in keys],
+            order=exp.Order(expressions=self.order_keys(agg, None, False)),
+        )
+        ranked = self.add(
+            f"ranked{self.index[agg]}",
+            exp.select(*keys, col(TS), value, exp.alias_(rn, self.a(agg, "n")))
+            .from_(events)
+            .where(exp.Not(this=exp.Is(this=value.copy(), expression=exp.Null()))),
+        )
+        s, x = "s", "x"
+        on = and_all(
+            keys_eq(self.keys, s, x)
+            + [
+                exp.EQ(this=col(self.a(agg, "n"), x), expression=exp.Literal.number(1)),
+                exp.LT(this=col(TS, x), expression=col(T, s)),
+            ]
+        )
+        q = (
+            exp.select(
+                *[col(k, s) for k in self.keys],
+                col(T, s),
+                exp.alias_(col(self.a(agg), x), self.a(agg, "r")),
+            )
+            .from_(table_ref(spine, s))
+            .join(table_ref(ranked, x), on=on, join_type="left")
+        )
+        name = self.add(f"first{self.index[agg]}", q)
         self.out.relations.append(name)
         self.out.columns[agg] = (name, self.a(agg, "r"))
 

@@ -42,7 +42,7 @@ from fsdsl.compile.pit import (
     table_ref,
 )
 
-AS_OF, WATERMARK = "as_of", "watermark"
+AS_OF, WATERMARK = ir.AS_OF_COLUMN, "watermark"
 LAST_SEEN = "__lt"  # the state's latest visible timestamp (TTL)
 NEW, ALIVE = "__new", "__ttl"
 PICKS = ir.ORDERED_AGGREGATES

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlglot import exp
 
 from fsdsl import ir
@@ -24,11 +26,13 @@ def training_query(
     timestamp_column: str = "event_timestamp",
     labels: str = LABELS,
     order_by: str | None = None,
+    force: Mapping[str, str] | None = None,
 ) -> exp.Select:
     """SELECT labels.*, <feature>... with each feature computed as of the label's timestamp.
 
     `features` lists (view, feature) pairs, e.g. a service's. The labels relation needs the keys
     of every entity involved plus `timestamp_column`; other columns are passed through.
+    `force` overrides the planner's strategy per shape (tests: see `PointInTime`).
     """
     d = dialects.get(dialect)
     views = [repo.views[v] for v in dict.fromkeys(v for v, _ in features)]
@@ -43,18 +47,18 @@ def training_query(
         prefix = f"{view.name}__"
         keys = [k.name for k in view.entity.keys]
         spine = f"{prefix}spine"
-        ctes.append(
-            cte(
-                spine,
-                exp.select(*[col(k) for k in keys], exp.alias_(col(timestamp_column), T))
-                .from_(exp.to_table(exp.to_identifier(labels)))
-                .distinct(),
-            )
+        spine_query = (
+            exp.select(*[col(k) for k in keys], exp.alias_(col(timestamp_column), T))
+            .from_(exp.to_table(exp.to_identifier(labels)))
+            .distinct()
         )
+        ctes.append(cte(spine, spine_query))
         names = [f for v, f in features if v == view.name]
-        pit = PointInTime(view, d, prefix, names)
+        pit = PointInTime(view, d, prefix, names, force)
         events = pit.events()
         aggs = pit.build(spine, events)
+        # the plan, where a reader of the SQL looks for it: atop the view's first CTE
+        spine_query.add_comments([f" {aggs.describe(view.name)} "])
         ctes.extend(aggs.ctes)
         alias_of = {}
         for ri, rel in enumerate(aggs.relations):

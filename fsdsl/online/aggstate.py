@@ -13,13 +13,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fsdsl import ir
+from fsdsl.arrow import conform
 from fsdsl.compile.refresh import distinct_tables, state_columns, state_table
 from fsdsl.online.codec import flat, key_array
-from fsdsl.online.types import conform
 
 
 def schema(view: ir.View) -> pa.Schema:
-    from fsdsl.online.types import arrow_type
+    from fsdsl.arrow import arrow_type
 
     return pa.schema([(name, arrow_type(t)) for name, t in state_columns(view)])
 

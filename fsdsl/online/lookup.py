@@ -2,7 +2,9 @@
 
 With `status`, each row also says, per view, what its values are: `ok` (stored, checksum
 verified), `missing` (no stored entity: the values of an unseen entity) or `corrupt` (a stored
-entity failed its checksum: served as missing, rewritten by the next run).
+entity failed its checksum: served as missing, rewritten by the next run). Where a view's
+unseen-entity values are themselves absent or damaged, its entities without stored values get
+nulls, with status `missing` or `corrupt`; the service's other views are served as usual.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ def as_table(rows: list[dict], plan: ServicePlan, keys_schema, status: bool = Fa
     with `status`, a struct column of one status per view)."""
     import pyarrow as pa
 
-    from fsdsl.online.types import arrow_type
+    from fsdsl.arrow import arrow_type
 
     types = {f.name: f.type for vp in plan.views for f in vp.features}
     fields = list(keys_schema) + [pa.field(n, arrow_type(types[n])) for n in plan.order]

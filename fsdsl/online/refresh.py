@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from fsdsl import ir
+from fsdsl.arrow import conform
 from fsdsl.backends.base import Warehouse
 from fsdsl.compile.refresh import refresh_query
 from fsdsl.compile.render import sql_text
@@ -25,8 +26,7 @@ from fsdsl.online import cache as compiled_cache
 from fsdsl.online.codec import encode_array, encode_column, key_array, lit
 from fsdsl.online.resp import del_rows, hset_rows
 from fsdsl.online.runlock import RunLock
-from fsdsl.online.store import LAYOUT, MARKER, OnlineStore
-from fsdsl.online.types import conform
+from fsdsl.online.store import LAYOUT, MARKER, LockLost, OnlineStore
 
 BATCH = 2000
 Progress = Callable[[str, int, int | None], None]  # (view, rows done, total or None)
@@ -119,7 +119,7 @@ def empty_fields(repo: ir.Repository, view: ir.View, wh: Warehouse, at: dt.datet
     the training query itself, so that serving and training agree on it by construction."""
     features = [(view.name, f.name) for f in view.features]
     keys = [k for k in view.entity.keys]
-    from fsdsl.online.types import arrow_type
+    from fsdsl.arrow import arrow_type
 
     micros = (at - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1)
     labels = pa.table(
@@ -177,59 +177,77 @@ def refresh_view(
             incremental = old_state is not None
         ns = state["ns"] if incremental else f"{view.name}:{fp}:{owner[:8]}"
         run = ViewRun(view.name, "incremental" if incremental else "full", at.isoformat(), previous)
+        # In place, every write is applied only while this run holds the lock (checked
+        # atomically with it, `send_commands`); a fresh namespace serves nobody until
+        # `set_state` switches to it, under the same check.
+        guard = {"view": view.name, "owner": owner} if incremental else {}
+        wrote_empty, committed = False, False
+        try:
+            empty = online.read_empty(ns) if incremental else None
+            if empty is None:  # a new namespace, or stored empty values absent or damaged
+                empty = empty_fields(repo, view, wh, at)
+                online.write_empty(ns, empty, **guard)
+                wrote_empty = incremental
 
-        empty = online.read_empty(ns) if incremental else None
-        if empty is None:  # a new namespace, or stored empty values that fail their checksum
-            empty = empty_fields(repo, view, wh, at)
-            online.write_empty(ns, empty)
-
-        t0 = time.perf_counter()
-        params = {
-            "as_of": at,
-            "watermark": dt.datetime.fromisoformat(previous) if incremental else None,
-        }
-        aggstate.register(wh, view, old_state if old_state is not None else aggstate.empty(view))
-        result = wh.execute_sql(sql, params)
-        held.check()
-        run.query_seconds = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        total = result.num_rows
-        done = 0
-        for batch in result.to_batches(max_chunksize=BATCH):
-            put, gone, values = _encode_batch(view, batch, empty, ns)
-            buffer, count = hset_rows(put[0], put[1], MARKER, replace=incremental)
-            if incremental:  # a fresh namespace holds no stale value to remove
-                extra, more = del_rows(gone)
-                buffer, count = buffer + extra, count + more
-                run.entities_removed += len(gone)
-            # in place: one MULTI/EXEC per batch, so a reader never sees an entity half-written
-            online.send_commands(buffer, count, transaction=incremental)
+            t0 = time.perf_counter()
+            params = {
+                "as_of": at,
+                "watermark": dt.datetime.fromisoformat(previous) if incremental else None,
+            }
+            state_in = old_state if old_state is not None else aggstate.empty(view)
+            aggstate.register(wh, view, state_in)
+            result = wh.execute_sql(sql, params)
             held.check()
-            run.entities_written += len(put[0])
-            run.values_written += values
-            done += batch.num_rows
-            if progress:
-                progress(view.name, done, total)
-        repairs = online.repairs(ns) if incremental else []
-        if repairs:
-            run.entities_repaired = _repair(repo, view, wh, online, at, ns, empty, repairs)
-        run.write_seconds = time.perf_counter() - t1
+            run.query_seconds = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            total = result.num_rows
+            done = 0
+            for batch in result.to_batches(max_chunksize=BATCH):
+                put, gone, values = _encode_batch(view, batch, empty, ns)
+                buffer, count = hset_rows(put[0], put[1], MARKER, replace=incremental)
+                removed = 0
+                if incremental:  # a fresh namespace holds no stale value to remove
+                    extra, more = del_rows(gone)
+                    buffer, count = buffer + extra, count + more
+                    removed = len(gone)
+                # in place: one MULTI/EXEC per batch, so a reader never sees an entity
+                # half-written
+                online.send_commands(buffer, count, transaction=incremental, **guard)
+                run.entities_removed += removed
+                run.entities_written += len(put[0])
+                run.values_written += values
+                held.check()  # counted first: E0515 says what was written
+                done += batch.num_rows
+                if progress:
+                    progress(view.name, done, total)
+            repairs = online.repairs(ns) if incremental else []
+            if repairs:
+                _repair(repo, view, wh, online, at, ns, empty, repairs, run, owner)
+            run.write_seconds = time.perf_counter() - t1
 
-        changed = aggstate.from_result(view, result)
-        new_state = aggstate.merge(view, old_state, changed) if old_state is not None else changed
-        # Every write succeeded: only now does the new state serve, with its aggregates.
-        online.set_state(
-            view.name,
-            {
-                "ns": ns,
-                "fp": fp,
-                "as_of": at.isoformat(),
-                "watermark": at.isoformat(),
-                "refreshed_at": dt.datetime.now(dt.UTC).isoformat(),
-            },
-            aggregates=aggstate.dumps(new_state),
-            owner=owner,
-        )
+            changed = aggstate.from_result(view, result)
+            new_state = (
+                aggstate.merge(view, old_state, changed) if old_state is not None else changed
+            )
+            # Every write succeeded: only now does the new state serve, with its aggregates.
+            online.set_state(
+                view.name,
+                {
+                    "ns": ns,
+                    "fp": fp,
+                    "as_of": at.isoformat(),
+                    "watermark": at.isoformat(),
+                    "refreshed_at": dt.datetime.now(dt.UTC).isoformat(),
+                },
+                aggregates=aggstate.dumps(new_state),
+                owner=owner,
+            )
+            committed = True
+        except LockLost:
+            raise LockLost(view.name, _written(run, wrote_empty, previous)) from None
+        finally:
+            if not committed and not incremental:
+                _abandon(online, ns)
         online.repaired(ns, repairs)
         if not incremental and state.get("ns") and state["ns"] != ns:
             # Readers may use the namespace they cached for up to STATE_TTL seconds: retire
@@ -238,6 +256,35 @@ def refresh_view(
         online.drop_retired()
         run.seconds = time.perf_counter() - started
         return run
+
+
+def _written(run: ViewRun, wrote_empty: bool, previous: str | None) -> str:
+    """What a run that lost its lock leaves behind, for E0515: each of its in-place writes
+    was applied atomically with a check of the lock, so what it counted is all there is."""
+    if run.mode == "full":
+        return (
+            "nothing was committed: the new namespace it was writing was never served, and "
+            "is retired (the next run removes it)"
+        )
+    rewritten = run.entities_written + run.entities_removed + run.entities_repaired
+    if not rewritten and not wrote_empty:
+        return f"nothing was written, `{run.view}` still serves its values as of {previous}"
+    what = f"{rewritten:,} entities" + (
+        " and the values of an unseen entity" if wrote_empty else ""
+    )
+    return (
+        f"{what} had already been rewritten in place as of {run.as_of} while its state still "
+        f"says {previous} (a run as of {run.as_of} or later rewrites them)"
+    )
+
+
+def _abandon(online: OnlineStore, ns: str) -> None:
+    """Retire the namespace of a full run that failed: it never served, and `drop_retired`
+    removes it (by the next run at the latest) instead of leaving it in Redis forever."""
+    try:
+        online.retire_namespace(ns)
+    except UsageError:
+        pass  # the store is unreachable: the run's own error says so already
 
 
 def _repair(
@@ -249,9 +296,11 @@ def _repair(
     ns: str,
     empty: dict[str, str],
     keys: list[str],
-) -> int:
+    run: ViewRun,
+    owner: str,
+) -> None:
     """Rewrite the entities readers found damaged (`repair.py`), in place like the run's
-    own rows."""
+    own rows (and, like them, only while the run holds its lock)."""
     from fsdsl.online.repair import recompute
 
     fixed = recompute(repo, view, wh, at, keys)
@@ -259,8 +308,10 @@ def _repair(
         put, gone, _ = _encode_batch(view, batch, empty, ns)
         buffer, count = hset_rows(put[0], put[1], MARKER, replace=True)
         extra, more = del_rows(gone)
-        online.send_commands(buffer + extra, count + more, transaction=True)
-    return len(keys)
+        online.send_commands(
+            buffer + extra, count + more, transaction=True, view=view.name, owner=owner
+        )
+        run.entities_repaired += batch.num_rows
 
 
 def _encode_batch(view: ir.View, batch: pa.RecordBatch, empty: dict[str, str], ns: str):

@@ -4,6 +4,10 @@ An incremental run rewrites only the entities whose values may have changed; a d
 usually not one of them. Readers queue its key (`OnlineStore.repairs`), and the run recomputes
 those entities with the training query as of the run's time — the values `fsc verify` holds
 the refresh to — then writes them like its own rows.
+
+The keys come from the store, already typed as the entity says, so the training query runs
+here directly: the training-set job's checks of user-supplied labels have nothing to catch, and
+the online layer stays free of a dependency on that job (its peer, not its foundation).
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ import struct
 import pyarrow as pa
 
 from fsdsl import ir
+from fsdsl.arrow import arrow_type, conform
 from fsdsl.backends.base import Warehouse
+from fsdsl.compile.training import training_query
 from fsdsl.online.codec import normalise_key_value
-from fsdsl.online.types import arrow_type
 
 TIME = "__fsdsl_repair_t"
+ROW = "__fsdsl_repair_row"
+KEYS_RELATION = "__fsdsl_repair_keys"
 
 
 def recompute(
@@ -27,8 +34,6 @@ def recompute(
 ) -> pa.Table:
     """The view's key columns and features, as of `at`, for the entities of `texts` (key
     texts as stored)."""
-    from fsdsl.training_set import compute
-
     keys = [json.loads(t) for t in texts]
     micros = (at - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1)
     times = struct.pack(f"<{len(keys)}q", *[micros] * len(keys))
@@ -44,5 +49,16 @@ def recompute(
             TIME: pa.Array.from_buffers(pa.timestamp("us"), len(keys), [None, pa.py_buffer(times)]),
         }
     )
+    # the input's own columns come back as given, in input order (what a warehouse returns
+    # for a key, e.g. a zone-aware timestamp, need not be the stored key's type)
+    numbered = labels.append_column(ROW, pa.array(range(labels.num_rows), pa.int64()))
     features = [(view.name, f.name) for f in view.features]
-    return compute(repo, features, labels, wh, timestamp_column=TIME, where="repair")
+    wh.register_arrow(KEYS_RELATION, numbered)
+    tree = training_query(
+        repo, features, wh.dialect, timestamp_column=TIME, labels=KEYS_RELATION, order_by=ROW
+    )
+    result = wh.query(tree)
+    values = [conform(result[f.name], f.type) for f in view.features]
+    return pa.table(
+        [*labels.columns, *values], names=[*labels.column_names, *[f.name for f in view.features]]
+    )

@@ -5,7 +5,9 @@ block the view forever; a live run must therefore renew it all along — during 
 query too, which may take longer than the lock period and gives the run no chance to act. A
 daemon thread renews it (compare-and-renew: only while it is still ours) every third of the
 period. If a renewal finds the lock gone or another's, the run is no longer alone: `check()`
-raises at its next step, and `set_state` refuses to commit under a lock that is not ours.
+raises at its next step. That flag may lag the loss by a third of the period, so it guards
+nothing that serves: every in-place write (`send_commands`, `write_empty` with an owner) and
+the commit (`set_state`) compare the lock's owner atomically with the write itself.
 """
 
 from __future__ import annotations

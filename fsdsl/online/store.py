@@ -3,12 +3,14 @@
 Layout (one namespace per view, definition fingerprint and full-refresh generation):
 
     fsdsl:state:{view}       hash: ns, fp, as_of, watermark, refreshed_at  (what is serving)
+                             + "__", its checksum: damaged, the view reads as never refreshed
     fsdsl:v:{ns}:{key}       hash: one field per feature (nulls absent) + "__", the checksum
     fsdsl:empty:{ns}         hash: the values of an entity with no visible event (+ "__")
     fsdsl:repair:{ns}        set: keys whose hash failed its checksum when read (`checksum.py`),
                              which the next run rewrites
     fsdsl:agg:{ns}           hash: the aggregate state of every entity (Arrow IPC, in parts),
-                             what the next incremental run merges new events into
+                             what the next incremental run merges new events into; "__" is
+                             a SHA-256 of the namespace and the parts (damaged: a full run)
     fsdsl:lock:{view}        a run in progress: "host:pid:owner", held (and renewed) by that
                              run only — see `runlock.py`
 
@@ -19,11 +21,18 @@ believes is serving (cached for STATE_TTL); past that, `state` is read in the sa
 if it names another namespace or definition, the cache is renewed and the read repeated, so
 two definitions are never mixed. Every hash read is checked against its checksum; a damaged
 one is logged, counted (`corrupt_reads`), served as missing and queued for the next run.
+Damaged empty values degrade their view only: its entities without a stored hash are served
+nulls with the status `corrupt` (absent ones: `missing`, with nulls) until a run rewrites them.
+
+Incremental runs write into the namespace that serves, so each of their batches is applied
+atomically with a check that the run still holds the view's lock (`send_commands`); a full
+run's fresh namespace is retired at once if the run fails, so it never stays behind.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import socket
@@ -35,6 +44,7 @@ from zlib import crc32
 
 from fsdsl.diagnostics import UsageError
 from fsdsl.online.checksum import MARKER, fields_with_checksum, verified
+from fsdsl.urls import redacted
 
 log = logging.getLogger(__name__)
 _MARKER = MARKER.encode()
@@ -67,14 +77,6 @@ STATE_TTL = 1.0
 RETIRE_AFTER = 5.0
 LAYOUT = 2  # how entity hashes are stored (2: with a checksum); part of every fingerprint
 AGG_PART = 64 << 20  # a Redis value may hold 512 MB; keep each part well below
-
-
-def redacted(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 class OnlineStore:
@@ -113,7 +115,8 @@ class OnlineStore:
             self.client = redis.Redis.from_url(url, **kwargs)
         except ValueError as e:
             raise UsageError(f"bad online store URL `{redacted(url)}`: {e}", "E0502") from None
-        # (view, fields) -> (fp, ns, encoded empty row, checked at): what is serving
+        # (view, fields) -> (fp, ns, encoded empty row, checked at, None | "missing" |
+        # "corrupt": what an entity without a hash is when the empty row is absent/damaged)
         self._cache: dict[tuple, tuple] = {}
         self.lock_seconds = LOCK_SECONDS
         self._renew = self.client.register_script(_RENEW)
@@ -143,9 +146,28 @@ class OnlineStore:
 
     # ---- state ----
     def state(self, view: str) -> dict[str, str]:
+        """What serves `view`, as `set_state` stored it; {} when nothing does — or when the
+        hash fails its checksum: a damaged state is never a wrong watermark or namespace,
+        the view is treated as never refreshed (its next run is a full one)."""
         with self.errors():
             raw = self.client.hgetall(f"{PREFIX}:state:{view}")
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        row = self._checked_state(view, raw)
+        return {k.decode(): v.decode() for k, v in (row or {}).items()}
+
+    def _checked_state(self, view: str, raw: dict[bytes, bytes]) -> dict[bytes, bytes] | None:
+        if not raw:
+            return None
+        key = f"{PREFIX}:state:{view}"
+        row = verified(crc32(key.encode()), raw)
+        if row is None:
+            self.corrupt_reads += 1
+            log.warning(
+                "the run state of view `%s` (%s) fails its checksum: the view is treated as "
+                "never refreshed until its next run, a full one",
+                view,
+                key,
+            )
+        return row
 
     def all_states(self) -> dict[str, dict[str, str]]:
         with self.errors():
@@ -180,8 +202,11 @@ class OnlineStore:
                     parts = [
                         aggregates[i : i + AGG_PART] for i in range(0, len(aggregates), AGG_PART)
                     ]
-                    pipe.hset(key, mapping={f"{i:06d}": p for i, p in enumerate(parts or [b""])})
-                pipe.hset(f"{PREFIX}:state:{view}", mapping=state)
+                    named = {f"{i:06d}".encode(): p for i, p in enumerate(parts or [b""])}
+                    pipe.hset(key, mapping={**named, _MARKER: _agg_digest(state["ns"], named)})
+                key = f"{PREFIX}:state:{view}"
+                pipe.delete(key)
+                pipe.hset(key, mapping=fields_with_checksum(key, state))
                 try:
                     pipe.execute()
                     return
@@ -190,10 +215,23 @@ class OnlineStore:
             raise LockLost(view)
 
     def read_aggregates(self, ns: str) -> bytes | None:
-        """The aggregate state `set_state` stored for namespace `ns` (None when absent)."""
+        """The aggregate state `set_state` stored for namespace `ns`: None when absent, or
+        when it fails its digest (a bit flipped on disk would otherwise be merged into the next
+        run's values and written with a valid entity checksum); the run then refreshes in
+        full, which needs no stored state."""
+        key = f"{PREFIX}:agg:{ns}"
         with self.errors():
-            raw = self.client.hgetall(f"{PREFIX}:agg:{ns}")
+            raw = self.client.hgetall(key)
         if not raw:
+            return None
+        digest = raw.pop(_MARKER, None)
+        if digest is None or digest != _agg_digest(ns, raw):
+            self.corrupt_reads += 1
+            log.warning(
+                "the aggregate state %s fails its checksum (or predates it): the next run of "
+                "its view refreshes in full",
+                key,
+            )
             return None
         return b"".join(raw[k] for k in sorted(raw))
 
@@ -231,31 +269,54 @@ class OnlineStore:
     def entity_key(ns: str, key_text: str) -> str:
         return f"{PREFIX}:v:{ns}:{key_text}"
 
-    def write_empty(self, ns: str, fields: dict[str, str]) -> None:
+    def write_empty(
+        self, ns: str, fields: dict[str, str], *, view: str | None = None, owner: str | None = None
+    ) -> None:
+        """With `owner` (rewriting them in the namespace that serves `view`): only while that
+        run holds the view's lock, checked under WATCH like `send_commands`; else LockLost."""
+        import redis
+
         key = f"{PREFIX}:empty:{ns}"
-        with self.errors():
-            pipe = self.client.pipeline(transaction=True)
-            pipe.delete(key)
-            pipe.hset(key, mapping=fields_with_checksum(key, fields))
-            pipe.execute()
+        lock = f"{PREFIX}:lock:{view}"
+        with self.errors(), self.client.pipeline(transaction=True) as pipe:
+            for _attempt in range(5):
+                if owner is not None and view is not None:
+                    pipe.watch(lock)
+                    if pipe.get(lock) != _lock_value(owner).encode():
+                        raise LockLost(view)
+                    pipe.multi()
+                pipe.delete(key)
+                pipe.hset(key, mapping=fields_with_checksum(key, fields))
+                try:
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue  # touched by our own renewal, or lost: the next check tells
+            raise LockLost(view or ns)
 
     def read_empty(self, ns: str) -> dict[str, str] | None:
         """The encoded empty values of a namespace, as `write_empty` stored them; None when
         they are absent or fail their checksum (the run then writes them again)."""
-        empty = self._read_empty(ns)
+        empty, _how = self._read_empty(ns)
         if empty is None:
             return None
         return {k.decode(): v.decode() for k, v in empty.items()}
 
-    def _read_empty(self, ns: str) -> dict[bytes, bytes] | None:
+    def _read_empty(self, ns: str) -> tuple[dict[bytes, bytes] | None, str]:
+        """(the empty values or None, "ok" | "absent" | "damaged"): absent is no damage (a
+        namespace just retired, a run that has not written them yet), so it is neither
+        counted nor logged as a checksum failure."""
         key = f"{PREFIX}:empty:{ns}"
         with self.errors():
             stored = self.client.hgetall(key)
-        empty = verified(crc32(key.encode()), stored) if stored else None
+        if not stored:
+            return None, "absent"
+        empty = verified(crc32(key.encode()), stored)
         if empty is None:
             self.corrupt_reads += 1
             log.warning("the empty values of namespace %s fail their checksum", ns)
-        return empty
+            return None, "damaged"
+        return empty, "ok"
 
     def write_batch(
         self,
@@ -281,23 +342,59 @@ class OnlineStore:
                 pipe.delete(self.entity_key(ns, key_text))
             pipe.execute()
 
-    def send_commands(self, buffer: bytes, count: int, transaction: bool) -> None:
+    def send_commands(
+        self,
+        buffer: bytes,
+        count: int,
+        transaction: bool,
+        *,
+        view: str | None = None,
+        owner: str | None = None,
+    ) -> None:
         """Send `count` commands already encoded in RESP (see `resp.py`) in one write, as one
-        MULTI/EXEC with `transaction`, and read every reply (an error reply raises)."""
+        MULTI/EXEC with `transaction`, and read every reply (an error reply raises).
+
+        With `owner` (a transaction into the namespace that serves `view`), the batch is
+        applied only while that run holds the view's lock: the lock is WATCHed and compared
+        before MULTI, so a lock taken over at any moment before EXEC aborts the batch — a
+        renewal thread that only notices a lost lock every third of its period cannot let
+        whole batches land meanwhile. An abort caused by our own renewal (it touches the
+        key) is retried; a lock that is not ours raises LockLost, nothing of the batch
+        written."""
         from fsdsl.online.resp import command
 
         if not count:
             return
+        guarded = owner is not None and view is not None
         if transaction:
             buffer = command("MULTI") + buffer + command("EXEC")
         pool = self.client.connection_pool
         with self.errors():
             conn = pool.get_connection()
             try:
-                conn.send_packed_command([buffer], check_health=False)
-                replies = count + 2 if transaction else count
-                for _ in range(replies):
-                    conn.read_response()
+                for _attempt in range(5):
+                    if guarded:
+                        lock = f"{PREFIX}:lock:{view}"
+                        conn.send_packed_command(
+                            [command("WATCH", lock) + command("GET", lock)], check_health=False
+                        )
+                        conn.read_response()
+                        if conn.read_response() != _lock_value(owner).encode():
+                            conn.send_command("UNWATCH")
+                            conn.read_response()
+                            raise LockLost(view)
+                    conn.send_packed_command([buffer], check_health=False)
+                    for _ in range(count + 1 if transaction else count):
+                        conn.read_response()
+                    if not transaction:
+                        return
+                    done = conn.read_response()  # EXEC: None when a watched key changed
+                    if done is not None or not guarded:
+                        for reply in done or ():
+                            if isinstance(reply, Exception):
+                                raise reply
+                        return
+                raise LockLost(view)
             except BaseException:
                 conn.disconnect()  # replies may be left unread: never reuse it
                 raise
@@ -366,7 +463,9 @@ class OnlineStore:
     def lookup(self, requests: list[tuple[str, str, list[str], list[str]]]) -> list:
         """[(view, fp, fields, key_texts)] -> per view None or (empty, [hash per key],
         [indexes of damaged hashes]): `empty` and each hash a {field bytes: value bytes} dict
-        without the checksum field, a missing or damaged entity None.
+        without the checksum field, a missing or damaged entity None. When the view's empty
+        values are damaged, `empty` is {} (nulls: they are not served) and every entity
+        without a hash counts as damaged; when they are absent, {} too (status `missing`).
 
         One round trip: the serving namespace and empty values of each view are cached for
         STATE_TTL seconds; past that (or for a definition the cache does not hold) `state` is
@@ -379,11 +478,12 @@ class OnlineStore:
             stale = False
             for (view, _fp, fields, _keys), (state, _rows) in zip(requests, replies, strict=True):
                 cached = self._cache.get((view, tuple(fields)))
-                if cached is None or cached[:2] != _decode_state(state):
+                # degraded empty values are looked at again (the next run rewrites them)
+                if cached is None or cached[:2] != _decode_state(state) or cached[4]:
                     self._refresh_cache(view, fields, state)
                     stale = True
                 else:
-                    self._cache[(view, tuple(fields))] = (*cached[:3], now)
+                    self._cache[(view, tuple(fields))] = (*cached[:3], now, None)
             if stale:
                 replies = self._read(requests, with_state=True)
         out = []
@@ -393,7 +493,10 @@ class OnlineStore:
             if cached is None or served[0] != fp or cached[:2] != served:
                 out.append(None)
             else:
-                out.append((cached[2], *self._checked(view, cached[1], keys, rows)))
+                found, damaged = self._checked(view, cached[1], keys, rows)
+                if cached[4] == "corrupt":  # no trusted values for an entity without a hash
+                    damaged = sorted({*damaged, *(i for i, r in enumerate(found) if r is None)})
+                out.append((cached[2], found, damaged))
         return out
 
     def _checked(self, view: str, ns: str, keys: list[str], hashes: list) -> tuple[list, list]:
@@ -458,50 +561,75 @@ class OnlineStore:
             plan = []
             for view, _fp, fields, keys in requests:
                 if with_state:
-                    pipe.hmget(f"{PREFIX}:state:{view}", "fp", "ns")
+                    pipe.hgetall(f"{PREFIX}:state:{view}")  # all of it: checked
                 cached = self._cache.get((view, tuple(fields)))
                 n = len(keys) if cached else 0
                 for key in keys if cached else ():
                     # HGETALL, not HMGET: no field names to send (the hash holds only this
                     # view's features), which is most of a small lookup's client-side cost
                     pipe.hgetall(f"{PREFIX}:v:{cached[1]}:{key}")
-                plan.append(n)
+                plan.append((view, n))
             flat = pipe.execute()
         out, i = [], 0
-        for n in plan:
+        for view, n in plan:
             state = None
             if with_state:
-                state = flat[i]
+                row = self._checked_state(view, flat[i]) or {}
+                state = (row.get(b"fp"), row.get(b"ns"))
                 i += 1
             out.append((state, flat[i : i + n]))
             i += n
         return out
 
-    def _refresh_cache(self, view: str, fields: list[str], state) -> None:
+    def _refresh_cache(self, view: str, fields: list[str], state, again: bool = True) -> None:
+        """Cache what serves `view` with its empty values. Those are absent when the namespace
+        was just replaced (`state` read a moment too early): `state` is read once more; still
+        absent, the view's entities without a stored hash are served `missing`, with nulls.
+        Damaged, they are never served: those entities get nulls with the status `corrupt`
+        (the view's stored hashes and the service's other views are unaffected)."""
         fp, ns = _decode_state(state)
         if fp is None:
             self._cache.pop((view, tuple(fields)), None)
             return
-        empty = self._read_empty(ns)
-        if empty is None:
-            raise UsageError(
-                f"the stored values of an unseen entity of view `{view}` are damaged (they fail "
-                f"their checksum); run `fsc run -v {view}` to rewrite them",
-                "E0509",
+        empty, how = self._read_empty(ns)
+        if how == "absent" and again:
+            with self.errors():
+                raw = self.client.hgetall(f"{PREFIX}:state:{view}")
+            row = self._checked_state(view, raw) or {}
+            return self._refresh_cache(view, fields, (row.get(b"fp"), row.get(b"ns")), False)
+        degraded = {"ok": None, "absent": "missing", "damaged": "corrupt"}[how]
+        if how == "absent":
+            log.warning(
+                "view `%s`: the values of an unseen entity are absent from namespace %s; its "
+                "entities without stored values are served as missing, with nulls",
+                view,
+                ns,
             )
-        self._cache[(view, tuple(fields))] = (fp, ns, empty, time.monotonic())
+        elif how == "damaged":
+            log.warning(
+                "view `%s`: the values of an unseen entity fail their checksum; its entities "
+                "without stored values are served as corrupt, with nulls, until the next "
+                "`fsc run -v %s` rewrites them",
+                view,
+                view,
+            )
+        self._cache[(view, tuple(fields))] = (fp, ns, empty or {}, time.monotonic(), degraded)
 
     def close(self) -> None:
         self.client.close()
 
 
 class LockLost(UsageError):
-    def __init__(self, view: str):
+    """`written` says what the run had written when it found out (the run knows: see
+    `refresh_view`); the store only knows that it refused a write."""
+
+    def __init__(self, view: str, written: str = "nothing was committed"):
         super().__init__(
             f"the run of view `{view}` lost its lock {PREFIX}:lock:{view} (it expired or "
-            "another run took it over); nothing was committed, run it again",
+            f"another run took it over); {written}; run it again",
             "E0515",
         )
+        self.view = view
 
 
 def _lock_value(owner: str) -> str:
@@ -531,6 +659,16 @@ def _prefix_crc(ns: str) -> int:
 def _decode_state(state) -> tuple[str | None, str | None]:
     fp, ns = state
     return (fp.decode() if fp else None, ns.decode() if ns else None)
+
+
+def _agg_digest(ns: str, parts: dict[bytes, bytes]) -> bytes:
+    """SHA-256 of the namespace and every part with its name (length-prefixed): a flipped bit,
+    a renamed, lost or extra part, or a state copied from another namespace all change it."""
+    h = hashlib.sha256(f"{PREFIX}:agg:{ns}".encode())
+    for name in sorted(parts):
+        h.update(b"%d:%s:%d:" % (len(name), name, len(parts[name])))
+        h.update(parts[name])
+    return h.hexdigest().encode()
 
 
 def _glob(text: str) -> str:

@@ -1,4 +1,5 @@
 WITH `user_browsing__spine` AS (
+  /* user_browsing: ttl range join, count(*) over 1h range join, count(*) over 24h range join, count(*) over 7d range join, avg(__a0) over 7d range join, sum(__a1) over 7d range join, count_distinct(__a2) over 7d range join, last(__a3) running, max(__a4) running, first(__a4) over 2w range join, last_k(__a5, 5) over 7d range join, count(__a1) over 24h range join */
   SELECT DISTINCT
     `user_id`,
     `event_timestamp` AS `__t`
@@ -170,6 +171,7 @@ WITH `user_browsing__spine` AS (
   WHERE
     `r`.`__kind` = 0
 ), `user_category_browsing__spine` AS (
+  /* user_category_browsing: ttl range join, count(*) over 7d range join, sum(__a0) over 7d range join */
   SELECT DISTINCT
     `user_id`,
     `category`,
@@ -245,6 +247,7 @@ WITH `user_browsing__spine` AS (
     `category`,
     `__t`
 ), `user_orders__spine` AS (
+  /* user_orders: ttl range join, last(__a0) running */
   SELECT DISTINCT
     `user_id`,
     `event_timestamp` AS `__t`

@@ -1,4 +1,5 @@
 WITH "user_browsing__spine" AS (
+  /* user_browsing: ttl asof, count(*) over 1h range join, count(*) over 24h range join, count(*) over 7d range join, avg(__a0) over 7d range join, sum(__a1) over 7d range join, count_distinct(__a2) over 7d range join, last(__a3) asof, max(__a4) running, first(__a4) over 2w range join, last_k(__a5, 5) over 7d range join, count(__a1) over 24h range join */
   SELECT DISTINCT
     "user_id",
     "event_timestamp" AS "__t"
@@ -17,36 +18,45 @@ WITH "user_browsing__spine" AS (
   FROM "web"."page_views" AS "src"
   WHERE
     NOT "src"."visitor_id" IS NULL AND NOT "src"."viewed_at" IS NULL
-), "user_browsing__latest6" AS (
+), "user_browsing__latest" AS (
   SELECT
     "user_id",
     "__ts",
-    MAX("__a3") AS "__v"
+    MAX("__a3") AS "__a3"
   FROM "user_browsing__events"
-  WHERE
-    NOT "__a3" IS NULL
   GROUP BY
     "user_id",
     "__ts"
-), "user_browsing__asof6" AS (
+), "user_browsing__carried" AS (
+  SELECT
+    "user_id",
+    "__ts",
+    LAST_VALUE("__a3" IGNORE NULLS) OVER (
+      PARTITION BY "user_id"
+      ORDER BY "__ts"
+      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) AS "__a3"
+  FROM "user_browsing__latest"
+), "user_browsing__asof" AS (
   SELECT
     "s"."user_id",
     "s"."__t",
-    "x"."__v" AS "__r6"
+    "x"."__a3" AS "__r6",
+    CASE WHEN "x"."__ts" >= "s"."__t" - INTERVAL '30' DAY THEN 1 ELSE 0 END AS "__ttl"
   FROM "user_browsing__spine" AS "s"
-  ASOF LEFT JOIN "user_browsing__latest6" AS "x"
+  ASOF LEFT JOIN "user_browsing__carried" AS "x"
     ON "s"."user_id" = "x"."user_id" AND "x"."__ts" < "s"."__t"
 ), "user_browsing__wspine" AS (
   SELECT
     "user_id",
     "__t",
-    FLOOR(EPOCH("__t") / 2592000) AS "__b"
+    FLOOR(EPOCH("__t") / 1209600) AS "__b"
   FROM "user_browsing__spine"
   UNION ALL
   SELECT
     "user_id",
     "__t",
-    FLOOR(EPOCH("__t") / 2592000) - 1 AS "__b"
+    FLOOR(EPOCH("__t") / 1209600) - 1 AS "__b"
   FROM "user_browsing__spine"
 ), "user_browsing__wevents" AS (
   SELECT
@@ -58,7 +68,7 @@ WITH "user_browsing__spine" AS (
     "__a2",
     "__a4",
     "__a5",
-    FLOOR(EPOCH("__ts") / 2592000) AS "__b"
+    FLOOR(EPOCH("__ts") / 1209600) AS "__b"
   FROM "user_browsing__events"
 ), "user_browsing__wjoin" AS (
   SELECT
@@ -70,17 +80,9 @@ WITH "user_browsing__spine" AS (
     "e"."__a2",
     "e"."__a4",
     "e"."__a5",
-    CASE
-      WHEN "e"."__ts" >= "s"."__t" - INTERVAL '14' DAY AND NOT "e"."__a4" IS NULL
-      THEN 1
-      ELSE 0
-    END AS "__v8",
+    CASE WHEN NOT "e"."__a4" IS NULL THEN 1 ELSE 0 END AS "__v8",
     ROW_NUMBER() OVER (
-      PARTITION BY "s"."user_id", "s"."__t", CASE
-        WHEN "e"."__ts" >= "s"."__t" - INTERVAL '14' DAY AND NOT "e"."__a4" IS NULL
-        THEN 1
-        ELSE 0
-      END
+      PARTITION BY "s"."user_id", "s"."__t", CASE WHEN NOT "e"."__a4" IS NULL THEN 1 ELSE 0 END
       ORDER BY "e"."__ts" ASC, "e"."__a4" ASC
     ) AS "__n8",
     CASE
@@ -100,7 +102,7 @@ WITH "user_browsing__spine" AS (
   INNER JOIN "user_browsing__wevents" AS "e"
     ON "s"."user_id" = "e"."user_id"
     AND "s"."__b" = "e"."__b"
-    AND "e"."__ts" >= "s"."__t" - INTERVAL '30' DAY
+    AND "e"."__ts" >= "s"."__t" - INTERVAL '14' DAY
     AND "e"."__ts" < "s"."__t"
 ), "user_browsing__wagg" AS (
   SELECT
@@ -115,8 +117,7 @@ WITH "user_browsing__spine" AS (
     MAX(CASE WHEN "__v8" = 1 AND "__n8" = 1 THEN "__a4" END) AS "__r8",
     ARRAY_AGG("__a5" ORDER BY "__n9") FILTER(WHERE
       "__v9" = 1 AND "__n9" <= 5) AS "__r9",
-    COUNT(CASE WHEN "__ts" >= "__t" - INTERVAL '24' HOUR THEN "__a1" END) AS "__r10",
-    COUNT(*) AS "__ttl"
+    COUNT(CASE WHEN "__ts" >= "__t" - INTERVAL '24' HOUR THEN "__a1" END) AS "__r10"
   FROM "user_browsing__wjoin"
   GROUP BY
     "user_id",
@@ -172,6 +173,7 @@ WITH "user_browsing__spine" AS (
   WHERE
     "r"."__kind" = 0
 ), "user_category_browsing__spine" AS (
+  /* user_category_browsing: ttl asof, count(*) over 7d range join, sum(__a0) over 7d range join */
   SELECT DISTINCT
     "user_id",
     "category",
@@ -196,19 +198,30 @@ WITH "user_browsing__spine" AS (
         NOT "src"."category" IS NULL
       )
     )
+), "user_category_browsing__asof" AS (
+  SELECT
+    "s"."user_id",
+    "s"."category",
+    "s"."__t",
+    CASE WHEN "x"."__ts" >= "s"."__t" - INTERVAL '14' DAY THEN 1 ELSE 0 END AS "__ttl"
+  FROM "user_category_browsing__spine" AS "s"
+  ASOF LEFT JOIN "user_category_browsing__events" AS "x"
+    ON "s"."user_id" = "x"."user_id"
+    AND "s"."category" = "x"."category"
+    AND "x"."__ts" < "s"."__t"
 ), "user_category_browsing__wspine" AS (
   SELECT
     "user_id",
     "category",
     "__t",
-    FLOOR(EPOCH("__t") / 1209600) AS "__b"
+    FLOOR(EPOCH("__t") / 604800) AS "__b"
   FROM "user_category_browsing__spine"
   UNION ALL
   SELECT
     "user_id",
     "category",
     "__t",
-    FLOOR(EPOCH("__t") / 1209600) - 1 AS "__b"
+    FLOOR(EPOCH("__t") / 604800) - 1 AS "__b"
   FROM "user_category_browsing__spine"
 ), "user_category_browsing__wevents" AS (
   SELECT
@@ -217,7 +230,7 @@ WITH "user_browsing__spine" AS (
     "__ts",
     "__avail",
     "__a0",
-    FLOOR(EPOCH("__ts") / 1209600) AS "__b"
+    FLOOR(EPOCH("__ts") / 604800) AS "__b"
   FROM "user_category_browsing__events"
 ), "user_category_browsing__wjoin" AS (
   SELECT
@@ -231,22 +244,22 @@ WITH "user_browsing__spine" AS (
     ON "s"."user_id" = "e"."user_id"
     AND "s"."category" = "e"."category"
     AND "s"."__b" = "e"."__b"
-    AND "e"."__ts" >= "s"."__t" - INTERVAL '14' DAY
+    AND "e"."__ts" >= "s"."__t" - INTERVAL '7' DAY
     AND "e"."__ts" < "s"."__t"
 ), "user_category_browsing__wagg" AS (
   SELECT
     "user_id",
     "category",
     "__t",
-    COUNT(CASE WHEN "__ts" >= "__t" - INTERVAL '7' DAY THEN 1 END) AS "__r0",
-    SUM(CASE WHEN "__ts" >= "__t" - INTERVAL '7' DAY THEN "__a0" END) AS "__r1",
-    COUNT(*) AS "__ttl"
+    COUNT(*) AS "__r0",
+    SUM("__a0") AS "__r1"
   FROM "user_category_browsing__wjoin"
   GROUP BY
     "user_id",
     "category",
     "__t"
 ), "user_orders__spine" AS (
+  /* user_orders: ttl range join, last(__a0) running */
   SELECT DISTINCT
     "user_id",
     "event_timestamp" AS "__t"
@@ -375,64 +388,68 @@ WITH "user_browsing__spine" AS (
 SELECT
   "l".*,
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    WHEN COALESCE("v0r0"."__ttl", 0) > 0
     THEN CAST(COALESCE("v0r1"."__r0", 0) AS BIGINT)
   END AS "views_1h",
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    WHEN COALESCE("v0r0"."__ttl", 0) > 0
     THEN CAST(COALESCE("v0r1"."__r1", 0) AS BIGINT)
   END AS "views_24h",
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    WHEN COALESCE("v0r0"."__ttl", 0) > 0
     THEN CAST(COALESCE("v0r1"."__r2", 0) AS BIGINT)
   END AS "views_7d",
-  CASE WHEN COALESCE("v0r1"."__ttl", 0) > 0 THEN CAST("v0r1"."__r3" AS DOUBLE) END AS "mobile_share_7d",
+  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r1"."__r3" AS DOUBLE) END AS "mobile_share_7d",
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    WHEN COALESCE("v0r0"."__ttl", 0) > 0
     THEN CAST("v0r1"."__r4" / NULLIF(NULLIF(COALESCE("v0r1"."__r2", 0), 0), 0) AS DOUBLE)
   END AS "dwell_per_view_7d",
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    WHEN COALESCE("v0r0"."__ttl", 0) > 0
     THEN CAST(COALESCE("v0r1"."__r5", 0) AS BIGINT)
   END AS "categories_7d",
-  CASE WHEN COALESCE("v0r1"."__ttl", 0) > 0 THEN CAST("v0r0"."__r6" AS TEXT) END AS "last_category",
-  CASE WHEN COALESCE("v0r1"."__ttl", 0) > 0 THEN CAST("v0r2"."__r7" AS TIMESTAMP) END AS "last_view_at",
+  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r0"."__r6" AS TEXT) END AS "last_category",
+  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r2"."__r7" AS TIMESTAMP) END AS "last_view_at",
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    WHEN COALESCE("v0r0"."__ttl", 0) > 0
     THEN CAST(EXTRACT(HOUR FROM "v0r1"."__r8") AS BIGINT)
   END AS "first_view_hour_2w",
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    WHEN COALESCE("v0r0"."__ttl", 0) > 0
     THEN COALESCE("v0r1"."__r9", CAST([] AS TEXT[]))
   END AS "recent_products",
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    WHEN COALESCE("v0r0"."__ttl", 0) > 0
     THEN CAST(COALESCE("v0r1"."__r10", 0) AS BIGINT)
   END AS "long_views_24h",
   CASE
     WHEN COALESCE("v1r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v1r0"."__r0", 0) AS BIGINT)
+    THEN CAST(COALESCE("v1r1"."__r0", 0) AS BIGINT)
   END AS "category_views_7d",
   CASE
     WHEN COALESCE("v1r0"."__ttl", 0) > 0
-    THEN CAST(ROUND("v1r0"."__r1", 1) AS DOUBLE)
+    THEN CAST(ROUND("v1r1"."__r1", 1) AS DOUBLE)
   END AS "category_dwell_7d",
   CASE
     WHEN COALESCE("v1r0"."__ttl", 0) > 0
-    THEN CAST(CAST(COALESCE("v1r0"."__r0", 0) AS DOUBLE) / NULLIF(NULLIF(COALESCE("v1r0"."__r0", 0) + 1, 0), 0) AS DOUBLE)
+    THEN CAST(CAST(COALESCE("v1r1"."__r0", 0) AS DOUBLE) / NULLIF(NULLIF(COALESCE("v1r1"."__r0", 0) + 1, 0), 0) AS DOUBLE)
   END AS "category_share_7d",
   CASE WHEN COALESCE("v2r0"."__ttl", 0) > 0 THEN CAST("v2r1"."__r0" AS DOUBLE) END AS "last_amount"
 FROM "labels" AS "l"
-LEFT JOIN "user_browsing__asof6" AS "v0r0"
+LEFT JOIN "user_browsing__asof" AS "v0r0"
   ON "l"."user_id" = "v0r0"."user_id" AND "l"."event_timestamp" = "v0r0"."__t"
 LEFT JOIN "user_browsing__wagg" AS "v0r1"
   ON "l"."user_id" = "v0r1"."user_id" AND "l"."event_timestamp" = "v0r1"."__t"
 LEFT JOIN "user_browsing__cagg" AS "v0r2"
   ON "l"."user_id" = "v0r2"."user_id" AND "l"."event_timestamp" = "v0r2"."__t"
-LEFT JOIN "user_category_browsing__wagg" AS "v1r0"
+LEFT JOIN "user_category_browsing__asof" AS "v1r0"
   ON "l"."user_id" = "v1r0"."user_id"
   AND "l"."category" = "v1r0"."category"
   AND "l"."event_timestamp" = "v1r0"."__t"
+LEFT JOIN "user_category_browsing__wagg" AS "v1r1"
+  ON "l"."user_id" = "v1r1"."user_id"
+  AND "l"."category" = "v1r1"."category"
+  AND "l"."event_timestamp" = "v1r1"."__t"
 LEFT JOIN "user_orders__wagg" AS "v2r0"
   ON "l"."user_id" = "v2r0"."user_id" AND "l"."event_timestamp" = "v2r0"."__t"
 LEFT JOIN "user_orders__cagg" AS "v2r1"

@@ -1,4 +1,5 @@
 WITH "user_browsing__spine" AS (
+  /* user_browsing: ttl range join, count(*) over 1h range join, count(*) over 24h range join, count(*) over 7d range join, avg(__a0) over 7d range join, sum(__a1) over 7d range join, count_distinct(__a2) over 7d range join, last(__a3) running, max(__a4) running, first(__a4) over 2w range join, last_k(__a5, 5) over 7d range join, count(__a1) over 24h range join */
   SELECT DISTINCT
     "user_id",
     "event_timestamp" AS "__t"
@@ -173,6 +174,7 @@ WITH "user_browsing__spine" AS (
   WHERE
     "r"."__kind" = 0
 ), "user_category_browsing__spine" AS (
+  /* user_category_browsing: ttl range join, count(*) over 7d range join, sum(__a0) over 7d range join */
   SELECT DISTINCT
     "user_id",
     "category",
@@ -248,6 +250,7 @@ WITH "user_browsing__spine" AS (
     "category",
     "__t"
 ), "user_orders__spine" AS (
+  /* user_orders: ttl range join, last(__a0) running */
   SELECT DISTINCT
     "user_id",
     "event_timestamp" AS "__t"
@@ -419,7 +422,59 @@ SELECT
   END AS "category_views_7d",
   CASE
     WHEN COALESCE("v1r0"."__ttl", 0) > 0
-    THEN CAST(CAST(ROUND(CAST("v1r0"."__r1" AS DECIMAL), 1) AS DOUBLE PRECISION) AS DOUBLE PRECISION)
+    THEN CAST((
+      SELECT
+        CASE
+          WHEN "__e" = 2047
+          THEN "__x"
+          WHEN "__d" >= 0
+          AND ABS("__x") >= 9007199254740992 / POWER(CAST(10 AS DOUBLE PRECISION), LEAST("__d", 308))
+          THEN "__x"
+          WHEN ABS("__n") >= 1.7976931348623158e308
+          THEN "__x"
+          ELSE CAST("__n" AS DOUBLE PRECISION) * SIGN("__x")
+        END
+      FROM (
+        SELECT
+          "__x",
+          "__e",
+          "__d",
+          DIV(
+            2 * "__m" * POWER(CAST(10 AS DECIMAL), GREATEST("__d", 0)) * POWER(CAST(2 AS DECIMAL), GREATEST(-"__q", 0)) + POWER(CAST(2 AS DECIMAL), GREATEST("__q", 0)) * POWER(CAST(10 AS DECIMAL), GREATEST(-"__d", 0)),
+            2 * POWER(CAST(2 AS DECIMAL), GREATEST("__q", 0)) * POWER(CAST(10 AS DECIMAL), GREATEST(-"__d", 0))
+          ) * CAST('1e' || CAST(-"__d" AS TEXT) AS DECIMAL) AS "__n"
+        FROM (
+          SELECT
+            "__x",
+            "__d",
+            "__e",
+            1075 - GREATEST("__e", 1) AS "__q",
+            (
+              "__b" & 4503599627370495
+            ) + CASE WHEN "__e" > 0 THEN 4503599627370496 ELSE 0 END AS "__m"
+          FROM (
+            SELECT
+              "__x",
+              "__d",
+              "__b",
+              (
+                "__b" >> 52
+              ) & 2047 AS "__e"
+            FROM (
+              SELECT
+                "__x",
+                "__d",
+                CAST(CAST('x' || ENCODE(FLOAT8SEND("__x"), 'hex') AS BIT(64)) AS BIGINT) AS "__b"
+              FROM (
+                SELECT
+                  CAST("v1r0"."__r1" AS DOUBLE PRECISION) AS "__x",
+                  GREATEST(LEAST(CAST(1 AS BIGINT), 1100), -400) AS "__d"
+              ) AS "__r0"
+            ) AS "__r1"
+          ) AS "__r2"
+        ) AS "__r3"
+      ) AS "__r4"
+    ) AS DOUBLE PRECISION)
   END AS "category_dwell_7d",
   CASE
     WHEN COALESCE("v1r0"."__ttl", 0) > 0

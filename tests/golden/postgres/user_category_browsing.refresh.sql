@@ -145,7 +145,59 @@ SELECT
   END AS "category_views_7d",
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0
-    THEN CAST(CAST(ROUND(CAST("r0"."__r1" AS DECIMAL), 1) AS DOUBLE PRECISION) AS DOUBLE PRECISION)
+    THEN CAST((
+      SELECT
+        CASE
+          WHEN "__e" = 2047
+          THEN "__x"
+          WHEN "__d" >= 0
+          AND ABS("__x") >= 9007199254740992 / POWER(CAST(10 AS DOUBLE PRECISION), LEAST("__d", 308))
+          THEN "__x"
+          WHEN ABS("__n") >= 1.7976931348623158e308
+          THEN "__x"
+          ELSE CAST("__n" AS DOUBLE PRECISION) * SIGN("__x")
+        END
+      FROM (
+        SELECT
+          "__x",
+          "__e",
+          "__d",
+          DIV(
+            2 * "__m" * POWER(CAST(10 AS DECIMAL), GREATEST("__d", 0)) * POWER(CAST(2 AS DECIMAL), GREATEST(-"__q", 0)) + POWER(CAST(2 AS DECIMAL), GREATEST("__q", 0)) * POWER(CAST(10 AS DECIMAL), GREATEST(-"__d", 0)),
+            2 * POWER(CAST(2 AS DECIMAL), GREATEST("__q", 0)) * POWER(CAST(10 AS DECIMAL), GREATEST(-"__d", 0))
+          ) * CAST('1e' || CAST(-"__d" AS TEXT) AS DECIMAL) AS "__n"
+        FROM (
+          SELECT
+            "__x",
+            "__d",
+            "__e",
+            1075 - GREATEST("__e", 1) AS "__q",
+            (
+              "__b" & 4503599627370495
+            ) + CASE WHEN "__e" > 0 THEN 4503599627370496 ELSE 0 END AS "__m"
+          FROM (
+            SELECT
+              "__x",
+              "__d",
+              "__b",
+              (
+                "__b" >> 52
+              ) & 2047 AS "__e"
+            FROM (
+              SELECT
+                "__x",
+                "__d",
+                CAST(CAST('x' || ENCODE(FLOAT8SEND("__x"), 'hex') AS BIT(64)) AS BIGINT) AS "__b"
+              FROM (
+                SELECT
+                  CAST("r0"."__r1" AS DOUBLE PRECISION) AS "__x",
+                  GREATEST(LEAST(CAST(1 AS BIGINT), 1100), -400) AS "__d"
+              ) AS "__r0"
+            ) AS "__r1"
+          ) AS "__r2"
+        ) AS "__r3"
+      ) AS "__r4"
+    ) AS DOUBLE PRECISION)
   END AS "category_dwell_7d",
   CASE
     WHEN COALESCE("r0"."__ttl", 0) > 0

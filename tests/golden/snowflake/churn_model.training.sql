@@ -1,4 +1,5 @@
 WITH "user_orders__spine" AS (
+  /* user_orders: ttl range join, count(*) over 7d range join, count(*) over 30d range join, sum(__a0) over 30d range join, avg(__a0) over 30d range join, min(__a0) over 7d range join, max(__a0) over 90d range join, count(__a0) over 30d range join, last(__a0) running, first(__a0) over 30d range join, last_k(__a0, 3) range join, count_distinct(__a1) over 30d range join */
   SELECT DISTINCT
     "user_id",
     "event_timestamp" AS "__t"

@@ -1,4 +1,5 @@
 WITH "user_orders__spine" AS (
+  /* user_orders: ttl range join, count(*) over 7d range join, sum(__a0) over 30d range join */
   SELECT DISTINCT
     "user_id",
     "event_timestamp" AS "__t"

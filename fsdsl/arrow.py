@@ -1,4 +1,8 @@
-"""IR types as Arrow types (what a feature column holds outside the warehouse)."""
+"""IR types as Arrow types: what a feature column holds outside the warehouse.
+
+Neutral ground: the training set, the online store and the tests all hand Arrow tables
+around, and none of them should have to import another to agree on a column's type.
+"""
 
 from __future__ import annotations
 

@@ -1,13 +1,21 @@
-"""`fsc verify`: prove there is no training-serving skew, on a sample of live entities.
+"""`FeatureStore.verify` / `fsc verify`: prove there is no training-serving skew, on a sample
+of live entities.
 
 For every view with a refresh, sample entity keys from the online store (plus keys never seen),
 compute the same features with the *training* query at the refresh time, and compare cell by
 cell with what `online_features` serves.
 
 The expectation never comes from `.fsc/cache`: the fingerprint a view must be served under is
-compiled here afresh, so a store filled by a tampered or stale cached query (which may drop
-whole entities, invisible to a sample of the store's own keys) is reported as stale, a
-failure, rather than checked against itself.
+compiled here afresh, from the DuckDB refresh text. On DuckDB that is the text a run executes,
+so a store filled by a tampered or stale cached query (which may drop whole entities, invisible
+to a sample of the store's own keys) is reported as stale, a failure, rather than checked
+against itself. On other warehouses a run executes that dialect's cached text, which the
+fingerprint does not cover: an entry damaged by accident fails its digest and is recompiled,
+but one rewritten on purpose with a fresh digest is caught only where its values differ on the
+sampled keys.
+
+It compares the two paths, so it sits above both: the online store (`fsdsl.online`) and the
+training-set job (`fsdsl.training_set`) are peers that never import each other.
 """
 
 from __future__ import annotations
@@ -20,10 +28,11 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from fsdsl import ir
+from fsdsl.arrow import arrow_type
 from fsdsl.backends.base import Warehouse
+from fsdsl.online.lookup import ServicePlan, ViewPlan, lookup
 from fsdsl.online.refresh import fingerprint
 from fsdsl.online.store import OnlineStore
-from fsdsl.online.types import arrow_type
 from fsdsl.training_set import compute
 
 UNSEEN = 3
@@ -46,6 +55,55 @@ class Unverified:
 
     reason: str
     stale: bool = False
+
+
+@dataclass
+class VerifyResult:
+    """What `verify` found, for a caller to render: per-feature comparisons, and the views it
+    could not compare, split by whether that is itself a failure."""
+
+    features: list[FeatureReport] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # view -> why (never refreshed)
+    stale: dict[str, str] = field(default_factory=dict)  # view -> why (another definition)
+
+    @property
+    def mismatches(self) -> int:
+        return sum(r.mismatches for r in self.features)
+
+    @property
+    def compared(self) -> int:
+        return sum(r.compared for r in self.features)
+
+    @property
+    def ok(self) -> bool:
+        """No mismatch, no stale view, and something compared unless nothing was asked."""
+        return not (self.mismatches or self.stale or (self.skipped and not self.features))
+
+    def to_dict(self) -> dict:
+        return {
+            "mismatches": self.mismatches,
+            "skipped": self.skipped,
+            "stale": self.stale,
+            "features": [r.__dict__ for r in self.features],
+        }
+
+
+def verify(
+    repo: ir.Repository,
+    views: list[ir.View],
+    wh: Warehouse,
+    online: OnlineStore,
+    sample: int,
+    at: dt.datetime | None,
+) -> VerifyResult:
+    """Every view of `views`, compared at `at` (default: each view's last refresh time)."""
+    result = VerifyResult()
+    for v in views:
+        reports, why = verify_view(repo, v, wh, online, sample, at)
+        if why:
+            (result.stale if why.stale else result.skipped)[v.name] = why.reason
+        result.features += reports
+    return result
 
 
 def _same(a, b) -> bool:
@@ -97,8 +155,6 @@ def verify_view(
     trained = compute(
         repo, features, labels, wh, timestamp_column="__verify_t", where="verify"
     ).to_pylist()
-
-    from fsdsl.online.lookup import ServicePlan, ViewPlan, lookup
 
     plan = ServicePlan(
         "verify",
