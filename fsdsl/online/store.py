@@ -186,6 +186,24 @@ class OnlineStore:
 
         With `owner`, only while that run holds the view's lock (checked under WATCH, so a
         lock lost between the check and EXEC aborts the transaction): raises LockLost."""
+
+        def queue(pipe) -> None:
+            if aggregates is not None:
+                key = f"{PREFIX}:agg:{state['ns']}"
+                pipe.delete(key)
+                parts = [aggregates[i : i + AGG_PART] for i in range(0, len(aggregates), AGG_PART)]
+                named = {f"{i:06d}".encode(): p for i, p in enumerate(parts or [b""])}
+                pipe.hset(key, mapping={**named, _MARKER: _agg_digest(state["ns"], named)})
+            key = f"{PREFIX}:state:{view}"
+            pipe.delete(key)
+            pipe.hset(key, mapping=fields_with_checksum(key, state))
+
+        self._as_owner(view, owner, queue)
+
+    def _as_owner(self, view: str | None, owner: str | None, queue, lost: str = "") -> None:
+        """One MULTI of the commands `queue(pipe)` adds; with `owner`, only while that run holds
+        `view`'s lock: WATCHed, so a lock lost between the check and EXEC aborts it (an abort
+        caused by our own renewal is retried), and LockLost is raised."""
         import redis
 
         lock = f"{PREFIX}:lock:{view}"
@@ -194,25 +212,15 @@ class OnlineStore:
                 if owner is not None:
                     pipe.watch(lock)
                     if pipe.get(lock) != _lock_value(owner).encode():
-                        raise LockLost(view)
+                        raise LockLost(view or lost)
                     pipe.multi()
-                if aggregates is not None:
-                    key = f"{PREFIX}:agg:{state['ns']}"
-                    pipe.delete(key)
-                    parts = [
-                        aggregates[i : i + AGG_PART] for i in range(0, len(aggregates), AGG_PART)
-                    ]
-                    named = {f"{i:06d}".encode(): p for i, p in enumerate(parts or [b""])}
-                    pipe.hset(key, mapping={**named, _MARKER: _agg_digest(state["ns"], named)})
-                key = f"{PREFIX}:state:{view}"
-                pipe.delete(key)
-                pipe.hset(key, mapping=fields_with_checksum(key, state))
+                queue(pipe)
                 try:
                     pipe.execute()
                     return
                 except redis.WatchError:
                     continue  # touched by our own renewal, or lost: the next check tells
-            raise LockLost(view)
+            raise LockLost(view or lost)
 
     def read_aggregates(self, ns: str) -> bytes | None:
         """The aggregate state `set_state` stored for namespace `ns`: None when absent, or
@@ -274,25 +282,13 @@ class OnlineStore:
     ) -> None:
         """With `owner` (rewriting them in the namespace that serves `view`): only while that
         run holds the view's lock, checked under WATCH like `send_commands`; else LockLost."""
-        import redis
-
         key = f"{PREFIX}:empty:{ns}"
-        lock = f"{PREFIX}:lock:{view}"
-        with self.errors(), self.client.pipeline(transaction=True) as pipe:
-            for _attempt in range(5):
-                if owner is not None and view is not None:
-                    pipe.watch(lock)
-                    if pipe.get(lock) != _lock_value(owner).encode():
-                        raise LockLost(view)
-                    pipe.multi()
-                pipe.delete(key)
-                pipe.hset(key, mapping=fields_with_checksum(key, fields))
-                try:
-                    pipe.execute()
-                    return
-                except redis.WatchError:
-                    continue  # touched by our own renewal, or lost: the next check tells
-            raise LockLost(view or ns)
+
+        def queue(pipe) -> None:
+            pipe.delete(key)
+            pipe.hset(key, mapping=fields_with_checksum(key, fields))
+
+        self._as_owner(view, owner if view is not None else None, queue, lost=ns)
 
     def read_empty(self, ns: str) -> dict[str, str] | None:
         """The encoded empty values of a namespace, as `write_empty` stored them; None when
