@@ -141,7 +141,12 @@ def view_text(draw):
     if counts and draw(st.booleans()):  # `%` of features: counts are ints, small, often 2
         a, b = draw(st.sampled_from(counts)), draw(st.sampled_from(counts))
         lines.append(f"  d1 = ({a} - 3) % ({b} - 2)")
-    source = f"""
+    return events_view(lines, where, ttl, created)
+
+
+def events_view(lines: list[str], where: str | None, ttl: str | None, created: bool) -> str:
+    """A repository of one view `v` over the `events` source, with these feature lines."""
+    return f"""
 entity user {{ key user_id: string }}
 source events {{
   table "events"
@@ -165,7 +170,6 @@ features v {{
 {chr(10).join(lines)}
 }}
 """
-    return source
 
 
 moments = st.one_of(
