@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import struct
 import time
 import uuid
 from collections.abc import Callable
@@ -15,15 +14,15 @@ from pathlib import Path
 import pyarrow as pa
 
 from fsdsl import ir
-from fsdsl.arrow import conform
+from fsdsl.arrow import arrow_type, conform
 from fsdsl.backends.base import Warehouse
 from fsdsl.compile.refresh import refresh_query
 from fsdsl.compile.render import sql_text
-from fsdsl.compile.training import training_query
 from fsdsl.diagnostics import UsageError
 from fsdsl.online import aggstate
 from fsdsl.online import cache as compiled_cache
 from fsdsl.online.codec import encode_array, encode_column, key_array, lit
+from fsdsl.online.repair import recompute, values_as_of
 from fsdsl.online.resp import del_rows, hset_rows
 from fsdsl.online.runlock import RunLock
 from fsdsl.online.store import LAYOUT, MARKER, LockLost, OnlineStore
@@ -115,29 +114,13 @@ class ViewRun:
 
 
 def empty_fields(repo: ir.Repository, view: ir.View, wh: Warehouse, at: dt.datetime) -> dict:
-    """The encoded values of an entity with no visible event, computed by the warehouse with
-    the training query itself, so that serving and training agree on it by construction."""
-    features = [(view.name, f.name) for f in view.features]
-    keys = [k for k in view.entity.keys]
-    from fsdsl.arrow import arrow_type
-
-    micros = (at - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1)
-    labels = pa.table(
-        {
-            **{k.name: pa.nulls(1, arrow_type(k.type)) for k in keys},
-            "__t": pa.Array.from_buffers(
-                pa.timestamp("us"), 1, [None, pa.py_buffer(struct.pack("<q", micros))]
-            ),
-        }
-    )
-    wh.register_arrow("__fsdsl_empty", labels)
-    tree = training_query(
-        repo, features, wh.dialect, timestamp_column="__t", labels="__fsdsl_empty"
-    )
-    row = wh.query(tree)
+    """The encoded values of an entity with no visible event (null keys), by the training
+    query (`repair.values_as_of`), so that serving and training agree on it by construction."""
+    keys = pa.table({k.name: pa.nulls(1, arrow_type(k.type)) for k in view.entity.keys})
+    row = values_as_of(repo, view, wh, at, keys)
     out = {}
     for f in view.features:
-        value = encode_column(conform(row[f.name], f.type), f.type)[0]
+        value = encode_column(row[f.name], f.type)[0]
         if value is not None:
             out[f.name] = value
     return out
@@ -301,8 +284,6 @@ def _repair(
 ) -> None:
     """Rewrite the entities readers found damaged (`repair.py`), in place like the run's
     own rows (and, like them, only while the run holds its lock)."""
-    from fsdsl.online.repair import recompute
-
     fixed = recompute(repo, view, wh, at, keys)
     for batch in fixed.to_batches(max_chunksize=BATCH):
         put, gone, _ = _encode_batch(view, batch, empty, ns)

@@ -1,4 +1,5 @@
-"""The values of entities whose stored hash failed its checksum, for the next run to rewrite.
+"""The values of entities whose stored hash failed its checksum, for the next run to rewrite;
+and, by the same query, those of an entity never seen.
 
 An incremental run rewrites only the entities whose values may have changed; a damaged hash is
 usually not one of them. Readers queue its key (`OnlineStore.repairs`), and the run recomputes
@@ -35,23 +36,35 @@ def recompute(
     """The view's key columns and features, as of `at`, for the entities of `texts` (key
     texts as stored)."""
     keys = [json.loads(t) for t in texts]
+    columns = {
+        k.name: pa.array(
+            [normalise_key_value(values[j], k.type) for values in keys], arrow_type(k.type)
+        )
+        for j, k in enumerate(view.entity.keys)
+    }
+    return values_as_of(repo, view, wh, at, pa.table(columns))
+
+
+def values_as_of(
+    repo: ir.Repository, view: ir.View, wh: Warehouse, at: dt.datetime, keys: pa.Table
+) -> pa.Table:
+    """`keys` (the entity's key columns, one row per entity) and the view's features as of
+    `at`, computed by the training query itself, so that serving agrees with training by
+    construction: the values of damaged entities, and those of an unseen entity (null keys)."""
     micros = (at - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1)
-    times = struct.pack(f"<{len(keys)}q", *[micros] * len(keys))
-    labels = pa.table(
-        {
-            **{
-                k.name: pa.array(
-                    [normalise_key_value(values[j], k.type) for values in keys],
-                    arrow_type(k.type),
-                )
-                for j, k in enumerate(view.entity.keys)
-            },
-            TIME: pa.Array.from_buffers(pa.timestamp("us"), len(keys), [None, pa.py_buffer(times)]),
-        }
+    n = keys.num_rows
+    times = struct.pack(f"<{n}q", *[micros] * n)
+    labels = keys.append_column(
+        TIME, pa.Array.from_buffers(pa.timestamp("us"), n, [None, pa.py_buffer(times)])
     )
     # the input's own columns come back as given, in input order (what a warehouse returns
     # for a key, e.g. a zone-aware timestamp, need not be the stored key's type)
-    numbered = labels.append_column(ROW, pa.array(range(labels.num_rows), pa.int64()))
+    # (arrays from buffers, not Python values: pyarrow's first conversion imports pandas,
+    # which a refresh never needs)
+    rows = struct.pack(f"<{n}q", *range(n))
+    numbered = labels.append_column(
+        ROW, pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(rows)])
+    )
     features = [(view.name, f.name) for f in view.features]
     wh.register_arrow(KEYS_RELATION, numbered)
     tree = training_query(
@@ -60,5 +73,5 @@ def recompute(
     result = wh.query(tree)
     values = [conform(result[f.name], f.type) for f in view.features]
     return pa.table(
-        [*labels.columns, *values], names=[*labels.column_names, *[f.name for f in view.features]]
+        [*keys.columns, *values], names=[*keys.column_names, *[f.name for f in view.features]]
     )
