@@ -39,7 +39,7 @@ import socket
 import time
 import urllib.parse
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 from zlib import crc32
 
 from fsdsl.diagnostics import UsageError
@@ -115,9 +115,7 @@ class OnlineStore:
             self.client = redis.Redis.from_url(url, **kwargs)
         except ValueError as e:
             raise UsageError(f"bad online store URL `{redacted(url)}`: {e}", "E0502") from None
-        # (view, fields) -> (fp, ns, encoded empty row, checked at, None | "missing" |
-        # "corrupt": what an entity without a hash is when the empty row is absent/damaged)
-        self._cache: dict[tuple, tuple] = {}
+        self._cache: dict[tuple, _Serving] = {}  # (view, fields) -> what serves it
         self.lock_seconds = LOCK_SECONDS
         self._renew = self.client.register_script(_RENEW)
         self._release = self.client.register_script(_RELEASE)
@@ -475,24 +473,24 @@ class OnlineStore:
             for (view, _fp, fields, _keys), (state, _rows) in zip(requests, replies, strict=True):
                 cached = self._cache.get((view, tuple(fields)))
                 # degraded empty values are looked at again (the next run rewrites them)
-                if cached is None or cached[:2] != _decode_state(state) or cached[4]:
+                if cached is None or cached.serving != _decode_state(state) or cached.degraded:
                     self._refresh_cache(view, fields, state)
                     stale = True
                 else:
-                    self._cache[(view, tuple(fields))] = (*cached[:3], now, None)
+                    self._cache[(view, tuple(fields))] = cached._replace(checked=now)
             if stale:
                 replies = self._read(requests, with_state=True)
         out = []
         for (view, fp, fields, keys), (state, rows) in zip(requests, replies, strict=True):
             cached = self._cache.get((view, tuple(fields)))
             served = _decode_state(state) if state is not None else (cached or (None,))[:2]
-            if cached is None or served[0] != fp or cached[:2] != served:
+            if cached is None or served[0] != fp or cached.serving != served:
                 out.append(None)
             else:
-                found, damaged = self._checked(view, cached[1], keys, rows)
-                if cached[4] == "corrupt":  # no trusted values for an entity without a hash
+                found, damaged = self._checked(view, cached.ns, keys, rows)
+                if cached.degraded == "corrupt":  # no trusted values for an entity without a hash
                     damaged = sorted({*damaged, *(i for i, r in enumerate(found) if r is None)})
-                out.append((cached[2], found, damaged))
+                out.append((cached.empty, found, damaged))
         return out
 
     def _checked(self, view: str, ns: str, keys: list[str], hashes: list) -> tuple[list, list]:
@@ -542,7 +540,7 @@ class OnlineStore:
 
     def _fresh(self, key, fp: str, now: float) -> bool:
         cached = self._cache.get(key)
-        return cached is not None and cached[0] == fp and now - cached[3] < STATE_TTL
+        return cached is not None and cached.fp == fp and now - cached.checked < STATE_TTL
 
     def _read(self, requests, with_state: bool):
         if not with_state and len(requests) == 1 and len(requests[0][3]) == 1:
@@ -551,7 +549,7 @@ class OnlineStore:
             cached = self._cache.get((view, tuple(fields)))
             if cached is not None:
                 with self.errors():
-                    return [(None, [self.client.hgetall(f"{PREFIX}:v:{cached[1]}:{key}")])]
+                    return [(None, [self.client.hgetall(f"{PREFIX}:v:{cached.ns}:{key}")])]
         with self.errors():
             pipe = self.client.pipeline(transaction=False)
             plan = []
@@ -563,7 +561,7 @@ class OnlineStore:
                 for key in keys if cached else ():
                     # HGETALL, not HMGET: no field names to send (the hash holds only this
                     # view's features), which is most of a small lookup's client-side cost
-                    pipe.hgetall(f"{PREFIX}:v:{cached[1]}:{key}")
+                    pipe.hgetall(f"{PREFIX}:v:{cached.ns}:{key}")
                 plan.append((view, n))
             flat = pipe.execute()
         out, i = [], 0
@@ -609,10 +607,28 @@ class OnlineStore:
                 view,
                 view,
             )
-        self._cache[(view, tuple(fields))] = (fp, ns, empty or {}, time.monotonic(), degraded)
+        self._cache[(view, tuple(fields))] = _Serving(
+            fp, ns, empty or {}, time.monotonic(), degraded
+        )
 
     def close(self) -> None:
         self.client.close()
+
+
+class _Serving(NamedTuple):
+    """What serves a view, as a lookup caches it for STATE_TTL seconds."""
+
+    fp: str
+    ns: str
+    empty: dict  # the encoded values of an unseen entity
+    checked: float  # when `state` was last read (time.monotonic())
+    # None, or what an entity without a hash is when `empty` is absent ("missing") or
+    # damaged ("corrupt"): such a view is looked at again on every state read
+    degraded: str | None
+
+    @property
+    def serving(self) -> tuple[str, str]:
+        return (self.fp, self.ns)
 
 
 class LockLost(UsageError):
