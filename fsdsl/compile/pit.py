@@ -89,6 +89,18 @@ def and_all(conds: list[exp.Expression]) -> exp.Expression:
     return out
 
 
+def cumulative(fn: exp.Expression, keys: list, order: list[exp.Expression]) -> exp.Window:
+    """`fn` over each entity's rows from its first to the current one, in `order`."""
+    return exp.Window(
+        this=fn,
+        partition_by=[k.copy() for k in keys],
+        order=exp.Order(expressions=[exp.Ordered(this=o) for o in order]),
+        spec=exp.WindowSpec(
+            kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"
+        ),
+    )
+
+
 def keys_eq(keys: list[str], left: str, right: str) -> list[exp.Expression]:
     return [exp.EQ(this=col(k, left), expression=col(k, right)) for k in keys]
 
@@ -453,14 +465,7 @@ class PointInTime:
         )
 
         def running(n: str) -> exp.Expression:
-            return exp.Window(
-                this=exp.Sum(this=col(n)),
-                partition_by=[k.copy() for k in keys],
-                order=exp.Order(expressions=[exp.Ordered(this=col(TS))]),
-                spec=exp.WindowSpec(
-                    kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"
-                ),
-            )
+            return cumulative(exp.Sum(this=col(n)), keys, [col(TS)])
 
         prefix = self.add(
             "prefix",
@@ -636,14 +641,7 @@ class PointInTime:
             )
 
             def carried(n: str) -> exp.Expression:
-                return exp.Window(
-                    this=exp.IgnoreNulls(this=exp.LastValue(this=col(n))),
-                    partition_by=[k.copy() for k in keys],
-                    order=exp.Order(expressions=[exp.Ordered(this=col(TS))]),
-                    spec=exp.WindowSpec(
-                        kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"
-                    ),
-                )
+                return cumulative(exp.IgnoreNulls(this=exp.LastValue(this=col(n))), keys, [col(TS)])
 
             matched = self.add(
                 "carried",
@@ -801,16 +799,7 @@ class PointInTime:
         stream = self.add("stream", exp.union(label_side, event_side, distinct=False))
 
         def over(fn):
-            return exp.Window(
-                this=fn,
-                partition_by=[k.copy() for k in keys],
-                order=exp.Order(
-                    expressions=[exp.Ordered(this=col(AT)), exp.Ordered(this=col(KIND))]
-                ),
-                spec=exp.WindowSpec(
-                    kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"
-                ),
-            )
+            return cumulative(fn, keys, [col(AT), col(KIND)])
 
         run_cols = [*[k.copy() for k in keys], col(T), col(KIND)]
         for agg in aggs:
