@@ -6,21 +6,13 @@ import duckdb
 import pyarrow as pa
 
 from fsdsl import ir
+from fsdsl.arrow import arrow_type
 from fsdsl.compile.render import sql_text
 from fsdsl.compile.training import training_query
 
-ARROW = {
-    "string": pa.string(),
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "timestamp": pa.timestamp("us"),
-    "date": pa.date32(),
-}
-
 
 def load_source(con, source: ir.Source, rows: list[dict]) -> None:
-    schema = pa.schema([(c, ARROW[t.name]) for c, t in source.columns.items()])
+    schema = pa.schema([(c, arrow_type(t)) for c, t in source.columns.items()])
     table = pa.Table.from_pylist(
         [{c: r.get(c) for c in source.columns} for r in rows], schema=schema
     )
@@ -44,7 +36,7 @@ def training(
     for name, rows in events.items():
         load_source(con, repo.sources[name], rows)
     schema = pa.schema(
-        [(c, ARROW[t.name]) for c, t in label_types.items()] + [("__row", pa.int64())]
+        [(c, arrow_type(t)) for c, t in label_types.items()] + [("__row", pa.int64())]
     )
     table = pa.Table.from_pylist([{**r, "__row": i} for i, r in enumerate(labels)], schema=schema)
     con.register("labels", table)

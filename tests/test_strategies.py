@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 from conftest import warehouse_url
-from duck import ARROW, load_source
+from duck import load_source
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_property import (
@@ -31,6 +31,7 @@ from test_property import (
 )
 from warehouses import BACKENDS, training_on
 
+from fsdsl.arrow import arrow_type
 from fsdsl.check import load_text
 from fsdsl.compile.pit import ASOF, EARLIEST, PREFIX, RANGE_JOIN, RUNNING
 from fsdsl.compile.render import sql_text
@@ -59,7 +60,7 @@ def forced(force: dict[str, str]):
         for name, rows in events.items():
             load_source(con, repo.sources[name], rows)
         schema = pa.schema(
-            [(c, ARROW[t.name]) for c, t in label_types.items()] + [("__row", pa.int64())]
+            [(c, arrow_type(t)) for c, t in label_types.items()] + [("__row", pa.int64())]
         )
         table = pa.Table.from_pylist(
             [{**r, "__row": i} for i, r in enumerate(labels)], schema=schema
