@@ -8,6 +8,7 @@ from typing import Any
 import pyarrow as pa
 from sqlglot import exp
 
+from fsdsl.compile import dialects
 from fsdsl.compile.render import parameters, sql_text
 from fsdsl.diagnostics import UsageError
 
@@ -15,8 +16,17 @@ from fsdsl.diagnostics import UsageError
 class Warehouse(ABC):
     """What the offline and online jobs need from a warehouse, and nothing more."""
 
+    # The name of the dialect the compiler targets for this warehouse. A plug-in may assign its
+    # own `Dialect` subclass instead: defining the warehouse class registers that dialect and
+    # leaves its name here, so every caller sees a name (see `connect`).
     dialect: str = "duckdb"
     url: str = ""
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        brought = cls.__dict__.get("dialect")
+        if isinstance(brought, type):
+            cls.dialect = dialects.register(brought).name
 
     @abstractmethod
     def table_columns(self, table: tuple[str, ...]) -> dict[str, str] | None:
@@ -71,7 +81,7 @@ def table_expression(parts: tuple[str, ...] | list[str]) -> exp.Table:
 
 def table_name(parts: tuple[str, ...] | list[str], dialect: str) -> str:
     """The quoted text of a table name, for the driver calls that take a name, not a query."""
-    return table_expression(parts).sql(dialect=dialect, identify=True)
+    return table_expression(parts).sql(dialect=dialects.get(dialect).sqlglot_dialect, identify=True)
 
 
 BUILTIN = {
@@ -92,7 +102,10 @@ def plugins() -> dict[str, object]:
 
 
 def connect(url: str, settings: dict | None = None) -> Warehouse:
-    """A warehouse for `url`, chosen by its scheme (`postgresql+psycopg://` -> postgresql)."""
+    """A warehouse for `url`, chosen by its scheme (`postgresql+psycopg://` -> postgresql).
+
+    Loading a plug-in registers the dialect class it brings (`Warehouse.dialect`); one that
+    names a dialect nobody provides is refused here, before any work."""
     import importlib
 
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
@@ -104,6 +117,10 @@ def connect(url: str, settings: dict | None = None) -> Warehouse:
             raise UsageError(
                 f"the `{scheme}` backend plug-in cannot be imported: {e}", "E0003"
             ) from None
+        try:
+            dialects.get(cls.dialect)
+        except UsageError as e:
+            raise UsageError(f"the `{scheme}` backend plug-in: {e}", e.code) from None
         return cls(url, settings or {})
     if scheme in BUILTIN:
         module, name, needs = BUILTIN[scheme]

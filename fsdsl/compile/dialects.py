@@ -1,22 +1,34 @@
-"""What differs between warehouses, in one place.
+"""What differs between warehouses, one class per dialect.
 
-sqlglot translates most of the tree; this module holds the few constructs whose translation is
-missing or changes meaning (epoch seconds, ordered list aggregation, rounding a double), so that
-the compiler itself never branches on a dialect name.
+sqlglot translates most of the tree; the dialects here hold the few constructs whose translation
+is missing or changes meaning (epoch seconds, ordered list aggregation, rounding a double), so
+that the compiler itself never branches on a dialect name. As in sqlglot, `Dialect` is the
+portable behaviour and each warehouse's subclass overrides only what differs; defining a subclass
+with a `name` of its own registers it, and `get(name)` returns an instance. Other packages add
+dialects through entry points in the `fsdsl.dialects` group (`name = "module:Class"`), loaded on
+first use, or a backend brings its own (`Warehouse.dialect`, fsdsl/backends/base.py).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, ClassVar
 
 from sqlglot import exp
 
 from fsdsl import ir
+from fsdsl.diagnostics import UsageError
+
+if TYPE_CHECKING:
+    import sqlglot
 
 # sqlglot warns when a dialect cannot express NULLS FIRST/LAST; our sort keys are never null.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
+ENTRY_POINTS = "fsdsl.dialects"
+
+# The built-in dialects, in the order the golden files list them.
 DIALECTS = (
     "duckdb",
     "postgres",
@@ -40,9 +52,53 @@ _UNITS = {
 }
 
 
-@dataclass(frozen=True)
+# name -> class; filled by `Dialect.__init_subclass__` and by the plug-ins `get` loads.
+_CLASSES: dict[str, type[Dialect]] = {}
+
+
 class Dialect:
-    name: str
+    """The portable forms: what a warehouse running standard SQL, with sqlglot's translation,
+    needs. A subclass overrides a method where its warehouse lacks a construct or gives it
+    another meaning, and sets the capabilities below that it has."""
+
+    # The registry key and the `--dialect` value; a subclass without one of its own (a shared
+    # base) is not registered.
+    name: ClassVar[str] = ""
+    # What sqlglot prints the trees with: a sqlglot dialect name or class. Inherited, so a
+    # plug-in deriving from `Postgres` under its own name prints Postgres; the name itself when
+    # no class above sets one.
+    sqlglot_dialect: ClassVar[str | type[sqlglot.Dialect] | None] = None
+
+    # ---- capabilities ----
+    # An ASOF join sqlglot prints faithfully (it prints ASOF verbatim for dialects without one).
+    has_asof: ClassVar[bool] = False
+    # Structs compare field by field (`max({'t': ts, 'v': x})` is the row of the latest ts, ties
+    # to the greatest x): an arg-max in one running aggregate.
+    ordered_structs: ClassVar[bool] = False
+    # Its backend binds parameters by position (`$1`, `$2`, ...) rather than by name: a named
+    # style found by scanning the text (psycopg's `%(as_of)s`) would read a `%` in any literal or
+    # name of a definition as a placeholder (fsdsl/compile/render.py).
+    positional_parameters: ClassVar[bool] = False
+    # EXTRACT(SECOND ...) gives the fraction too (30.123456).
+    fractional_seconds: ClassVar[bool] = False
+    # `%` printed as MOD(), so that a driver scanning the text for `%(name)s` meets none.
+    mod_as_function: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            if cls.sqlglot_dialect is None:
+                cls.sqlglot_dialect = cls.name
+            register(cls)
+
+    def __repr__(self) -> str:
+        return f"<dialect {self.name}>"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
 
     # ---- types ----
     def sql_type(self, t: ir.Type) -> exp.DataType:
@@ -62,11 +118,6 @@ class Dialect:
             }[t.name]
         )
 
-    @property
-    def has_asof(self) -> bool:
-        """An ASOF join sqlglot prints faithfully (it prints ASOF verbatim everywhere else)."""
-        return self.name == "duckdb"
-
     def cast(self, e: exp.Expression, t: ir.Type) -> exp.Expression:
         return exp.Cast(this=e, to=self.sql_type(t))
 
@@ -83,26 +134,23 @@ class Dialect:
 
     def epoch_seconds(self, t: exp.Expression) -> exp.Expression:
         """Seconds since 1970 as a number; only its monotonicity is relied upon (buckets)."""
-        if self.name == "bigquery":  # naive times are DATETIME there; UNIX_SECONDS wants TIMESTAMP
-            return exp.UnixSeconds(this=exp.Cast(this=t, to=exp.DataType.build("TIMESTAMPTZ")))
-        if self.name in ("spark", "databricks"):
-            return exp.UnixSeconds(this=t)
         return exp.TimeToUnix(this=t)
 
     def truncate(self, t: exp.Expression, unit: str) -> exp.Expression:
-        if self.name == "bigquery":  # TIMESTAMP_TRUNC does not take a DATETIME
-            # WEEK is WEEK(SUNDAY) there; the language's weeks start on Monday, as ISO weeks do.
-            return exp.DatetimeTrunc(this=t, unit=exp.var("ISOWEEK" if unit == "WEEK" else unit))
         return exp.TimestampTrunc(this=t, unit=exp.var(unit))
 
     def extract(self, part: str, t: exp.Expression) -> exp.Expression:
-        """`extract` as a whole number: postgres and spark give the seconds with their fraction
-        (30.123456), which a cast to BIGINT would round up where the contract truncates; redshift
-        is treated alike, harmlessly if its seconds are already whole."""
+        """`extract` as a whole number: where the seconds come with their fraction (30.123456),
+        a cast to BIGINT would round up where the contract truncates."""
         value = exp.Extract(this=exp.var(part.upper()), expression=t)
-        if part == "second" and self.name in ("postgres", "redshift", "spark", "databricks"):
+        if part == "second" and self.fractional_seconds:
             return exp.Cast(this=exp.Floor(this=value), to=exp.DataType.build("BIGINT"))
         return value
+
+    def modulo(self, a: exp.Expression, b: exp.Expression) -> exp.Expression:
+        if self.mod_as_function:
+            return exp.Anonymous(this="MOD", expressions=[a, b])
+        return exp.Mod(this=a, expression=b)
 
     # ---- aggregation ----
     def ordered_list(
@@ -113,71 +161,21 @@ class Dialect:
         element: ir.Type,
     ) -> exp.Expression:
         """The values of the rows meeting `condition`, ascending by `order`; NULL when none."""
-        if self.name == "redshift":
-            # No ARRAY_AGG: build a JSON array text with LISTAGG and parse it into SUPER.
-            item = exp.Case(ifs=[exp.If(this=condition, true=_json_text(value, element))])
-            agg = exp.WithinGroup(
-                this=exp.Anonymous(this="LISTAGG", expressions=[item, exp.Literal.string(",")]),
-                expression=exp.Order(expressions=[exp.Ordered(this=order)]),
-            )
-            text = exp.DPipe(
-                this=exp.DPipe(this=exp.Literal.string("["), expression=agg),
-                expression=exp.Literal.string("]"),
-            )
-            return exp.Anonymous(this="JSON_PARSE", expressions=[text])
-        if self.name in ("spark", "databricks"):
-            pairs = exp.Filter(
-                this=exp.Anonymous(
-                    this="COLLECT_LIST",
-                    expressions=[
-                        exp.Struct(expressions=[exp.alias_(order, "r"), exp.alias_(value, "v")])
-                    ],
-                ),
-                expression=exp.Where(this=condition),
-            )
-            lst = exp.Transform(
-                this=exp.ArraySort(this=pairs),
-                expression=exp.Lambda(
-                    this=exp.Dot(this=exp.column("s"), expression=exp.to_identifier("v")),
-                    expressions=[exp.to_identifier("s")],
-                ),
-            )
-            # collect_list gives [] for no rows where the others give NULL; callers coalesce.
-            return lst
         agg = exp.ArrayAgg(this=exp.Order(this=value, expressions=[exp.Ordered(this=order)]))
         return exp.Filter(this=agg, expression=exp.Where(this=condition))
 
     def empty_list(self, element: ir.Type) -> exp.Expression:
-        if self.name == "redshift":
-            return exp.Anonymous(this="JSON_PARSE", expressions=[exp.Literal.string("[]")])
         return exp.Cast(this=exp.Array(expressions=[]), to=self.sql_type(ir.list_of(element)))
 
     def extreme(self, args: list[exp.Expression], largest: bool) -> exp.Expression:
         """GREATEST/LEAST of two or more values, skipping nulls: null only when all are null.
 
         duckdb, postgres, redshift and spark already skip nulls; snowflake has *_IGNORE_NULLS
-        (sqlglot's `ignore_nulls`); bigquery and trino return null as soon as one argument is, so
-        there the arguments go into an array whose nulls are skipped. Each argument appears once:
-        a form that tests an argument for null and then uses it would double the SQL at each
-        level of nesting.
+        (sqlglot's `ignore_nulls`). Where one null argument makes the result null (bigquery,
+        trino) the override puts the arguments in an array whose nulls are skipped, naming each
+        argument once: a form that tests an argument for null and then uses it would double the
+        SQL at each level of nesting.
         """
-        item = exp.to_identifier(_ITEM)
-        if self.name == "trino":
-            # ARRAY_MAX is null as soon as one element is, and null for an empty array.
-            present = exp.Lambda(
-                this=exp.column(item.copy()).is_(exp.null()).not_(), expressions=[item.copy()]
-            )
-            kept = exp.ArrayFilter(this=exp.Array(expressions=args), expression=present)
-            return exp.ArrayMax(this=kept) if largest else exp.ArrayMin(this=kept)
-        if self.name == "bigquery":
-            # MAX/MIN skip nulls and give null for no rows; the array literal coerces its
-            # elements to their common supertype, which the compiler has already made explicit.
-            pick = exp.Max if largest else exp.Min
-            values = exp.Unnest(
-                expressions=[exp.Array(expressions=args)],
-                alias=exp.TableAlias(columns=[item.copy()]),
-            )
-            return exp.Subquery(this=exp.select(pick(this=exp.column(item))).from_(values))
         cls = exp.Greatest if largest else exp.Least
         return cls(this=args[0], expressions=args[1:], ignore_nulls=True)
 
@@ -187,17 +185,160 @@ class Dialect:
             return exp.LogicalOr(this=e) if largest else exp.LogicalAnd(this=e)
         return exp.Max(this=e) if largest else exp.Min(this=e)
 
-    def round(self, x: exp.Expression, digits: exp.Expression | None, t: ir.Type):
+    def round(self, x: exp.Expression, digits: exp.Expression | None, t: ir.Type) -> exp.Expression:
         """ROUND with halves away from zero of the exact binary value, as language.md promises."""
-        if t == ir.FLOAT and self.name == "postgres":
-            # ROUND(double precision) rounds halves to even and ROUND(double precision, int) does
-            # not exist; a cast to NUMERIC keeps 15 digits (0.49999999999999994 becomes 0.5).
-            return exp.replace_placeholders(
-                _PG_ROUND.copy(), x=x, d=digits if digits is not None else exp.Literal.number(0)
-            )
-        # redshift's ROUND takes a FLOAT8 with digits; its DECIMAL is DECIMAL(18, 0), so a cast
-        # to it would drop the digits before ROUND could keep them.
         return exp.Round(this=x, decimals=digits)
+
+
+def register(cls: type[Dialect]) -> type[Dialect]:
+    """Make `cls` what `get(cls.name)` returns. Subclasses register themselves when defined; a
+    backend's dialect and an entry point's class come through here too. A later class of the
+    same name replaces an earlier one, as a re-imported module's would."""
+    if not (isinstance(cls, type) and issubclass(cls, Dialect)):
+        raise UsageError(f"{cls!r} is not a subclass of {__name__}.Dialect", "E0006")
+    if not cls.__dict__.get("name"):
+        raise UsageError(
+            f"dialect class {cls.__module__}.{cls.__qualname__} has no `name` of its own", "E0006"
+        )
+    _CLASSES[cls.name] = cls
+    return cls
+
+
+class DuckDB(Dialect):
+    name = "duckdb"
+    has_asof = True
+    ordered_structs = True
+
+
+class Postgres(Dialect):
+    name = "postgres"
+    positional_parameters = True
+    fractional_seconds = True
+    mod_as_function = True
+
+    def round(self, x: exp.Expression, digits: exp.Expression | None, t: ir.Type) -> exp.Expression:
+        if t != ir.FLOAT:
+            return super().round(x, digits, t)
+        # ROUND(double precision) rounds halves to even and ROUND(double precision, int) does
+        # not exist; a cast to NUMERIC keeps 15 digits (0.49999999999999994 becomes 0.5).
+        return exp.replace_placeholders(
+            _PG_ROUND.copy(), x=x, d=digits if digits is not None else exp.Literal.number(0)
+        )
+
+
+class Spark(Dialect):
+    name = "spark"
+    fractional_seconds = True
+
+    def epoch_seconds(self, t: exp.Expression) -> exp.Expression:
+        return exp.UnixSeconds(this=t)
+
+    def ordered_list(
+        self,
+        value: exp.Expression,
+        order: exp.Expression,
+        condition: exp.Expression,
+        element: ir.Type,
+    ) -> exp.Expression:
+        # COLLECT_LIST takes no ORDER BY: collect (order, value) pairs, sort them, keep values.
+        pairs = exp.Filter(
+            this=exp.Anonymous(
+                this="COLLECT_LIST",
+                expressions=[
+                    exp.Struct(expressions=[exp.alias_(order, "r"), exp.alias_(value, "v")])
+                ],
+            ),
+            expression=exp.Where(this=condition),
+        )
+        lst = exp.Transform(
+            this=exp.ArraySort(this=pairs),
+            expression=exp.Lambda(
+                this=exp.Dot(this=exp.column("s"), expression=exp.to_identifier("v")),
+                expressions=[exp.to_identifier("s")],
+            ),
+        )
+        # collect_list gives [] for no rows where the others give NULL; callers coalesce.
+        return lst
+
+
+class Snowflake(Dialect):
+    name = "snowflake"
+
+
+class BigQuery(Dialect):
+    name = "bigquery"
+
+    def epoch_seconds(self, t: exp.Expression) -> exp.Expression:
+        # naive times are DATETIME there; UNIX_SECONDS wants a TIMESTAMP
+        return exp.UnixSeconds(this=exp.Cast(this=t, to=exp.DataType.build("TIMESTAMPTZ")))
+
+    def truncate(self, t: exp.Expression, unit: str) -> exp.Expression:
+        # TIMESTAMP_TRUNC does not take a DATETIME. WEEK is WEEK(SUNDAY) there; the language's
+        # weeks start on Monday, as ISO weeks do.
+        return exp.DatetimeTrunc(this=t, unit=exp.var("ISOWEEK" if unit == "WEEK" else unit))
+
+    def extreme(self, args: list[exp.Expression], largest: bool) -> exp.Expression:
+        # MAX/MIN skip nulls and give null for no rows; the array literal coerces its elements
+        # to their common supertype, which the compiler has already made explicit.
+        item = exp.to_identifier(_ITEM)
+        pick = exp.Max if largest else exp.Min
+        values = exp.Unnest(
+            expressions=[exp.Array(expressions=args)],
+            alias=exp.TableAlias(columns=[item.copy()]),
+        )
+        return exp.Subquery(this=exp.select(pick(this=exp.column(item))).from_(values))
+
+
+class Trino(Dialect):
+    name = "trino"
+
+    def extreme(self, args: list[exp.Expression], largest: bool) -> exp.Expression:
+        # ARRAY_MAX is null as soon as one element is, and null for an empty array.
+        item = exp.to_identifier(_ITEM)
+        present = exp.Lambda(
+            this=exp.column(item.copy()).is_(exp.null()).not_(), expressions=[item.copy()]
+        )
+        kept = exp.ArrayFilter(this=exp.Array(expressions=args), expression=present)
+        return exp.ArrayMax(this=kept) if largest else exp.ArrayMin(this=kept)
+
+
+class Databricks(Spark):
+    name = "databricks"
+    sqlglot_dialect = "databricks"  # not Spark's, which it would inherit
+
+
+class Redshift(Dialect):
+    """Postgres's syntax without the functions the Postgres dialect relies on (ARRAY_AGG,
+    FLOAT8SEND) and with a driver that binds by name: it shares capabilities with `Postgres`
+    rather than deriving from it, which would mean undoing most of it."""
+
+    name = "redshift"
+    fractional_seconds = True  # harmless if its seconds are already whole
+    mod_as_function = True
+    # ROUND(double, n) is Redshift's own, as the portable form prints it: its DECIMAL is
+    # DECIMAL(18, 0), so a cast to it would drop the digits before ROUND could keep them.
+
+    def ordered_list(
+        self,
+        value: exp.Expression,
+        order: exp.Expression,
+        condition: exp.Expression,
+        element: ir.Type,
+    ) -> exp.Expression:
+        # No ARRAY_AGG: build a JSON array text with LISTAGG and parse it into SUPER.
+        item = exp.Case(ifs=[exp.If(this=condition, true=_json_text(value, element))])
+        agg = exp.WithinGroup(
+            this=exp.Anonymous(this="LISTAGG", expressions=[item, exp.Literal.string(",")]),
+            expression=exp.Order(expressions=[exp.Ordered(this=order)]),
+        )
+        text = exp.DPipe(
+            this=exp.DPipe(this=exp.Literal.string("["), expression=agg),
+            expression=exp.Literal.string("]"),
+        )
+        return exp.Anonymous(this="JSON_PARSE", expressions=[text])
+
+    def empty_list(self, element: ir.Type) -> exp.Expression:
+        return exp.Anonymous(this="JSON_PARSE", expressions=[exp.Literal.string("[]")])
 
 
 # round(x, d) of a double on postgres, exactly: the IEEE bits of x (FLOAT8SEND) give an integer
@@ -265,6 +406,34 @@ def _json_text(value: exp.Expression, t: ir.Type) -> exp.Expression:
 
 
 def get(name: str) -> Dialect:
-    if name not in DIALECTS:
-        raise ValueError(name)
-    return Dialect(name)
+    """The dialect called `name`: built in, registered, or an entry point loaded now."""
+    cls = _CLASSES.get(name)
+    if cls is None:
+        cls = _load(name)
+    return cls()
+
+
+def names() -> tuple[str, ...]:
+    """Every name `get` accepts: the built-in dialects, those registered since (a backend's),
+    then the entry points not loaded yet (listed without importing them)."""
+    return tuple(dict.fromkeys([*DIALECTS, *_CLASSES, *_plugins()]))
+
+
+def _plugins() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINTS)}
+
+
+def _load(name: str) -> type[Dialect]:
+    found = _plugins().get(name)
+    if found is None:
+        raise UsageError(f"unknown dialect `{name}`; choose one of {', '.join(names())}", "E0004")
+    where = f"the `{name}` dialect plug-in ({found.value})"
+    try:
+        cls = found.load()
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"{where} cannot be loaded: {e}", "E0006") from None
+    if not (isinstance(cls, type) and issubclass(cls, Dialect)):
+        raise UsageError(f"{where} is not a subclass of {__name__}.Dialect", "E0006")
+    if cls.name != name:
+        raise UsageError(f"{where} is named `{cls.name}` by its class", "E0006")
+    return register(cls)

@@ -99,14 +99,7 @@ def to_sql(e: ir.Expr, d: Dialect, leaf: Resolver) -> exp.Expression:
                 this=left, expression=exp.Nullif(this=right, expression=exp.Literal.number(0))
             )
         if e.op == "%":
-            if d.name in ("postgres", "redshift"):  # a driver scanning for `%(name)s` meets none
-                return exp.Anonymous(
-                    this="MOD",
-                    expressions=[left, exp.Nullif(this=right, expression=exp.Literal.number(0))],
-                )
-            return exp.Mod(
-                this=left, expression=exp.Nullif(this=right, expression=exp.Literal.number(0))
-            )
+            return d.modulo(left, exp.Nullif(this=right, expression=exp.Literal.number(0)))
         if e.op in ("=", "!=", "<", "<=", ">", ">="):
             t = common(e.left, e.right)
             left, right = as_type(e.left, left, t, d), as_type(e.right, right, t, d)

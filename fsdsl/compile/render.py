@@ -9,6 +9,7 @@ from typing import Any
 from sqlglot import exp
 
 from fsdsl import ir
+from fsdsl.compile import dialects
 from fsdsl.compile.refresh import refresh_query
 from fsdsl.compile.training import training_query
 from fsdsl.diagnostics import UsageError
@@ -16,18 +17,13 @@ from fsdsl.diagnostics import UsageError
 TARGETS = ("training", "refresh")
 
 
-# Dialects whose backend binds parameters by position (`$1`, `$2`, ...) rather than by name.
-# psycopg's named style, `%(as_of)s`, is found by scanning the text, so a `%` in any literal or
-# name of a definition would be read as a placeholder; its raw cursor sends the text untouched
-# and the server's own parser finds `$n` (never inside a literal or a quoted name).
-POSITIONAL = frozenset({"postgres"})
-
-
 def sql_text(tree: exp.Expression, dialect: str, pretty: bool = True) -> str:
     """The text of `tree`, its parameters (`exp.Placeholder` nodes, named) in the style its
     dialect's backend binds: `$as_of` DuckDB, `:as_of` Spark, `$1` Postgres (see
-    `positional`)."""
-    if dialect in POSITIONAL and tree.find(exp.Placeholder):
+    `positional`): psycopg's raw cursor sends the text untouched and the server's own parser
+    finds `$n`, never inside a literal or a quoted name."""
+    d = dialects.get(dialect)
+    if d.positional_parameters and tree.find(exp.Placeholder):
         number = {name: i for i, name in enumerate(parameters(tree), start=1)}
         tree = tree.transform(
             lambda n: (
@@ -37,7 +33,7 @@ def sql_text(tree: exp.Expression, dialect: str, pretty: bool = True) -> str:
             )
         )
     # identify=True: every identifier quoted, so any user-chosen name is safe in every dialect.
-    return tree.sql(dialect=dialect, identify=True, pretty=pretty)
+    return tree.sql(dialect=d.sqlglot_dialect, identify=True, pretty=pretty)
 
 
 def parameters(tree: exp.Expression) -> tuple[str, ...]:
@@ -46,8 +42,9 @@ def parameters(tree: exp.Expression) -> tuple[str, ...]:
 
 
 def positional(params: Mapping[str, Any]) -> list[Any]:
-    """Values for `$1, $2, ...` of a text from `sql_text` in a POSITIONAL dialect: `params`
-    must name exactly the parameters of its tree, and are bound in sorted order of name."""
+    """Values for `$1, $2, ...` of a text from `sql_text` in a dialect with
+    `positional_parameters`: `params` must name exactly the parameters of its tree, and are
+    bound in sorted order of name."""
     return [params[name] for name in sorted(params)]
 
 
