@@ -1,18 +1,17 @@
 """`FeatureStore.verify` / `fsc verify`: prove there is no training-serving skew, on a sample
 of live entities.
 
-For every view with a refresh, sample entity keys from the online store (plus keys never seen),
-compute the same features with the *training* query at the refresh time, and compare cell by
-cell with what `online_features` serves.
+For every view with a refresh, sample entity keys from the online store, and from the
+warehouse (entities with an event visible at the refresh time that passes the view's filter),
+plus keys never seen; compute the same features with the *training* query at the refresh time,
+and compare cell by cell with what `online_features` serves.
 
-The expectation never comes from `.fsc/cache`: the fingerprint a view must be served under is
-compiled here afresh, from the DuckDB refresh text. On DuckDB that is the text a run executes,
-so a store filled by a tampered or stale cached query (which may drop whole entities, invisible
-to a sample of the store's own keys) is reported as stale, a failure, rather than checked
-against itself. On other warehouses a run executes that dialect's cached text, which the
-fingerprint does not cover: an entry damaged by accident fails its digest and is recompiled,
-but one rewritten on purpose with a fresh digest is caught only where its values differ on the
-sampled keys.
+The expectation never comes from `.fsc/cache`, nor from any refresh text: the fingerprint is
+the definition's meaning (`fsdsl.online.fingerprint`), and the values come from the training
+query. A store filled by a tampered, stale or wrong refresh query (a cached text rewritten with
+a fresh digest, a compiler bug in one dialect) is caught by its values: where it stored wrong
+ones, on the store's keys; where it dropped whole entities, which a sample of the store's own
+keys could never find, on the warehouse's keys, served as unseen where training has values.
 
 It compares the two paths, so it sits above both: the online store (`fsdsl.online`) and the
 training-set job (`fsdsl.training_set`) are peers that never import each other.
@@ -26,12 +25,16 @@ import math
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+from sqlglot import exp
 
 from fsdsl import ir
 from fsdsl.arrow import arrow_type
-from fsdsl.backends.base import Warehouse
+from fsdsl.backends.base import Warehouse, table_expression
+from fsdsl.compile import dialects
+from fsdsl.compile.expressions import to_sql
+from fsdsl.online.codec import key_array
+from fsdsl.online.fingerprint import fingerprint
 from fsdsl.online.lookup import ServicePlan, ViewPlan, lookup
-from fsdsl.online.refresh import fingerprint
 from fsdsl.online.store import OnlineStore
 from fsdsl.training_set import compute
 
@@ -50,7 +53,7 @@ class FeatureReport:
 @dataclass(frozen=True)
 class Unverified:
     """Why a view was not compared. `stale`: the store serves it under another fingerprint
-    than the current compile's, so serving cannot equal training — a failure; otherwise the
+    than the current definition's, so serving cannot equal training — a failure; otherwise the
     view was never refreshed — nothing to check."""
 
     reason: str
@@ -125,16 +128,16 @@ def verify_view(
     state = online.state(view.name)
     if not state or not state.get("fp"):
         return [], Unverified("never refreshed")
-    expected = fingerprint(view)  # compiled here, never read from the cache
+    expected = fingerprint(view)  # from the definition, never from a cached text
     if state["fp"] != expected:
         return [], Unverified(
-            f"the online store holds values computed by another query (fingerprint "
-            f"{state['fp']}, the current definition compiles to {expected}); run `fsc run`",
+            f"the online store holds values of another definition (fingerprint "
+            f"{state['fp']}, the current definition's is {expected}); run `fsc run`",
             stale=True,
         )
     when = at or dt.datetime.fromisoformat(state["as_of"])
-    texts = online.sample_keys(state["ns"], sample)
-    keys = [json.loads(t) for t in texts]
+    texts = online.sample_keys(state["ns"], sample) + warehouse_keys(view, wh, when, sample)
+    keys = [json.loads(t) for t in dict.fromkeys(texts)]
     # keys that were never seen: values must be those of an unseen entity
     for i in range(UNSEEN):
         keys.append([_unseen(k.type, i) for k in view.entity.keys])
@@ -188,6 +191,54 @@ def verify_view(
                     )
         reports.append(r)
     return reports, None
+
+
+def warehouse_keys(view: ir.View, wh: Warehouse, when: dt.datetime, n: int) -> list[str]:
+    """The key texts (as the store writes them) of up to `n` entities, drawn at random, with an
+    event visible at `when` that passes the view's filter: those a refresh at `when` must have
+    stored, whether or not the refresh query did."""
+    d = dialects.get(wh.dialect)
+    src = view.source
+
+    def column(name: str) -> exp.Column:
+        return exp.column(exp.to_identifier(name), table=exp.to_identifier("src"))
+
+    def leaf(e: ir.Expr) -> exp.Expression:
+        if isinstance(e, ir.Column):
+            return column(e.name)
+        raise TypeError(f"a filter reads columns only, not {type(e).__name__}")
+
+    def before(name: str) -> exp.Expression:  # visible: strictly before T (docs/semantics.md)
+        value = column(name)
+        if src.columns.get(name) == ir.DATE:
+            value = d.cast(value, ir.TIMESTAMP)
+        return exp.LT(this=value, expression=d.cast(exp.Placeholder(this="as_of"), ir.TIMESTAMP))
+
+    conds = [exp.Not(this=exp.Is(this=column(c), expression=exp.Null())) for c in view.key_columns]
+    conds += [before(c) for c in (src.timestamp, src.created) if c is not None]
+    if view.where is not None:
+        conds.append(exp.Paren(this=to_sql(view.where, d, leaf)))
+    names = [k.name for k in view.entity.keys]
+    entities = (
+        exp.select(
+            *(
+                exp.alias_(column(c), exp.to_identifier(k))
+                for c, k in zip(view.key_columns, names, strict=True)
+            )
+        )
+        .distinct()
+        .from_(table_expression(src.table).as_("src"))
+        .where(exp.and_(*conds))
+    )
+    drawn = (
+        exp.select(*(exp.column(exp.to_identifier(k)) for k in names))
+        .from_(entities.subquery("entities"))
+        .order_by(exp.Ordered(this=exp.Rand()))
+        .limit(n)
+    )
+    result = wh.query(drawn, {"as_of": when})
+    types = [k.type for k in view.entity.keys]
+    return key_array([result.column(k) for k in names], types).to_pylist()
 
 
 def _typed(v, t: ir.Type):

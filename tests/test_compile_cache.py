@@ -144,9 +144,11 @@ def test_a_run_never_serves_values_from_an_edited_entry(project, redis_urls):
 
 def test_verify_catches_a_store_filled_by_a_tampered_query(project, redis_urls, monkeypatch):
     """The digest guards against accidents; a query tampered with before it was cached (with a
-    valid digest) fills the store with wrong values. `fsc verify` compiles its own expectation
-    and never reads the cache, so it fails even though the tampered query dropped whole
-    entities, which sampling the store's own keys could never find."""
+    valid digest) fills the store with wrong values. The fingerprint is the definition's, so
+    the store is not stale; `fsc verify` takes its expectation from the training query and
+    never reads the cache, and samples entities from the warehouse too, so it finds the
+    entities the tampered query dropped, which sampling the store's own keys could never
+    find."""
     url = redis_urls["embedded"]
     flush(url)
     d = str(project / "definitions")
@@ -170,4 +172,9 @@ def test_verify_catches_a_store_filled_by_a_tampered_query(project, redis_urls, 
     assert served["orders_7d"] in (0, None)  # the tampered cache is what `get` plans from
     r = fsc("verify", d, "--online", url, "--sample", "300", "-f", "json")
     assert r.exit_code == 1, r.output
-    assert "user_orders" in json.loads(r.output)["stale"], r.output
+    report = json.loads(r.output)
+    assert not report["stale"], r.output
+    wrong = {f["feature"]: f for f in report["features"] if f["view"] == "user_orders"}
+    assert wrong["orders_7d"]["mismatches"] > 0, r.output
+    dropped = [e["key"] for e in wrong["orders_7d"]["examples"] if e["online"] == "None"]
+    assert dropped and all(k[0] >= "u000150" for k in dropped), r.output

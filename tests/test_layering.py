@@ -20,6 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fsdsl"
 LAYERS: list[tuple[str, int, str]] = [
     ("fsdsl.diagnostics", 0, "core"),
     ("fsdsl.ir", 0, "core"),
+    ("fsdsl.canonical", 0, "core"),
     ("fsdsl.arrow", 0, "core"),
     ("fsdsl.urls", 0, "core"),
     ("fsdsl.project", 0, "core"),

@@ -5,7 +5,12 @@ truncated (a full disk, a crash before the rename of an older version), garbled 
 hand must never be used: each entry carries a digest of its key and its text, and anything
 that does not check out — a wrong digest, a wrong key, bytes that are not UTF-8, a file that
 cannot be read — is a miss, recompiled and rewritten. The digest guards against accidents, not
-against someone who recomputes it: `fsc verify` therefore never reads this cache.
+against someone who recomputes it: `fsc verify` therefore never reads this cache, and checks a
+store by its values (the training query's, on keys drawn from the store and the warehouse).
+
+An entry's key (`refresh._compile_key`) covers the view, the dialect, the compiler's source and
+sqlglot's version, so any of them changing recompiles the text. None of that is the view's
+online fingerprint (`fingerprint.py`): a new text computing the same values keeps the store.
 
 Entry layout: one header line `fsdsl-cache 1 <sha256 hex>` then the text, where the digest is
 sha256 over `key`, a NUL and the text's UTF-8 bytes.

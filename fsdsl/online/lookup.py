@@ -15,7 +15,7 @@ from pathlib import Path
 from fsdsl import ir
 from fsdsl.diagnostics import UsageError
 from fsdsl.online.codec import decoder, key_text, normalise_key_value, plain_key_text
-from fsdsl.online.refresh import fingerprint
+from fsdsl.online.fingerprint import fingerprint
 from fsdsl.online.store import OnlineStore
 
 STATUS = "__status"  # the row's {view: ok | missing | corrupt}, when asked for
@@ -58,13 +58,15 @@ class ServicePlan:
 
 
 def plan_service(repo: ir.Repository, service: str, cache: Path | None = None) -> ServicePlan:
+    """`cache` is no longer read (the fingerprint needs no compiled text); it stays accepted
+    until its callers stop passing it."""
     svc = repo.services[service]
     views = []
     for vname in svc.views():
         view = repo.views[vname]
         names = {f for v, f in svc.features if v == vname}
         feats = tuple(f for f in view.features if f.name in names)
-        views.append(ViewPlan(vname, fingerprint(view, cache), view.entity.keys, feats))
+        views.append(ViewPlan(vname, fingerprint(view), view.entity.keys, feats))
     return ServicePlan(service, tuple(views), tuple(f for _, f in svc.features))
 
 

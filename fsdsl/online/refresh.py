@@ -22,10 +22,11 @@ from fsdsl.diagnostics import UsageError
 from fsdsl.online import aggstate
 from fsdsl.online import cache as compiled_cache
 from fsdsl.online.codec import encode_array, encode_column, key_array, lit
+from fsdsl.online.fingerprint import fingerprint
 from fsdsl.online.repair import recompute, values_as_of
 from fsdsl.online.resp import del_rows, hset_rows
 from fsdsl.online.runlock import RunLock
-from fsdsl.online.store import LAYOUT, MARKER, LockLost, OnlineStore
+from fsdsl.online.store import MARKER, LockLost, OnlineStore
 
 BATCH = 2000
 Progress = Callable[[str, int, int | None], None]  # (view, rows done, total or None)
@@ -55,7 +56,9 @@ def _compile_key(view: ir.View, dialect: str) -> str:
 
 @functools.cache
 def _compiler_version() -> str:
-    """sqlglot's version and a hash of the compiler's source: read once per process."""
+    """sqlglot's version and a hash of the compiler's source: read once per process. It keys
+    the compile cache only: a compiler change recompiles the text, but changes the fingerprint
+    (a full refresh of every store) only through SEMANTICS_VERSION, when it changes values."""
     import sqlglot
 
     h = hashlib.sha256(sqlglot.__version__.encode())
@@ -63,15 +66,6 @@ def _compiler_version() -> str:
     for module in sorted((here / "compile").glob("*.py")) + [here / "ir.py"]:
         h.update(module.read_bytes())
     return h.hexdigest()
-
-
-def fingerprint(view: ir.View, cache: Path | None = None, duckdb_sql: str | None = None) -> str:
-    """Changes whenever anything that decides a value changes: the refresh SQL says it all
-    (in one dialect, so that moving the same repository to another warehouse keeps it)."""
-    text = duckdb_sql if duckdb_sql is not None else refresh_sql(view, "duckdb", cache)
-    types = ",".join(f"{f.name}:{f.type}" for f in view.features)
-    # the stored layout too: hashes without checksums are refreshed in full, never misread
-    return hashlib.sha256(f"{text}\n{types}\n{LAYOUT}".encode()).hexdigest()[:16]
 
 
 def parse_time(text: str | None) -> dt.datetime:
@@ -139,7 +133,7 @@ def refresh_view(
 ) -> ViewRun:
     started = time.perf_counter()
     sql = refresh_sql(view, wh.dialect, cache)
-    fp = fingerprint(view, cache, sql if wh.dialect == "duckdb" else None)
+    fp = fingerprint(view)
     owner = uuid.uuid4().hex
     # held, and renewed in the background, until the run ends: its query included
     with RunLock(online, view.name, owner) as held:
