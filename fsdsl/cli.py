@@ -80,17 +80,6 @@ def guarded(fn: Callable) -> Callable:
     return run
 
 
-def load(path: Path):
-    """Parse and check; on errors print every diagnostic and exit 1."""
-    from fsdsl.check import load_repository
-    from fsdsl.diagnostics import FeatError
-
-    repo, diags = load_repository(path)
-    if repo is None:
-        raise FeatError([d for d in diags if d.is_error] or diags)
-    return repo
-
-
 PathArg = Annotated[
     Path, typer.Argument(help="A .feat file or a folder of them.", show_default=False)
 ]
@@ -141,14 +130,9 @@ def compile(
 
     With neither --service nor --view: every service (training) or every view (refresh).
     """
-    from fsdsl.compile.dialects import DIALECTS
-    from fsdsl.compile.render import compile_repository
+    from fsdsl.store import FeatureStore
 
-    if dialect not in DIALECTS:
-        fail(f"unknown dialect `{dialect}`; choose one of {', '.join(DIALECTS)}", "E0004")
-    repo = load(path)
-    queries = compile_repository(
-        repo,
+    queries = FeatureStore(path).compile(
         service=service,
         view=view,
         target=target,
@@ -228,34 +212,22 @@ def fmt(
     ] = False,
 ) -> None:
     """Rewrite .feat files in the canonical layout (comments kept; idempotent)."""
-    from fsdsl.check.load import feat_files
     from fsdsl.diagnostics import render_text
-    from fsdsl.fmt import format_text, unified_diff
-    from fsdsl.syntax.parser import read_source
+    from fsdsl.fmt import format_paths
 
     changed, broken = 0, 0
-    for root in paths:
-        if not root.exists():
-            fail(f"no such file or folder: {root}")
-        for f in feat_files(root):
-            text, diag = read_source(f)
-            if diag is not None:
-                sys.stderr.write(render_text(diag) + "\n")
-                broken += 1
-                continue
-            new, diags = format_text(text, str(f))
-            if new is None:
-                for d in diags:
-                    sys.stderr.write(render_text(d, {str(f): text}) + "\n")
-                broken += 1
-                continue
-            if new != text:
-                changed += 1
-                if check:
-                    typer.echo(unified_diff(text, new, str(f)), nl=False)
-                else:
-                    f.write_text(new, encoding="utf-8")
-                    typer.echo(f"formatted {f}")
+    for r in format_paths(paths, check=check):
+        if r.status == "broken":
+            sources = None if r.original is None else {str(r.path): r.original}
+            for d in r.diagnostics:
+                sys.stderr.write(render_text(d, sources) + "\n")
+            broken += 1
+        elif r.status == "changed":
+            changed += 1
+            if check:
+                typer.echo(r.diff, nl=False)
+            else:
+                typer.echo(f"formatted {r.path}")
     if check and changed:
         typer.echo(f"{changed} file(s) would be reformatted", err=True)
     if broken:
@@ -299,38 +271,27 @@ def demo_data(
     data for the definitions/ example."""
     import datetime as dt
 
-    from fsdsl.demo import fill
-    from fsdsl.project import load_profile
+    from fsdsl.store import FeatureStore
 
     try:
-        last = dt.date.fromisoformat(end) if end else dt.datetime.now(dt.UTC).date()
+        last = dt.date.fromisoformat(end) if end else None
     except ValueError:
         fail(f"--end `{end}` is not an ISO date", "E0004")
-    start = dt.datetime.combine(last, dt.time()) - dt.timedelta(days=days)
-
-    profile = load_profile(path)
-    url = warehouse or profile.warehouse_url
-    options = dict(
-        start=start,
-        days=days,
+    filled = FeatureStore.demo_data(
+        path,
+        warehouse=warehouse,
         users=users,
         orders=orders,
         page_views=page_views,
         labels=label_rows,
         seed=seed,
+        days=days,
+        end=last,
         labels_path=labels,
     )
-    counts = fill(url, dict(profile.settings.get("warehouse", {})), **options)
-    for table, n in counts.items():
+    for table, n in filled.counts.items():
         typer.echo(f"{table:<16} {n:>10,} rows")
-    typer.echo(f"warehouse: {_shown(url)}")
-
-
-def _shown(url: str) -> str:
-    """A warehouse URL as `demo-data` reports it: a DuckDB file by its path."""
-    from fsdsl.project import duckdb_path
-
-    return str(Path(duckdb_path(url))) if url.startswith("duckdb:") else url
+    typer.echo(f"warehouse: {filled.warehouse}")
 
 
 @app.command("training-set")
@@ -392,24 +353,22 @@ def training_set(
     import time
 
     from fsdsl.store import FeatureStore
-    from fsdsl.training_set import write_table
 
     if (labels is None) == (labels_table is None):
         fail("give exactly one of --labels FILE or --labels-table NAME", "E0004")
     started = time.perf_counter()
     store = FeatureStore(path, warehouse=warehouse, profile=profile)
-    features = store.service_features(service)
     with _live(format is Format.text) as say, store:
         result = store.training_set(
             labels,
             service,
             labels_table=labels_table,
             timestamp_column=timestamp_column,
+            out=out,
             progress=say,
         )
-        say(f"writing {out}")
-        write_table(result, out)
     seconds = time.perf_counter() - started
+    features = store.service_features(service)
     summary = {
         "service": service,
         "rows": result.num_rows,
@@ -428,9 +387,10 @@ def training_set(
 class _live:
     """Rich progress on stderr while a command works; silent when not wanted or not on a
     terminal. Without `bars`: one spinner naming the current stage (the callback takes a
-    message). With `bars`: one bar per name (the callback takes name, done, total)."""
+    message). With `bars`: one bar per name, laid out as each name is first reported (the
+    callback takes name, done, total)."""
 
-    def __init__(self, enabled: bool, bars: list[str] | None = None):
+    def __init__(self, enabled: bool, bars: bool = False):
         self.enabled = enabled and sys.stderr.isatty()
         self.bars = bars
 
@@ -442,23 +402,28 @@ class _live:
             MofNCompleteColumn,
             Progress,
             SpinnerColumn,
+            TaskID,
             TextColumn,
             TimeElapsedColumn,
         )
 
-        if self.bars is None:
+        if not self.bars:
             columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
         else:
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
         self.progress = Progress(*columns, console=_console(stderr=True), transient=True)
         self.progress.__enter__()
-        if self.bars is None:
+        if not self.bars:
             task = self.progress.add_task("starting", total=None)
             return lambda msg: self.progress.update(task, description=msg)
-        tasks = {name: self.progress.add_task(name, total=None) for name in self.bars}
-        return lambda name, done, total: self.progress.update(
-            tasks[name], completed=done, total=total
-        )
+        tasks: dict[str, TaskID] = {}
+
+        def bar(name: str, done: int, total: int | None) -> None:
+            if name not in tasks:
+                tasks[name] = self.progress.add_task(name, total=None)
+            self.progress.update(tasks[name], completed=done, total=total)
+
+        return bar
 
     def __exit__(self, *exc):
         if self.enabled:
@@ -534,8 +499,7 @@ def run(
 
     started = time.perf_counter()
     with FeatureStore(path, warehouse=warehouse, profile=profile, online=online) as store:
-        targets = store.views_named(view)
-        with _live(format is Format.text, [v.name for v in targets]) as progress:
+        with _live(format is Format.text, bars=True) as progress:
             runs = store.run(at, views=view, full=full, progress=progress)
     seconds = time.perf_counter() - started
     if format is Format.json:
@@ -595,30 +559,22 @@ def get(
     Each row carries `__status`, per view: ok, missing (no stored value: the values of an
     unseen entity) or corrupt (stored values that fail their checksum, served as missing and
     rewritten by the next `fsc run`)."""
-    from fsdsl.store import FeatureStore
+    from fsdsl.store import FeatureStore, parse_entity_keys
 
     if (keys_file is None) == (not keys):
         fail("give KEY=VALUE arguments or --keys FILE", "E0004")
     with FeatureStore(path, profile=profile, online=online) as store:
-        if keys_file is not None:
-            from fsdsl.training_set import read_table, write_table
-
-            keys_table = read_table(keys_file, "keys")
-            result = store.online_features(service, keys_table, with_status=True)
-            if out is None:
-                typer.echo(json.dumps(result.to_pylist(), default=str, indent=2))
-            else:
-                write_table(result.flatten(), out)  # `__status.<view>` columns, CSV-safe
-                typer.echo(f"wrote {result.num_rows:,} rows to {out}")
-            return
-        row = {}
-        for item in keys:
-            name, sep, value = item.partition("=")
-            if not sep or not name:
-                fail(f"`{item}` is not KEY=VALUE", "E0004")
-            row[name] = value
-        result = store.online_features(service, row, with_status=True)
+        if keys_file is None:
+            row = parse_entity_keys(keys or [])
+            result = store.online_features(service, row, with_status=True)
+        else:
+            result = store.online_features(service, keys_file, with_status=True, out=out)
+    if keys_file is None:
         typer.echo(json.dumps(result, default=str, indent=2))
+    elif out is None:
+        typer.echo(json.dumps(result.to_pylist(), default=str, indent=2))
+    else:
+        typer.echo(f"wrote {result.num_rows:,} rows to {out}")
 
 
 @app.command()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
-__all__ = ["BLOCK", "CHURN_HORIZON", "fill", "generate"]
+__all__ = ["BLOCK", "CHURN_HORIZON", "DemoData", "fill", "generate"]
 
 BLOCK = 1 << 16
 """Rows per random block. Part of the determinism contract: changing it changes the data."""
@@ -92,6 +93,25 @@ CREATE OR REPLACE TABLE web.page_views (
     is_mobile BOOLEAN,
     viewed_at TIMESTAMP
 )"""
+# The labels with their `churned` value, from the spine and the orders (? = CHURN_HORIZON).
+_LABELS_SQL = """
+CREATE OR REPLACE TABLE labels AS
+WITH s AS (
+    SELECT sp.i,
+           coalesce(o.user_id, sp.user_id) AS user_id,
+           coalesce(o.event_timestamp, sp.event_timestamp) AS event_timestamp
+    FROM _label_spine sp LEFT JOIN orders o ON o.order_id = sp.order_ref
+), active AS (
+    SELECT DISTINCT s.i
+    FROM s JOIN orders o
+      ON o.user_id = s.user_id
+     AND o.status = 'completed'
+     AND o.event_timestamp > s.event_timestamp
+     AND o.event_timestamp <= s.event_timestamp + CAST(? AS INTERVAL)
+)
+SELECT s.user_id, s.event_timestamp, a.i IS NULL AS churned
+FROM s LEFT JOIN active a ON a.i = s.i
+ORDER BY s.i"""
 
 
 def generate(
@@ -140,19 +160,24 @@ def generate(
         _write_labels(con, _Labels(world, labels, orders), chunk_size, progress)
         if labels_path is not None:
             _export(con, "labels", Path(labels_path))
-        return {
-            t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("orders", "web.page_views", "labels")
-        }
+        return {t: con.table(t).shape[0] for t in ("orders", "web.page_views", "labels")}
     finally:
         con.close()
 
 
-def fill(url: str, settings: dict | None = None, **options) -> dict[str, int]:
+@dataclass(frozen=True)
+class DemoData:
+    """What `fill()` wrote: the row count of each table, and where (a DuckDB file by its path,
+    any other warehouse by its URL)."""
+
+    counts: dict[str, int]
+    warehouse: str
+
+
+def fill(url: str, settings: dict | None = None, **options) -> DemoData:
     """`generate()` into the warehouse at `url`, any backend: a DuckDB file directly, any other
     warehouse through a scratch DuckDB file whose tables are then copied over (the generator
-    writes with DuckDB's bulk inserts, which only DuckDB has). `options` are `generate()`'s.
-    Returns the row counts, as `generate()`."""
+    writes with DuckDB's bulk inserts, which only DuckDB has). `options` are `generate()`'s."""
     import tempfile
 
     from fsdsl.backends import connect
@@ -162,7 +187,7 @@ def fill(url: str, settings: dict | None = None, **options) -> dict[str, int]:
     if url.startswith("duckdb:"):
         target = Path(duckdb_path(url))
         target.parent.mkdir(parents=True, exist_ok=True)
-        return generate(target, **options)
+        return DemoData(generate(target, **options), str(target))
     with tempfile.TemporaryDirectory() as scratch:
         local = Path(scratch) / "demo.duckdb"
         counts = generate(local, **options)
@@ -178,7 +203,7 @@ def fill(url: str, settings: dict | None = None, **options) -> dict[str, int]:
                     wh.create_table(parts, data)
         finally:
             source.close()
-    return counts
+    return DemoData(counts, url)
 
 
 # ---- the population -----------------------------------------------------------------------------
@@ -459,11 +484,7 @@ def _write(con, table: str, stage: str, rows: _Blocked, chunk_size: int, progres
             chunk = pending.result()
             if i + 1 < len(bounds):
                 pending = pool.submit(rows.rows, *bounds[i + 1])
-            con.register("_demo_chunk", chunk)
-            try:
-                con.execute(f"INSERT INTO {table} SELECT * FROM _demo_chunk")
-            finally:
-                con.unregister("_demo_chunk")
+            con.from_arrow(chunk).insert_into(table)
             del chunk
             if progress is not None:
                 progress(stage, hi, rows.n)
@@ -477,31 +498,13 @@ def _write_labels(con, spine: _Labels, chunk_size: int, progress: Progress | Non
     _write(con, "_label_spine", "labels", spine, chunk_size, progress)
     # A few labels sit exactly on one of the user's orders (the order itself is not visible to
     # the label: T is exclusive). churned = no completed order in (T, T + horizon].
-    days = CHURN_HORIZON.days
-    con.execute(f"""
-        CREATE OR REPLACE TABLE labels AS
-        WITH s AS (
-            SELECT sp.i,
-                   coalesce(o.user_id, sp.user_id) AS user_id,
-                   coalesce(o.event_timestamp, sp.event_timestamp) AS event_timestamp
-            FROM _label_spine sp LEFT JOIN orders o ON o.order_id = sp.order_ref
-        ), active AS (
-            SELECT DISTINCT s.i
-            FROM s JOIN orders o
-              ON o.user_id = s.user_id
-             AND o.status = 'completed'
-             AND o.event_timestamp > s.event_timestamp
-             AND o.event_timestamp <= s.event_timestamp + INTERVAL {days} DAY
-        )
-        SELECT s.user_id, s.event_timestamp, a.i IS NULL AS churned
-        FROM s LEFT JOIN active a ON a.i = s.i
-        ORDER BY s.i
-    """)
+    con.execute(_LABELS_SQL, [CHURN_HORIZON])
     con.execute("DROP TABLE _label_spine")
 
 
 def _export(con, table: str, path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = "FORMAT CSV, HEADER" if path.name.lower().endswith(".csv") else "FORMAT PARQUET"
-    target = str(path).replace("'", "''")
-    con.execute(f"COPY {table} TO '{target}' ({fmt})")
+    if path.name.lower().endswith(".csv"):
+        con.table(table).write_csv(str(path), header=True)
+    else:
+        con.table(table).write_parquet(str(path))

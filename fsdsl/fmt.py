@@ -16,18 +16,21 @@ import dataclasses
 import difflib
 import re
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
+from typing import Literal
 
 from lark import Lark, Token, Tree
 
-from fsdsl.diagnostics import Diagnostic, Span
+from fsdsl.diagnostics import Diagnostic, Span, UsageError
+from fsdsl.project import feat_files
 from fsdsl.syntax import ast
-from fsdsl.syntax.parser import grammar_text, parse_text
+from fsdsl.syntax.parser import grammar_text, parse_text, read_source
 
-__all__ = ["format_text", "unified_diff"]
+__all__ = ["FormatResult", "format_file", "format_paths", "format_text", "unified_diff"]
 
 INDENT = "  "
 
@@ -105,6 +108,54 @@ def format_text(text: str, file: str = "<string>") -> tuple[str | None, list[Dia
     if problem is not None:
         return None, [*diags, _internal(file, problem)]
     return out, diags
+
+
+@dataclass(frozen=True)
+class FormatResult:
+    """What formatting did to one file. `original` is the text read (None when it could not
+    be read: the diagnostic says why); `text` the canonical text (None when `broken`)."""
+
+    path: Path
+    status: Literal["unchanged", "changed", "broken"]
+    original: str | None = None
+    text: str | None = None
+    diagnostics: tuple[Diagnostic, ...] = ()
+
+    @property
+    def diff(self) -> str:
+        """The change as `fsc fmt --check` prints it; empty when there is none."""
+        if self.status != "changed" or self.original is None or self.text is None:
+            return ""
+        return unified_diff(self.original, self.text, str(self.path))
+
+
+def format_file(path: str | Path, *, write: bool = True) -> FormatResult:
+    """Format one `.feat` file, rewriting it in place when it changes and `write` is set. A
+    file that cannot be read or formatted is left as it is and reported `broken`."""
+    path = Path(path)
+    original, unreadable = read_source(path)
+    if unreadable is not None or original is None:
+        return FormatResult(path, "broken", diagnostics=(unreadable,) if unreadable else ())
+    new, diags = format_text(original, str(path))
+    if new is None:
+        return FormatResult(path, "broken", original, None, tuple(diags))
+    if new == original:
+        return FormatResult(path, "unchanged", original, new, tuple(diags))
+    if write:
+        path.write_text(new, encoding="utf-8")
+    return FormatResult(path, "changed", original, new, tuple(diags))
+
+
+def format_paths(paths: Iterable[str | Path], *, check: bool = False) -> Iterator[FormatResult]:
+    """Format every `.feat` file under `paths` (files or folders, walked as the loader walks
+    them), or with `check` only report what would change. Lazy, one file at a time, so a
+    caller shows each result as it comes; a path that does not exist raises `UsageError`
+    when the walk reaches it, after the files before it are done."""
+    for root in map(Path, paths):
+        if not root.exists():
+            raise UsageError(f"no such file or folder: {root}", "E0001")
+        for f in feat_files(root):
+            yield format_file(f, write=not check)
 
 
 def unified_diff(old: str, new: str, path: str) -> str:

@@ -30,6 +30,18 @@ def project_root(path: str | Path) -> Path:
     return Path.cwd()
 
 
+def feat_files(path: Path) -> list[Path]:
+    """The `.feat` files of a file or folder, sorted; hidden folders (`.fsc/`, `.git/`) skipped.
+    Here rather than in `check`, so that `fmt` walks folders exactly as the loader does."""
+    if path.is_dir():
+        return sorted(
+            p
+            for p in path.rglob("*.feat")
+            if not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
+    return [path]
+
+
 def load_profile(path: str | Path, name: str | None = None) -> Profile:
     root = project_root(path)
     name = name or os.environ.get("FSC_PROFILE") or DEFAULT_PROFILE

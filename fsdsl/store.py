@@ -1,17 +1,30 @@
-"""`FeatureStore`: the Python entry point, for notebooks and pipelines."""
+"""`FeatureStore`: the Python entry point, for notebooks and pipelines, and all that `fsc` does.
+
+Every `fsc` command is one method here (or `fsdsl.fmt.format_paths`, for files that need not
+load as a repository); the CLI only parses its arguments and renders the result.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+from collections.abc import Callable, Iterable
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import pyarrow as pa
 
 from fsdsl import ir
 from fsdsl.diagnostics import FeatError, UsageError
 
 if TYPE_CHECKING:
+    from fsdsl.compile.render import CompiledQuery
+    from fsdsl.demo import DemoData
+    from fsdsl.online.refresh import ViewRun
+    from fsdsl.project import Profile
     from fsdsl.verify import VerifyResult
+
+# A file of labels or keys: Parquet, or CSV/TSV by extension.
+FileName = str | os.PathLike
 
 
 class FeatureStore:
@@ -29,19 +42,41 @@ class FeatureStore:
         online: str | None = None,
     ):
         from fsdsl.check import load_repository
-        from fsdsl.project import load_profile
 
         self.path = Path(path)
         repo, diags = load_repository(self.path)
         if repo is None:
             raise FeatError([d for d in diags if d.is_error])
         self.repo: ir.Repository = repo
-        self.profile = load_profile(self.path, profile)
-        self.warehouse_url = warehouse or self.profile.warehouse_url
-        self.online_url = online or self.profile.settings.get("online", {}).get("url")
+        self._profile_name = profile
+        self._warehouse_arg = warehouse
+        self._online_arg = online
         self._warehouse = None
         self._online = None
         self._plans: dict[str, object] = {}
+
+    # ---- settings ----
+    # The profile is read on first use: compiling and planning need none, so a missing or
+    # broken profile only stops what connects. A method that connects reads it before looking
+    # at its own arguments: a broken setup is reported first, whatever else is wrong.
+    @cached_property
+    def profile(self) -> Profile:
+        """The `backends/<name>.toml` profile (`profile=`, else $FSC_PROFILE, else duckdb)."""
+        from fsdsl.project import load_profile
+
+        return load_profile(self.path, self._profile_name)
+
+    def _profile_first(self) -> None:
+        """Read the profile before a method that connects looks at its own arguments."""
+        _ = self.profile
+
+    @property
+    def warehouse_url(self) -> str:
+        return self._warehouse_arg or self.profile.warehouse_url
+
+    @property
+    def online_url(self) -> str | None:
+        return self._online_arg or self.profile.settings.get("online", {}).get("url")
 
     @property
     def cache_dir(self) -> Path:
@@ -88,6 +123,81 @@ class FeatureStore:
     def __exit__(self, *exc):
         self.close()
 
+    # ---- without a warehouse ----
+    @classmethod
+    def demo_data(
+        cls,
+        path: str | Path = "definitions",
+        *,
+        warehouse: str | None = None,
+        profile: str | None = None,
+        users: int = 2000,
+        orders: int = 40000,
+        page_views: int = 80000,
+        labels: int = 5000,
+        seed: int = 7,
+        days: int = 180,
+        end: dt.date | None = None,
+        labels_path: FileName | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> DemoData:
+        """Fill a warehouse with seeded example data for the `definitions/` example: the
+        tables `orders`, `web.page_views` and `labels`, created or replaced.
+
+        A class method: the data comes before there is anything to check, so `path` is only
+        where the project (its profile) is found, and need not hold valid definitions.
+        `warehouse` (a URL) overrides the profile's. The history covers the `days` before
+        `end` (default today, UTC, so a refresh without a time finds live entities);
+        `labels_path` also receives the labels, as CSV by extension, else Parquet; the same
+        `seed` gives the same data. `progress(table, done, total)` follows the writing."""
+        from fsdsl.demo import fill
+        from fsdsl.project import load_profile
+
+        last = end if end is not None else dt.datetime.now(dt.UTC).date()
+        start = dt.datetime.combine(last, dt.time()) - dt.timedelta(days=days)
+        chosen = load_profile(path, profile)
+        return fill(
+            warehouse or chosen.warehouse_url,
+            dict(chosen.settings.get("warehouse", {})),
+            start=start,
+            days=days,
+            users=users,
+            orders=orders,
+            page_views=page_views,
+            labels=labels,
+            seed=seed,
+            labels_path=None if labels_path is None else Path(labels_path),
+            progress=progress,
+        )
+
+    def compile(
+        self,
+        *,
+        service: str | None = None,
+        view: str | None = None,
+        target: str = "training",
+        dialect: str | None = None,
+        timestamp_column: str = "event_timestamp",
+    ) -> list[CompiledQuery]:
+        """The SQL compiled from the definitions, without running it (as `dbt compile`): the
+        training query of `service` (as of each row of a `labels` relation), or the refresh
+        query of `view` (as of the parameter `as_of`, for entities changed since `watermark`);
+        with neither, every service (training) or every view (refresh). `dialect` defaults to
+        the profile's warehouse dialect."""
+        from fsdsl.compile import dialects
+        from fsdsl.compile.render import compile_repository
+
+        dialect = dialect or self.profile.dialect
+        dialects.get(dialect)  # an unknown name is a usage error, whatever else is wrong
+        return compile_repository(
+            self.repo,
+            service=service,
+            view=view,
+            target=target,
+            dialect=dialect,
+            timestamp_column=timestamp_column,
+        )
+
     def service_features(self, service: str) -> list[tuple[str, str]]:
         if service not in self.repo.services:
             from fsdsl.compile.render import _unknown
@@ -102,14 +212,19 @@ class FeatureStore:
         *,
         labels_table: str | None = None,
         timestamp_column: str = "event_timestamp",
-        progress=None,
+        out: FileName | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> Any:
         """Point-in-time feature values for every row of the labels, in the same order, with
         the original columns kept. `labels`: pandas or Arrow (returned as the same type), or
         the path of a Parquet/CSV file; or None and `labels_table`, a warehouse table (both
-        returned as Arrow)."""
-        from fsdsl.training_set import compute, read_labels_table, read_table
+        returned as Arrow). `out` also writes the result there (Parquet, or CSV by
+        extension, lists as JSON text). `progress(message)` names each stage as it starts."""
+        import pyarrow as pa
 
+        from fsdsl.training_set import compute, read_labels_table, read_table, write_table
+
+        self._profile_first()
         features = self.service_features(service)
         if (labels is None) == (labels_table is None):
             raise UsageError("give exactly one of --labels FILE or --labels-table NAME", "E0004")
@@ -120,7 +235,7 @@ class FeatureStore:
             wh = self.warehouse()  # a connection error first, as for any warehouse command
             say(f"reading table {labels_table}")
             table, where = read_labels_table(wh, labels_table), labels_table
-        elif isinstance(labels, str | Path):
+        elif isinstance(labels, str | os.PathLike):
             self.warehouse()
             say(f"reading {labels}")
             table, where = read_table(Path(labels)), str(labels)
@@ -128,7 +243,7 @@ class FeatureStore:
             table = pa.Table.from_pandas(labels, preserve_index=False) if is_pandas else labels
         if not isinstance(table, pa.Table):
             raise UsageError("labels must be a pandas DataFrame or a pyarrow Table", "E0400")
-        out = compute(
+        result = compute(
             self.repo,
             features,
             table,
@@ -137,7 +252,10 @@ class FeatureStore:
             where=where,
             progress=progress,
         )
-        return out.to_pandas() if is_pandas else out
+        if out is not None:
+            say(f"writing {out}")
+            write_table(result, Path(out))
+        return result.to_pandas() if is_pandas else result
 
     # ---- online ----
     def views_named(self, names: list[str] | None) -> list[ir.View]:
@@ -151,18 +269,31 @@ class FeatureStore:
         return [self.repo.views[n] for n in names]
 
     def run(
-        self, at=None, *, views: list[str] | None = None, full: bool = False, progress=None
-    ) -> list:
-        """Refresh the online store as of `at` (datetime or ISO text; default now)."""
-        import datetime as dt
+        self,
+        at: dt.datetime | str | None = None,
+        *,
+        views: list[str] | None = None,
+        full: bool = False,
+        progress: Callable[[str, int, int | None], None] | None = None,
+    ) -> list[ViewRun]:
+        """Refresh the online store as of `at` (datetime or ISO text; default now): every
+        view, or those named in `views`, in the order the definitions list them. The first
+        run of a view (or `full`, or a changed definition) computes every entity; later runs
+        only the entities whose values can have changed since the previous run.
 
+        `progress(view, done, total)` is called once per view with (0, None) before any work,
+        so a caller can lay out one bar per view, then as each view's entities are written."""
         from fsdsl.online.refresh import parse_time, refresh_view
         from fsdsl.training_set import check_sources
 
+        self._profile_first()
+        targets = self.views_named(views)
         when = at if isinstance(at, dt.datetime) else parse_time(at)
         if when.tzinfo is not None:
             when = when.astimezone(dt.UTC).replace(tzinfo=None)
-        targets = self.views_named(views)
+        if progress is not None:
+            for v in targets:
+                progress(v.name, 0, None)
         wh, online = self.warehouse(), self.online()
         check_sources(self.repo, targets, wh)
         return [
@@ -172,15 +303,21 @@ class FeatureStore:
             for v in targets
         ]
 
-    def verify(self, at=None, *, views: list[str] | None = None, sample: int = 100) -> VerifyResult:
+    def verify(
+        self,
+        at: dt.datetime | str | None = None,
+        *,
+        views: list[str] | None = None,
+        sample: int = 100,
+    ) -> VerifyResult:
         """Serving equals training: the online values of `sample` stored entities per view
         (and of keys never seen) against the training query at `at` (datetime or ISO text;
-        default each view's last refresh time)."""
-        import datetime as dt
-
+        default each view's last refresh time). Not `ok` on any mismatch, or when a view is
+        served under another fingerprint than the current definition compiles to."""
         from fsdsl.online.refresh import parse_time
         from fsdsl.verify import verify
 
+        self._profile_first()
         when = at if isinstance(at, dt.datetime) else parse_time(at) if at else None
         if when is not None and when.tzinfo is not None:
             when = when.astimezone(dt.UTC).replace(tzinfo=None)
@@ -195,23 +332,55 @@ class FeatureStore:
             self._plans[service] = plan_service(self.repo, service, self.cache_dir)
         return self._plans[service]
 
-    def online_features(self, service: str, keys: Any, *, with_status: bool = False) -> Any:
+    def online_features(
+        self,
+        service: str,
+        keys: Any,
+        *,
+        with_status: bool = False,
+        out: FileName | None = None,
+    ) -> Any:
         """Feature values served for `keys` (a dict, a list of dicts, a pandas DataFrame or an
-        Arrow table of key columns), in one round trip; returns the same shape. An entity with
-        no online value gets the values the semantics give an unseen entity, and so does one
-        whose stored values fail their checksum (logged, counted in
-        `online().corrupt_reads`, rewritten by the next run); if a view's unseen-entity values
-        are themselves absent or damaged, such entities get nulls for that view only.
-        `with_status` adds `__status` to each row: {view: "ok" | "missing" | "corrupt"}."""
-        from fsdsl.online.lookup import as_table, lookup
+        Arrow table of key columns, or the path of a Parquet/CSV file of them, read as Arrow),
+        in one round trip; returns the same shape. An entity with no online value gets the
+        values the semantics give an unseen entity, and so does one whose stored values fail
+        their checksum (logged, counted in `online().corrupt_reads`, rewritten by the next
+        run); if a view's unseen-entity values are themselves absent or damaged, such
+        entities get nulls for that view only. `with_status` adds `__status` to each row:
+        {view: "ok" | "missing" | "corrupt"}. `out`, for keys given as a table or file, also
+        writes the key columns and one column per feature there (Parquet, or CSV by
+        extension; `__status` as one `__status.<view>` column per view)."""
+        import pyarrow as pa
 
+        from fsdsl.online.lookup import as_table, lookup
+        from fsdsl.training_set import read_table, write_table
+
+        self._profile_first()
+        if isinstance(keys, str | os.PathLike):
+            keys = read_table(Path(keys), "keys")
         plan = self.plan(service)
+        is_pandas = type(keys).__module__.startswith("pandas")
+        if out is not None and not (is_pandas or isinstance(keys, pa.Table)):
+            raise UsageError("out= needs the keys as a table or a file", "E0004")
         if isinstance(keys, dict):
             return lookup(self.online(), plan, [keys], with_status)[0]
-        is_pandas = type(keys).__module__.startswith("pandas")
         if is_pandas or isinstance(keys, pa.Table):
             table = pa.Table.from_pandas(keys, preserve_index=False) if is_pandas else keys
             rows = lookup(self.online(), plan, table.to_pylist(), with_status)
-            out = as_table(rows, plan, table.schema, with_status)
-            return out.to_pandas() if is_pandas else out
+            result = as_table(rows, plan, table.schema, with_status)
+            if out is not None:
+                write_table(result.flatten(), Path(out))  # `__status.<view>`: CSV-safe
+            return result.to_pandas() if is_pandas else result
         return lookup(self.online(), plan, list(keys), with_status)
+
+
+def parse_entity_keys(pairs: Iterable[str]) -> dict[str, str]:
+    """One entity's keys from `KEY=VALUE` texts (as `fsc get` takes them): the value is the
+    text after the first `=`, so it may hold `=` itself or be empty."""
+    row = {}
+    for item in pairs:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"`{item}` is not KEY=VALUE", "E0004")
+        row[name] = value
+    return row

@@ -8,6 +8,7 @@ from pathlib import Path
 from fsdsl import ir
 from fsdsl.check.expressions import ExprChecker, Scope, _suggest
 from fsdsl.diagnostics import Diagnostic, Span
+from fsdsl.project import feat_files
 from fsdsl.syntax import ast
 from fsdsl.syntax.parser import parse_file, parse_text
 
@@ -16,16 +17,6 @@ _DURATION = re.compile(r"^([0-9]+)([a-zA-Z]+)$")
 # Every column, CTE and table the compiler adds to a query starts with this (`__t`, `__a0`,
 # `__fsdsl_row`, `__fsdsl_state_<view>`) or with `<view>__`: a user name never collides with them.
 RESERVED_PREFIX = "__"
-
-
-def feat_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(
-            p
-            for p in path.rglob("*.feat")
-            if not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
-    return [path]
 
 
 def load_repository(path: str | Path) -> tuple[ir.Repository | None, list[Diagnostic]]:
