@@ -41,11 +41,12 @@ EXAMPLES = int(os.environ.get("FSDSL_PROPERTY_EXAMPLES", "200")) // 2
 
 # (shape, strategy, needs a source without `created`)
 FORCED = [
-    ("ttl", ASOF, True),
+    ("ttl", ASOF, False),
     ("ttl", RANGE_JOIN, False),
-    ("last", ASOF, True),
+    ("last", ASOF, False),
     ("last", RUNNING, False),
     ("first", EARLIEST, True),
+    ("first", ASOF, False),
     ("first", RUNNING, False),
     ("window", PREFIX, True),
     ("window", RANGE_JOIN, False),

@@ -1,9 +1,10 @@
 """Point-in-time aggregation: the values of one view's aggregations at every (entity, T) of a spine.
 
 The training query is this over the labels' spine; the refresh query (`refresh.py`) maintains
-the same aggregations incrementally at one time and reuses `events` and `feature_values`, so
-both read the same rows and shape the same values. Three shapes, each exact under the contract
-in docs/semantics.md and chosen to avoid joining a label with every event of its entity:
+the same aggregations incrementally at one time and reuses `events_relation` and
+`feature_values`, so both read the same rows and shape the same values. Three shapes, each exact
+under the contract in docs/semantics.md and chosen to avoid joining a label with every event of
+its entity:
 
 * windowed aggregations: a range join restricted to *buckets* of the largest window. A spine row
   is copied into its own bucket and the one before; an event sits in one bucket; so each label
@@ -18,8 +19,8 @@ Invertible windowed aggregations (`count`, `sum`, `avg`) also have an exact pref
 dialect with ASOF and a source without late rows (`prefix_sums`); measured slower than the
 range join on the benchmark's data, it is taken only when forced.
 
-Where a cheaper exact form exists the planner takes it, and records each choice in
-`ViewAggregates.plan` (the training query shows it in a comment):
+Where a cheaper exact form exists the planner (`plan.py`) takes it, and records each choice in
+the view's `ViewPlan`, which `PointInTime` follows (the training query shows it in a comment):
 
 * TTL and unwindowed `last` on a dialect with an ASOF join and a source without late rows: one
   ASOF match per (entity, T) on the events grouped per timestamp, each input carried forward to
@@ -34,7 +35,6 @@ exact, not only where it is picked.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -42,14 +42,29 @@ from sqlglot import exp
 from fsdsl import ir
 from fsdsl.compile.dialects import Dialect
 from fsdsl.compile.expressions import to_sql, wrap
+from fsdsl.compile.names import (
+    ALIVE,
+    AT,
+    AVAIL,
+    BAD,
+    BUCKET,
+    CREATED,
+    KIND,
+    LAST_SEEN,
+    ORDER_FIELDS,
+    TS,
+    VALUE,
+    T,
+)
+from fsdsl.compile.plan import (  # the strategies, re-exported: tests force them by these names
+    ASOF,
+    EARLIEST,
+    PREFIX,
+    RANGE_JOIN,
+    RUNNING,
+    ViewPlan,
+)
 
-T = "__t"  # the query time of a spine row
-TS, CREATED, AVAIL, BUCKET, KIND, AT = "__ts", "__created", "__avail", "__b", "__kind", "__at"
-TTL = "__ttl"  # >0 where the view's TTL keeps the entity alive at T
-
-# The strategies, as the plan records them and `force` names them.
-ASOF, RANGE_JOIN, RUNNING, EARLIEST = "asof", "range join", "running", "earliest"
-PREFIX = "prefix"  # invertible windowed aggregations: prefix sums read by ASOF at T and T - w
 # A float window sum read as a prefix difference is kept where its error bound is within this
 # fraction of it (the product compares floats to 1e-9 relative); elsewhere it is recomputed.
 PREFIX_TOLERANCE = 1e-10
@@ -111,117 +126,104 @@ class ViewAggregates:
 
     ctes: list[exp.CTE] = field(default_factory=list)
     relations: list[str] = field(default_factory=list)  # CTEs keyed by (keys, __t)
+    # CTEs read by an ASOF join from each label: (relation, its time column), the row matched
+    # being the entity's latest with that time before T. No spine, no join back on (keys, T).
+    matches: list[tuple[str, str]] = field(default_factory=list)
     columns: dict[ir.Aggregate, tuple[str, str]] = field(default_factory=dict)
-    ttl: tuple[str, str] | None = None
-    plan: dict[str, str] = field(default_factory=dict)  # shape ("ttl", "last(__a0)") -> strategy
+    ttl: tuple[str, str] | None = None  # (relation, column): > 0 where alive
+    # (matched relation, timestamp column, TTL): alive where that timestamp is >= T - TTL
+    ttl_since: tuple[str, str, ir.Duration] | None = None
 
-    def describe(self, view: str) -> str:
-        """The plan as one line, for a comment in the compiled query."""
-        return f"{view}: " + ", ".join(f"{shape} {how}" for shape, how in self.plan.items())
+
+def events_relation(plan: ViewPlan, d: Dialect) -> exp.CTE:
+    """The view's filtered events, one row per event: keys, timestamp, created, visibility time
+    (`greatest(timestamp, created)`) and each distinct input. The training and the refresh
+    query both start from this CTE, so they read the same rows and the same input values."""
+    v, names, src = plan.view, plan.names, "src"
+
+    def leaf(e: ir.Expr) -> exp.Expression:
+        assert isinstance(e, ir.Column)
+        return col(e.name, src)
+
+    ts = col(v.source.timestamp, src)
+    keys = [k.name for k in v.entity.keys]
+    proj = [exp.alias_(col(c, src), k) for c, k in zip(v.key_columns, keys, strict=True)]
+    proj.append(exp.alias_(ts, TS))
+    not_null = [
+        exp.Not(this=exp.Is(this=col(c, src), expression=exp.Null()))
+        for c in (*v.key_columns, v.source.timestamp)
+    ]
+    if v.source.created is not None:
+        created = col(v.source.created, src)
+        proj.append(exp.alias_(created, CREATED))
+        not_null.append(exp.Not(this=exp.Is(this=created.copy(), expression=exp.Null())))
+        avail = exp.Case(
+            ifs=[
+                exp.If(this=exp.GT(this=created.copy(), expression=ts.copy()), true=created.copy())
+            ],
+            default=ts.copy(),
+        )
+        proj.append(exp.alias_(avail, AVAIL))
+    else:
+        proj.append(exp.alias_(ts.copy(), AVAIL))
+    for arg, name in names.inputs():
+        proj.append(exp.alias_(to_sql(arg, d, leaf), name))
+    conds = list(not_null)
+    if v.where is not None:
+        conds.append(exp.Paren(this=to_sql(v.where, d, leaf)))
+    q = exp.select(*proj).from_(source_table(v.source, src)).where(and_all(conds))
+    return cte(names.relation("events"), q)
 
 
 class PointInTime:
-    def __init__(
-        self,
-        view: ir.View,
-        d: Dialect,
-        prefix: str,
-        features: list[str] | None = None,
-        force: Mapping[str, str] | None = None,
-    ):
-        self.view, self.d, self.p = view, d, prefix
-        self.force = dict(force or {})
-        self.keys = [k.name for k in view.entity.keys]
-        self.aggs = view.aggregates(features)
-        self.index = {a: i for i, a in enumerate(self.aggs)}
-        # one column per distinct input expression, however many aggregations read it
-        args = dict.fromkeys(a.arg for a in self.aggs if a.arg is not None)
-        self.arg_index = {arg: i for i, arg in enumerate(args)}
-        self.has_created = view.source.created is not None
+    """The CTEs of one view's aggregations at every (entity, T) of a spine, as `plan` says."""
+
+    def __init__(self, plan: ViewPlan, d: Dialect):
+        assert all(a.strategy is not None for a in plan.aggregations), "plan without a dialect"
+        self.plan, self.view, self.d, self.n = plan, plan.view, d, plan.names
+        self.keys = [k.name for k in self.view.entity.keys]
+        self.aggs = plan.aggs
+        self.index = self.n.index
+        self.has_created = self.view.source.created is not None
         self.out = ViewAggregates()
 
-    def name(self, suffix: str) -> str:
-        return f"{self.p}{suffix}"
-
-    def a(self, agg: ir.Aggregate, kind: str = "a") -> str:
-        """Column names: per input (a: value, f: first-of-value flag, k: rank), else per agg."""
-        if kind in ("a", "f", "k"):
-            return f"__{kind}{self.arg_index[agg.arg]}"
-        return f"__{kind}{self.index[agg]}"
-
     def add(self, suffix: str, query: exp.Expression) -> str:
-        name = self.name(suffix)
+        name = self.n.relation(suffix)
         self.out.ctes.append(cte(name, query))
         return name
 
+    def inputs(self, aggs: list[ir.Aggregate]) -> list[str]:
+        """The input columns `aggs` read, each once."""
+        return list(dict.fromkeys(self.n.input(a) for a in aggs if a.arg is not None))
+
     # ---- entry ----
+    def events(self) -> str:
+        """The events CTE (`events_relation`), added; its name."""
+        events = events_relation(self.plan, self.d)
+        self.out.ctes.append(events)
+        return events.alias
+
     def build(self, spine: str, events: str) -> ViewAggregates:
         """Aggregations at every row of `spine` (keys, __t); `events` comes from `events()`."""
-        windowed = [a for a in self.aggs if a.window is not None]
-        # count / sum / avg over a window are differences of prefix sums; exact where every
-        # event visible before T is one with timestamp before T (no late rows) and ASOF exists.
-        # Not the default: at scale M (~10 events per user and window) the bucketed range join
-        # took 1.1 s where the prefix sums took 3.7 s (4.1 s with the float check); a planner
-        # with statistics would pick them for long windows over dense histories.
-        invertible = [a for a in windowed if _invertible(a)]
-        prefixed = (
-            invertible
-            if self.choose(
-                "window",
-                bool(invertible),
-                PREFIX,
-                self.d.has_asof and not self.has_created,
-                cheaper=False,
-            )
-            else []
-        )
-        windowed = [a for a in windowed if a not in prefixed]
-        unbounded_lastk = [
-            a for a in self.aggs if a.window is None and a.func == "last_k" and self.has_created
-        ]
-        cumulative = [a for a in self.aggs if a.window is None and a not in unbounded_lastk]
-        # Without late rows the latest visible row is the latest by timestamp, which is what an
-        # ASOF join finds; with them it is the latest *by timestamp* among rows available before
-        # T, which no single ASOF order gives.
-        asof_exact = self.d.has_asof and not self.has_created
-        lasts = [a for a in cumulative if a.func == "last"]
-        as_of = lasts if self.choose("last", bool(lasts), ASOF, asof_exact) else []
-        # Without late rows the earliest visible row stays the earliest row once visible.
-        firsts = [a for a in cumulative if a.func == "first"]
-        earliest = (
-            firsts if self.choose("first", bool(firsts), EARLIEST, not self.has_created) else []
-        )
-        cumulative = [a for a in cumulative if a not in as_of and a not in earliest]
-        ttl = self.view.ttl
-        # A range join as wide as the TTL is already there for the windows: counting in it is
-        # free. Only a TTL wider than every window pays for its own range join.
-        ttl_by_asof = ttl is not None and self.choose(
-            "ttl",
-            True,
-            ASOF,
-            asof_exact,
-            cheaper=all(a.window.seconds < ttl.seconds for a in windowed),
-        )
-        if ttl is not None:
-            self.out.plan["ttl"] = ASOF if ttl_by_asof else RANGE_JOIN
-        for agg in self.aggs:
-            if agg in as_of:
-                how = ASOF
-            elif agg in earliest:
-                how = EARLIEST
-            elif agg in cumulative:
-                how = RUNNING
-            elif agg in prefixed:
-                how = PREFIX
-            else:
-                how = RANGE_JOIN
-            self.out.plan[self.label(agg)] = how
 
-        if ttl_by_asof or len(as_of) > 1:
-            self.asof_match(spine, events, as_of, ttl if ttl_by_asof else None)
+        def taking(how: str) -> list[ir.Aggregate]:
+            return [a.agg for a in self.plan.aggregations if a.strategy == how]
+
+        ranged = taking(RANGE_JOIN)
+        windowed = [a for a in ranged if a.window is not None]
+        unbounded_lastk = [a for a in ranged if a.window is None]  # with late rows only
+        as_of, earliest = taking(ASOF), taking(EARLIEST)
+        prefixed, cumulative = taking(PREFIX), taking(RUNNING)
+        ttl = self.view.ttl
+        ttl_by_asof = self.plan.ttl == ASOF
+        if self.has_created or any(a.func == "first" for a in as_of):
+            if as_of or ttl_by_asof:
+                self.asof_visible(events, as_of, ttl if ttl_by_asof else None)
+        elif ttl_by_asof or len(as_of) > 1:
+            self.asof_match(events, as_of, ttl if ttl_by_asof else None)
         else:
             for agg in as_of:
-                self.asof_last(spine, events, agg)
+                self.asof_last(events, agg)
         range_ttl = ttl if ttl is not None and not ttl_by_asof else None
         if windowed or range_ttl is not None:
             widest = max(
@@ -239,71 +241,9 @@ class PointInTime:
             self.earliest(spine, events, agg)
         return self.out
 
-    def choose(
-        self, shape: str, present: bool, alternative: str, exact: bool, cheaper: bool = True
-    ) -> bool:
-        """Whether `shape` takes `alternative` (ASOF, earliest) rather than its general form (range
-        join, running ranks): where exact and cheaper, or where forced; forcing an inexact form
-        is an error, never a silent fallback."""
-        if not present:
-            return False
-        general = RANGE_JOIN if shape in ("ttl", "window") else RUNNING
-        how = self.force.get(shape, alternative if exact and cheaper else general)
-        if how not in (general, alternative) or (how == alternative and not exact):
-            raise ValueError(
-                f"strategy {how!r} cannot compute {shape} exactly in view {self.view.name} "
-                f"({self.d.name}{', late rows' if self.has_created else ''})"
-            )
-        return how == alternative
-
-    def label(self, agg: ir.Aggregate) -> str:
-        """An aggregation as the plan names it: its function over its input column."""
-        args = [self.a(agg) if agg.arg is not None else "*"]
-        args += [str(agg.k)] if agg.k is not None else []
-        over = f" over {agg.window}" if agg.window is not None else ""
-        return f"{agg.func}({', '.join(args)}){over}"
-
-    # ---- the filtered events of the view ----
-    def events(self) -> str:
-        v, src = self.view, "src"
-
-        def leaf(e: ir.Expr) -> exp.Expression:
-            assert isinstance(e, ir.Column)
-            return col(e.name, src)
-
-        ts = col(v.source.timestamp, src)
-        proj = [exp.alias_(col(c, src), k) for c, k in zip(v.key_columns, self.keys, strict=True)]
-        proj.append(exp.alias_(ts, TS))
-        not_null = [
-            exp.Not(this=exp.Is(this=col(c, src), expression=exp.Null()))
-            for c in (*v.key_columns, v.source.timestamp)
-        ]
-        if self.has_created:
-            created = col(v.source.created, src)
-            proj.append(exp.alias_(created, CREATED))
-            not_null.append(exp.Not(this=exp.Is(this=created.copy(), expression=exp.Null())))
-            avail = exp.Case(
-                ifs=[
-                    exp.If(
-                        this=exp.GT(this=created.copy(), expression=ts.copy()), true=created.copy()
-                    )
-                ],
-                default=ts.copy(),
-            )
-            proj.append(exp.alias_(avail, AVAIL))
-        else:
-            proj.append(exp.alias_(ts.copy(), AVAIL))
-        for arg, i in self.arg_index.items():
-            proj.append(exp.alias_(to_sql(arg, self.d, leaf), f"__a{i}"))
-        conds = list(not_null)
-        if v.where is not None:
-            conds.append(exp.Paren(this=to_sql(v.where, self.d, leaf)))
-        q = exp.select(*proj).from_(source_table(v.source, src)).where(and_all(conds))
-        return self.add("events", q)
-
     def order_keys(self, agg: ir.Aggregate, table: str | None, descending: bool):
         """The order that decides `first`/`last`/`last_k`: timestamp, then created, then value."""
-        names = [TS] + ([CREATED] if self.has_created else []) + [self.a(agg)]
+        names = [TS] + ([CREATED] if self.has_created else []) + [self.n.input(agg)]
         return [exp.Ordered(this=col(n, table), desc=descending) for n in names]
 
     # ---- windowed (and unbounded last_k): range join + GROUP BY ----
@@ -326,7 +266,7 @@ class PointInTime:
             left = self.add(f"{tag}spine", exp.union(own, prev, distinct=False))
             ev_cols = [col(k) for k in self.keys] + [col(TS), col(AVAIL)]
             ev_cols += [col(CREATED)] if self.has_created else []
-            ev_cols += [col(n) for n in dict.fromkeys(self.a(a) for a in aggs if a.arg is not None)]
+            ev_cols += [col(n) for n in self.inputs(aggs)]
             right = self.add(
                 f"{tag}events",
                 exp.select(*ev_cols, exp.alias_(bucket(col(TS)), BUCKET)).from_(events),
@@ -348,26 +288,26 @@ class PointInTime:
             return exp.GTE(this=ts, expression=d.minus(t, agg_window))
 
         proj = [col(k, s) for k in self.keys] + [col(T, s), col(TS, e)]
-        proj += [col(n, e) for n in dict.fromkeys(self.a(a) for a in aggs if a.arg is not None)]
+        proj += [col(n, e) for n in self.inputs(aggs)]
         for agg in aggs:
             if agg.func in ir.ORDERED_AGGREGATES:
                 valid = and_all(
                     [
                         in_window(agg.window, col(TS, e), col(T, s)),
-                        exp.Not(this=exp.Is(this=col(self.a(agg), e), expression=exp.Null())),
+                        exp.Not(this=exp.Is(this=col(self.n.input(agg), e), expression=exp.Null())),
                     ]
                 )
                 flag = exp.Case(
                     ifs=[exp.If(this=valid, true=exp.Literal.number(1))],
                     default=exp.Literal.number(0),
                 )
-                proj.append(exp.alias_(flag, self.a(agg, "v")))
+                proj.append(exp.alias_(flag, self.n.valid(agg)))
                 rn = exp.Window(
                     this=exp.RowNumber(),
                     partition_by=[col(k, s) for k in self.keys] + [col(T, s), flag.copy()],
                     order=exp.Order(expressions=self.order_keys(agg, e, agg.func != "first")),
                 )
-                proj.append(exp.alias_(rn, self.a(agg, "n")))
+                proj.append(exp.alias_(rn, self.n.row_number(agg)))
         joined = (
             exp.select(*proj)
             .from_(table_ref(left, s))
@@ -379,18 +319,18 @@ class PointInTime:
         out = list(group)
         for agg in aggs:
             expr = self.grouped(agg, in_window(agg.window, col(TS), col(T)))
-            out.append(exp.alias_(expr, self.a(agg, "r")))
+            out.append(exp.alias_(expr, self.n.result(agg)))
         if with_ttl and self.view.ttl is not None:
             cond = in_window(self.view.ttl, col(TS), col(T))
-            out.append(exp.alias_(self.count_if(cond), TTL))
+            out.append(exp.alias_(self.count_if(cond), ALIVE))
         name = self.add(f"{tag}agg", exp.select(*out).from_(joined_name).group_by(*group))
         if not publish:
             return name
         self.out.relations.append(name)
         for agg in aggs:
-            self.out.columns[agg] = (name, self.a(agg, "r"))
+            self.out.columns[agg] = (name, self.n.result(agg))
         if with_ttl and self.view.ttl is not None:
-            self.out.ttl = (name, TTL)
+            self.out.ttl = (name, ALIVE)
 
     def count_if(self, cond):
         if cond is None:
@@ -398,7 +338,7 @@ class PointInTime:
         return exp.Count(this=exp.Case(ifs=[exp.If(this=cond, true=exp.Literal.number(1))]))
 
     def grouped(self, agg: ir.Aggregate, cond: exp.Expression | None) -> exp.Expression:
-        d, value = self.d, col(self.a(agg)) if agg.arg is not None else None
+        d, value = self.d, col(self.n.input(agg)) if agg.arg is not None else None
 
         def when(x):
             if cond is None:
@@ -416,17 +356,17 @@ class PointInTime:
             return exp.Avg(this=d.cast(when(value), ir.FLOAT))
         if f in ("min", "max"):
             return d.pick(when(value), agg.type, largest=f == "max")
-        first = exp.EQ(this=col(self.a(agg, "v")), expression=exp.Literal.number(1))
+        first = exp.EQ(this=col(self.n.valid(agg)), expression=exp.Literal.number(1))
         if f in ("first", "last"):
             chosen = and_all(
-                [first, exp.EQ(this=col(self.a(agg, "n")), expression=exp.Literal.number(1))]
+                [first, exp.EQ(this=col(self.n.row_number(agg)), expression=exp.Literal.number(1))]
             )
             return d.pick(exp.Case(ifs=[exp.If(this=chosen, true=value)]), agg.type)
         assert f == "last_k"
         within = and_all(
-            [first, exp.LTE(this=col(self.a(agg, "n")), expression=exp.Literal.number(agg.k))]
+            [first, exp.LTE(this=col(self.n.row_number(agg)), expression=exp.Literal.number(agg.k))]
         )
-        return d.ordered_list(value, col(self.a(agg, "n")), within, agg.arg.type)
+        return d.ordered_list(value, col(self.n.row_number(agg)), within, agg.arg.type)
 
     # ---- invertible windowed aggregations: prefix sums read by ASOF (dialect has ASOF, no late
     # rows) ----
@@ -442,13 +382,15 @@ class PointInTime:
         range join, over those rows alone."""
         d = self.d
         keys = [col(k) for k in self.keys]
-        inputs = dict.fromkeys(self.a(a) for a in aggs if a.arg is not None)
+        inputs = self.inputs(aggs)
         fixed_aggs = [a for a in aggs if a.func in ("sum", "avg") and a.arg.type == ir.FLOAT]
-        floats = dict.fromkeys(self.a(a) for a in fixed_aggs)
-        sums = dict.fromkeys(self.a(a) for a in aggs if a.func in ("sum", "avg"))
+        floats = dict.fromkeys(self.n.input(a) for a in fixed_aggs)
+        sums = dict.fromkeys(self.n.input(a) for a in aggs if a.func in ("sum", "avg"))
+
+        by_input = {self.n.input(a): a for a in aggs if a.arg is not None}
 
         def pc(kind: str, n: str = "") -> str:  # prefix columns: c rows, n/s/m count/sum/|sum|
-            return f"__p{kind}{n[3:]}"
+            return self.n.prefix_column(kind, by_input[n] if n else None)
 
         parts = {pc("c"): exp.Count(this=exp.Star())}
         for n in inputs:
@@ -500,7 +442,7 @@ class PointInTime:
             return exp.GT(this=diff(pc("n", n), w), expression=exp.Literal.number(0))
 
         bad = []
-        for w, n in dict.fromkeys((a.window, self.a(a)) for a in fixed_aggs):
+        for w, n in dict.fromkeys((a.window, self.n.input(a)) for a in fixed_aggs):
             total = diff(pc("s", n), w)
             bound = exp.Mul(
                 this=exp.Mul(
@@ -544,22 +486,22 @@ class PointInTime:
         for agg in aggs:
             w = agg.window
             if agg.func == "count":
-                value = diff(pc("c") if agg.arg is None else pc("n", self.a(agg)), w)
+                value = diff(pc("c") if agg.arg is None else pc("n", self.n.input(agg)), w)
             else:
-                n = self.a(agg)
+                n = self.n.input(agg)
                 total = diff(pc("s", n), w)
                 if agg.func == "avg":
                     total = exp.Div(this=d.cast(total, ir.FLOAT), expression=diff(pc("n", n), w))
                 value = exp.Case(ifs=[exp.If(this=some(n, w), true=total)])
-            q = q.select(exp.alias_(value, self.a(agg, "r")), copy=False)
+            q = q.select(exp.alias_(value, self.n.result(agg)), copy=False)
         if bad:
-            q = q.select(exp.alias_(_or_all(bad), "__bad"), copy=False)
+            q = q.select(exp.alias_(_or_all(bad), BAD), copy=False)
         name = self.add("psums", q)
         if bad:
             # the rows whose float sums are not accurate enough: the range join recomputes them
             flagged = self.add(
                 "pflagged",
-                exp.select(*keys, col(T)).from_(name).where(col("__bad")).distinct(),
+                exp.select(*keys, col(T)).from_(name).where(col(BAD)).distinct(),
             )
             widest = max((a.window for a in fixed_aggs), key=lambda w: w.seconds)
             fixed = self.range_join(
@@ -568,13 +510,13 @@ class PointInTime:
             r, f = "r", "f"
             out = [*[col(k, r) for k in self.keys], col(T, r)]
             for agg in aggs:
-                value = col(self.a(agg, "r"), r)
+                value = col(self.n.result(agg), r)
                 if agg in fixed_aggs:
                     value = exp.Case(
-                        ifs=[exp.If(this=col("__bad", r), true=col(self.a(agg, "r"), f))],
+                        ifs=[exp.If(this=col(BAD, r), true=col(self.n.result(agg), f))],
                         default=value,
                     )
-                out.append(exp.alias_(value, self.a(agg, "r")))
+                out.append(exp.alias_(value, self.n.result(agg)))
             on = and_all(keys_eq(self.keys, r, f) + [exp.EQ(this=col(T, r), expression=col(T, f))])
             name = self.add(
                 "pfixed",
@@ -584,47 +526,35 @@ class PointInTime:
             )
         self.out.relations.append(name)
         for agg in aggs:
-            self.out.columns[agg] = (name, self.a(agg, "r"))
+            self.out.columns[agg] = (name, self.n.result(agg))
 
     # ---- unwindowed `last` where the dialect has ASOF and the source no late rows ----
-    def asof_last(self, spine: str, events: str, agg: ir.Aggregate) -> None:
+    def asof_last(self, events: str, agg: ir.Aggregate) -> None:
         """One row per (entity, timestamp) holding the value that wins a tie (the greatest,
-        as the contract orders ties without `created`), then the latest row before T."""
+        as the contract orders ties without `created`); each label reads the latest row before
+        its T by an ASOF join."""
         keys = [col(k) for k in self.keys]
-        value = col(self.a(agg))
+        value = col(self.n.input(agg))
         latest = self.add(
             f"latest{self.index[agg]}",
-            exp.select(*keys, col(TS), exp.alias_(self.d.pick(value, agg.arg.type), "__v"))
+            exp.select(*keys, col(TS), exp.alias_(self.d.pick(value, agg.arg.type), VALUE))
             .from_(events)
             .where(exp.Not(this=exp.Is(this=value.copy(), expression=exp.Null())))
             .group_by(*[k.copy() for k in keys], col(TS)),
         )
-        s, x = "s", "x"
-        on = and_all(keys_eq(self.keys, s, x) + [exp.LT(this=col(TS, x), expression=col(T, s))])
-        q = (
-            exp.select(
-                *[col(k, s) for k in self.keys],
-                col(T, s),
-                exp.alias_(col("__v", x), self.a(agg, "r")),
-            )
-            .from_(table_ref(spine, s))
-            .join(table_ref(latest, x), on=on, join_type="asof left")
-        )
-        name = self.add(f"asof{self.index[agg]}", q)
-        self.out.relations.append(name)
-        self.out.columns[agg] = (name, self.a(agg, "r"))
+        self.out.matches.append((latest, TS))
+        self.out.columns[agg] = (latest, VALUE)
 
     # ---- one ASOF match for the TTL and every unwindowed `last` (dialect has ASOF, no late rows)
-    def asof_match(
-        self, spine: str, events: str, aggs: list[ir.Aggregate], ttl: ir.Duration | None
-    ) -> None:
+    def asof_match(self, events: str, aggs: list[ir.Aggregate], ttl: ir.Duration | None) -> None:
         """One row per (entity, timestamp), each input at its tie-winning value (the greatest)
         and carried forward over the timestamps where it is null (a TTL alone matches the events
-        themselves); then the latest such row before T. Its timestamp is the latest visible
-        event's (the TTL's test) and each carried value the latest non-null input's, so the one
-        match serves every `last` whatever rows their inputs are null on."""
+        themselves); each label reads the latest such row before its T by an ASOF join. Its
+        timestamp is the latest visible event's (the TTL's test) and each carried value the
+        latest non-null input's, so the one match serves every `last` whatever rows their inputs
+        are null on."""
         keys = [col(k) for k in self.keys]
-        inputs = {self.a(a): a.arg.type for a in aggs}
+        inputs = {self.n.input(a): a.arg.type for a in aggs}
         # The TTL alone reads only the matched timestamp: whichever row of a tie ASOF picks, it
         # is the same, so the events need no grouping.
         matched = events
@@ -651,29 +581,65 @@ class PointInTime:
                     *[exp.alias_(carried(n), n) for n in inputs],
                 ).from_(grouped),
             )
-        s, x = "s", "x"
-        proj = [*[col(k, s) for k in self.keys], col(T, s)]
-        proj += [exp.alias_(col(self.a(a), x), self.a(a, "r")) for a in aggs]
+        self.out.matches.append((matched, TS))
+        for agg in aggs:
+            self.out.columns[agg] = (matched, self.n.input(agg))
         if ttl is not None:
             # alive iff an event lies in [T - ttl, T): the latest one before T does
-            alive = exp.GTE(this=col(TS, x), expression=self.d.minus(col(T, s), ttl))
-            flag = exp.Case(
-                ifs=[exp.If(this=alive, true=exp.Literal.number(1))],
-                default=exp.Literal.number(0),
+            self.out.ttl_since = (matched, TS, ttl)
+
+    # ---- unwindowed `first`/`last` and the TTL by visibility (ASOF, structs ordered) ----
+    def asof_visible(self, events: str, aggs: list[ir.Aggregate], ttl: ir.Duration | None) -> None:
+        """Running over each entity's events in visibility order (`greatest(ts, created)`,
+        peers together): the arg-max (`last`) or arg-min (`first`) of (timestamp, created,
+        value) over the non-null inputs, as a struct compared field by field, and the latest
+        timestamp (the TTL's test). The row an ASOF join matches, the latest visible before T,
+        carries them over exactly the rows visible at T: the contract's order, late rows
+        included, in one window pass."""
+        keys = [col(k) for k in self.keys]
+        fields = [(ORDER_FIELDS[0], TS)]
+        fields += [(ORDER_FIELDS[1], CREATED)] if self.has_created else []
+
+        def running(fn: exp.Expression) -> exp.Window:
+            return exp.Window(
+                this=fn,
+                partition_by=[k.copy() for k in keys],
+                order=exp.Order(expressions=[exp.Ordered(this=col(AVAIL))]),
+                spec=exp.WindowSpec(
+                    kind="RANGE", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"
+                ),
             )
-            proj.append(exp.alias_(flag, TTL))
-        on = and_all(keys_eq(self.keys, s, x) + [exp.LT(this=col(TS, x), expression=col(T, s))])
-        q = (
-            exp.select(*proj)
-            .from_(table_ref(spine, s))
-            .join(table_ref(matched, x), on=on, join_type="asof left")
-        )
-        name = self.add("asof", q)
-        self.out.relations.append(name)
-        for agg in aggs:
-            self.out.columns[agg] = (name, self.a(agg, "r"))
+
+        proj: list[exp.Expression] = [*keys, col(AVAIL)]
         if ttl is not None:
-            self.out.ttl = (name, TTL)
+            proj.append(exp.alias_(running(exp.Max(this=col(TS))), LAST_SEEN))
+        for agg in aggs:
+            value = col(self.n.input(agg))
+            parts = [(f, col(c)) for f, c in fields] + [(ORDER_FIELDS[2], value)]
+            row = exp.Struct(
+                expressions=[
+                    exp.PropertyEQ(this=exp.to_identifier(f), expression=e) for f, e in parts
+                ]
+            )
+            best = exp.Max(this=row) if agg.func == "last" else exp.Min(this=row)
+            not_null = exp.Not(this=exp.Is(this=value.copy(), expression=exp.Null()))
+            fn = exp.Filter(this=best, expression=exp.Where(this=not_null))
+            proj.append(exp.alias_(running(fn), self.n.result(agg)))
+        ordered = self.add("visible", exp.select(*proj).from_(events))
+        m = "m"
+        out = [*[col(k, m) for k in self.keys], col(AVAIL, m)]
+        out += [col(LAST_SEEN, m)] if ttl is not None else []
+        for agg in aggs:
+            picked = exp.Dot(
+                this=col(self.n.result(agg), m), expression=exp.to_identifier(ORDER_FIELDS[2])
+            )
+            out.append(exp.alias_(picked, self.n.result(agg)))
+        matched = self.add("match", exp.select(*out).from_(table_ref(ordered, m)))
+        self.out.matches.append((matched, AVAIL))
+        for agg in aggs:
+            self.out.columns[agg] = (matched, self.n.result(agg))
+        if ttl is not None:
+            self.out.ttl_since = (matched, LAST_SEEN, ttl)
 
     # ---- unwindowed `first` without late rows: each entity's earliest row ----
     def earliest(self, spine: str, events: str, agg: ir.Aggregate) -> None:
@@ -681,7 +647,7 @@ class PointInTime:
         value), read at T iff its timestamp is before T: a row visible once stays visible, and
         no later row can precede it."""
         keys = [col(k) for k in self.keys]
-        value = col(self.a(agg))
+        value = col(self.n.input(agg))
         rn = exp.Window(
             this=exp.RowNumber(),
             partition_by=[k.copy() for k in keys],
@@ -689,7 +655,7 @@ class PointInTime:
         )
         ranked = self.add(
             f"ranked{self.index[agg]}",
-            exp.select(*keys, col(TS), value, exp.alias_(rn, self.a(agg, "n")))
+            exp.select(*keys, col(TS), value, exp.alias_(rn, self.n.row_number(agg)))
             .from_(events)
             .where(exp.Not(this=exp.Is(this=value.copy(), expression=exp.Null()))),
         )
@@ -697,7 +663,7 @@ class PointInTime:
         on = and_all(
             keys_eq(self.keys, s, x)
             + [
-                exp.EQ(this=col(self.a(agg, "n"), x), expression=exp.Literal.number(1)),
+                exp.EQ(this=col(self.n.row_number(agg), x), expression=exp.Literal.number(1)),
                 exp.LT(this=col(TS, x), expression=col(T, s)),
             ]
         )
@@ -705,14 +671,14 @@ class PointInTime:
             exp.select(
                 *[col(k, s) for k in self.keys],
                 col(T, s),
-                exp.alias_(col(self.a(agg), x), self.a(agg, "r")),
+                exp.alias_(col(self.n.input(agg), x), self.n.result(agg)),
             )
             .from_(table_ref(spine, s))
             .join(table_ref(ranked, x), on=on, join_type="left")
         )
         name = self.add(f"first{self.index[agg]}", q)
         self.out.relations.append(name)
-        self.out.columns[agg] = (name, self.a(agg, "r"))
+        self.out.columns[agg] = (name, self.n.result(agg))
 
     # ---- unwindowed: running aggregates over spine ∪ events in visibility order ----
     def running(self, spine: str, events: str, aggs: list[ir.Aggregate]):
@@ -724,17 +690,17 @@ class PointInTime:
         for agg in aggs:
             if agg.arg is None:
                 continue
-            if self.a(agg) not in done:
-                ranked_cols.append(col(self.a(agg)))
-                done.add(self.a(agg))
-            not_null = exp.Not(this=exp.Is(this=col(self.a(agg)), expression=exp.Null()))
-            if agg.func == "count_distinct" and self.a(agg, "f") not in done:
-                done.add(self.a(agg, "f"))
+            if self.n.input(agg) not in done:
+                ranked_cols.append(col(self.n.input(agg)))
+                done.add(self.n.input(agg))
+            not_null = exp.Not(this=exp.Is(this=col(self.n.input(agg)), expression=exp.Null()))
+            if agg.func == "count_distinct" and self.n.first_seen(agg) not in done:
+                done.add(self.n.first_seen(agg))
                 # 1 on the first event (in visibility order) of each value: a running sum of it
                 # is a running distinct count.
                 rn = exp.Window(
                     this=exp.RowNumber(),
-                    partition_by=[*keys, col(self.a(agg))],
+                    partition_by=[*keys, col(self.n.input(agg))],
                     order=exp.Order(expressions=[exp.Ordered(this=col(AVAIL))]),
                 )
                 flag = exp.Case(
@@ -748,10 +714,10 @@ class PointInTime:
                     ],
                     default=exp.Literal.number(0),
                 )
-                ranked_cols.append(exp.alias_(flag, self.a(agg, "f")))
-                stream_cols.append((self.a(agg, "f"), ir.INT))
-            elif agg.func in ir.ORDERED_AGGREGATES and self.a(agg, "k") not in done:
-                done.add(self.a(agg, "k"))
+                ranked_cols.append(exp.alias_(flag, self.n.first_seen(agg)))
+                stream_cols.append((self.n.first_seen(agg), ir.INT))
+            elif agg.func in ir.ORDERED_AGGREGATES and self.n.order_rank(agg) not in done:
+                done.add(self.n.order_rank(agg))
                 nonnull_part = exp.Case(
                     ifs=[exp.If(this=not_null.copy(), true=exp.Literal.number(1))],
                     default=exp.Literal.number(0),
@@ -762,10 +728,10 @@ class PointInTime:
                     order=exp.Order(expressions=self.order_keys(agg, None, False)),
                 )
                 rank = exp.Case(ifs=[exp.If(this=not_null.copy(), true=rn)])
-                ranked_cols.append(exp.alias_(rank, self.a(agg, "k")))
-                stream_cols.append((self.a(agg, "k"), ir.INT))
+                ranked_cols.append(exp.alias_(rank, self.n.order_rank(agg)))
+                stream_cols.append((self.n.order_rank(agg), ir.INT))
             elif agg.func not in ("count_distinct", *ir.ORDERED_AGGREGATES):
-                stream_cols.append((self.a(agg), agg.arg.type))
+                stream_cols.append((self.n.input(agg), agg.arg.type))
         stream_cols = list(dict.fromkeys(stream_cols))
         # Only the entities of the spine: a refresh of a few changed entities then costs their
         # history, not everyone's.
@@ -804,13 +770,13 @@ class PointInTime:
         run_cols = [*[k.copy() for k in keys], col(T), col(KIND)]
         for agg in aggs:
             f = agg.func
-            a = self.a(agg) if agg.arg is not None else None
+            a = self.n.input(agg) if agg.arg is not None else None
             if f == "count" and agg.arg is None:
                 fn = exp.Sum(this=col(KIND))
             elif f == "count":
                 fn = exp.Count(this=col(a))
             elif f == "count_distinct":
-                fn = exp.Sum(this=col(self.a(agg, "f")))
+                fn = exp.Sum(this=col(self.n.first_seen(agg)))
             elif f == "sum":
                 fn = exp.Sum(this=col(a))
             elif f == "avg":
@@ -818,10 +784,10 @@ class PointInTime:
             elif f in ("min", "max"):
                 fn = d.pick(col(a), agg.type, largest=f == "max")
             elif f == "first":
-                fn = exp.Min(this=col(self.a(agg, "k")))
+                fn = exp.Min(this=col(self.n.order_rank(agg)))
             else:  # last, last_k: the greatest rank seen so far
-                fn = exp.Max(this=col(self.a(agg, "k")))
-            run_cols.append(exp.alias_(over(fn), self.a(agg, "r")))
+                fn = exp.Max(this=col(self.n.order_rank(agg)))
+            run_cols.append(exp.alias_(over(fn), self.n.result(agg)))
         running = self.add("running", exp.select(*run_cols).from_(stream))
 
         # Label rows only; `first`/`last` read their value at the rank found, `last_k` the k
@@ -839,16 +805,16 @@ class PointInTime:
                             keys_eq(self.keys, r, alias)
                             + [
                                 exp.EQ(
-                                    this=col(self.a(agg, "k"), alias),
-                                    expression=col(self.a(agg, "r"), r),
+                                    this=col(self.n.order_rank(agg), alias),
+                                    expression=col(self.n.result(agg), r),
                                 )
                             ]
                         ),
                     )
                 )
-                out.append(exp.alias_(col(self.a(agg), alias), self.a(agg, "r")))
+                out.append(exp.alias_(col(self.n.input(agg), alias), self.n.result(agg)))
             elif agg.func != "last_k":
-                out.append(col(self.a(agg, "r"), r))
+                out.append(col(self.n.result(agg), r))
         q = exp.select(*out).from_(table_ref(running, r))
         for alias, on in joins:
             q = q.join(table_ref(ranked, alias), on=on, join_type="left")
@@ -857,13 +823,13 @@ class PointInTime:
         self.out.relations.append(name)
         for agg in aggs:
             if agg.func != "last_k":
-                self.out.columns[agg] = (name, self.a(agg, "r"))
+                self.out.columns[agg] = (name, self.n.result(agg))
 
         for agg in aggs:
             if agg.func != "last_k":
                 continue
             x = "x"
-            rank, top = col(self.a(agg, "k"), x), col(self.a(agg, "r"), r)
+            rank, top = col(self.n.order_rank(agg), x), col(self.n.result(agg), r)
             on = and_all(
                 keys_eq(self.keys, r, x)
                 + [
@@ -875,14 +841,14 @@ class PointInTime:
                 ]
             )
             lst = d.ordered_list(
-                col(self.a(agg), x),
+                col(self.n.input(agg), x),
                 exp.Sub(this=top.copy(), expression=rank.copy()),
                 exp.true(),
                 agg.arg.type,
             )
             group = [*[col(k, r) for k in self.keys], col(T, r)]
             q = (
-                exp.select(*group, exp.alias_(lst, self.a(agg, "r")))
+                exp.select(*group, exp.alias_(lst, self.n.result(agg)))
                 .from_(table_ref(running, r))
                 .join(table_ref(ranked, x), on=on, join_type="inner")
                 .where(exp.EQ(this=col(KIND, r), expression=exp.Literal.number(0)))
@@ -890,15 +856,7 @@ class PointInTime:
             )
             name = self.add(f"lastk{self.index[agg]}", q)
             self.out.relations.append(name)
-            self.out.columns[agg] = (name, self.a(agg, "r"))
-
-
-def _invertible(agg: ir.Aggregate) -> bool:
-    """An aggregation a window's difference of prefix sums gives: counts, and sums/averages of
-    numbers (of a null-typed input they stay in the range join)."""
-    if agg.func == "count":
-        return True
-    return agg.func in ("sum", "avg") and agg.arg.type in (ir.INT, ir.FLOAT)
+            self.out.columns[agg] = (name, self.n.result(agg))
 
 
 def _or_all(conds: list[exp.Expression]) -> exp.Expression:
@@ -932,11 +890,14 @@ def feature_values(
     d: Dialect,
     alias_of: dict[str, str],
     features: list[str] | None = None,
+    at: exp.Expression | None = None,
 ) -> dict[str, exp.Expression]:
     """Each feature as an expression over the joined aggregate relations.
 
-    `alias_of` maps a relation (CTE) name to the alias it is joined under. Derived features are
-    inlined; the view's TTL nulls every feature when no event is in [T - ttl, T).
+    `alias_of` maps a relation (CTE) name to the alias it is joined under; `at` is the time
+    the values are for (the label's timestamp), which a TTL read from a match compares with.
+    Derived features are inlined; the view's TTL nulls every feature when no event is in
+    [T - ttl, T).
     """
     built: dict[str, exp.Expression] = {}
     by_name = {f.name: f for f in view.features}
@@ -984,6 +945,12 @@ def feature_values(
                 ),
                 expression=exp.Literal.number(0),
             )
+            value = exp.Case(ifs=[exp.If(this=alive, true=value)])
+        elif aggs.ttl_since is not None:
+            rel, column, ttl = aggs.ttl_since
+            assert at is not None, "a TTL read from a match needs the time it is for"
+            # NULL (no row matched) is not alive
+            alive = exp.GTE(this=col(column, alias_of[rel]), expression=d.minus(at.copy(), ttl))
             value = exp.Case(ifs=[exp.If(this=alive, true=value)])
         out[f.name] = value
     return out

@@ -27,41 +27,38 @@ from __future__ import annotations
 from sqlglot import exp
 
 from fsdsl import ir
-from fsdsl.compile import dialects
+from fsdsl.compile import dialects, names
+from fsdsl.compile.names import ALIVE, AVAIL, CREATED, LAST_SEEN, NEW, RANK, SEEN_AT, TS, VALUE
 from fsdsl.compile.pit import (
-    AVAIL,
-    CREATED,
-    TS,
-    PointInTime,
     ViewAggregates,
     and_all,
     col,
     cte,
+    events_relation,
     feature_values,
     keys_eq,
     table_ref,
 )
+from fsdsl.compile.plan import DISTINCT, MERGE, PICK, plan_view
 
 AS_OF, WATERMARK = ir.AS_OF_COLUMN, "watermark"
-LAST_SEEN = "__lt"  # the state's latest visible timestamp (TTL)
-NEW, ALIVE = "__new", "__ttl"
-PICKS = ir.ORDERED_AGGREGATES
 
 
 def state_table(view: ir.View) -> str:
     """The name under which a run registers the previous state for the refresh query."""
-    return f"__fsdsl_state_{view.name}"
+    return names.state_table(view.name)
 
 
 def state_columns(view: ir.View) -> list[tuple[str, ir.Type]]:
-    """The state row of an entity: its keys, then each aggregation's partial aggregate."""
-    return _Refresh(view, dialects.get("duckdb")).state_columns()
+    """The state row of an entity: its keys, then each aggregation's partial aggregate (the
+    view's plan, from the IR alone: the stored state reads the same whatever the backend)."""
+    return plan_view(view).state_columns()
 
 
 def distinct_tables(view: ir.View) -> list[tuple[str, str, str]]:
-    """Per `count_distinct`: the relation the query reads its state from (keys, `__v`, `__t`),
-    and the two stored state lists (values, timestamps) that relation is made of."""
-    return _Refresh(view, dialects.get("duckdb")).distinct_tables()
+    """Per `count_distinct`: the relation the query reads its state from (keys, `names.VALUE`,
+    `names.SEEN_AT`), and the two stored state lists (values, timestamps) it is made of."""
+    return plan_view(view).distinct_tables()
 
 
 def refresh_query(view: ir.View, dialect: str = "duckdb") -> exp.Select:
@@ -103,11 +100,11 @@ def _not_null(e: exp.Expression) -> exp.Expression:
 class _Refresh:
     def __init__(self, view: ir.View, d: dialects.Dialect):
         self.view, self.d = view, d
-        self.p = f"{view.name}__"
-        self.pit = PointInTime(view, d, self.p)
+        self.plan = plan_view(view)
+        self.names = self.plan.names
         self.keys = [k.name for k in view.entity.keys]
-        self.aggs = self.pit.aggs
-        self.index = self.pit.index
+        self.aggs = self.plan.aggs
+        self.index = self.names.index
         self.has_created = view.source.created is not None
         self.windows = sorted(
             {a.window for a in self.aggs if a.window is not None}, key=lambda w: w.seconds
@@ -115,63 +112,6 @@ class _Refresh:
         self.wi = {w: j for j, w in enumerate(self.windows)}
         self.as_of = _param(AS_OF, d)
         self.wm = _param(WATERMARK, d)
-
-    # ---- the state: per aggregation, the columns of its partial aggregate ----
-    def partials(self, agg: ir.Aggregate) -> list[tuple[str, ir.Type]]:
-        i, f = self.index[agg], agg.func
-        if f == "count_distinct":
-            return []  # its state is a set: `distinct_lists`
-        if f == "count":
-            return [(f"__c{i}", ir.INT)]
-        if f == "sum":
-            return [(f"__s{i}", agg.type)]
-        if f == "avg":
-            return [(f"__s{i}", ir.FLOAT), (f"__c{i}", ir.INT)]
-        if f in ("min", "max"):
-            return [(f"__m{i}", agg.type)]
-        return [col for j in range(1, self.k(agg) + 1) for col in self.slot(agg, j)]
-
-    def distinct_lists(self, agg: ir.Aggregate) -> list[tuple[str, ir.Type]]:
-        """A `count_distinct`'s state: its distinct values, and the latest timestamp of each,
-        as two aligned lists (stored so; the query reads them as rows of `distinct_table`)."""
-        i = self.index[agg]
-        return [
-            (f"__d{i}_v", ir.list_of(agg.arg.type)),
-            (f"__d{i}_t", ir.list_of(ir.TIMESTAMP)),
-        ]
-
-    def distinct_table(self, agg: ir.Aggregate) -> str:
-        return f"{state_table(self.view)}__d{self.index[agg]}"
-
-    def k(self, agg: ir.Aggregate) -> int:
-        return agg.k if agg.func == "last_k" else 1
-
-    def slot(self, agg: ir.Aggregate, j: int) -> list[tuple[str, ir.Type]]:
-        """The j-th best row of a `first`/`last`/`last_k`: value and its order key."""
-        i = self.index[agg]
-        out = [(f"__p{i}_{j}_v", agg.arg.type), (f"__p{i}_{j}_t", ir.TIMESTAMP)]
-        if self.has_created:
-            out.append((f"__p{i}_{j}_c", ir.TIMESTAMP))
-        return out
-
-    def state_columns(self) -> list[tuple[str, ir.Type]]:
-        out = [(k.name, k.type) for k in self.view.entity.keys]
-        for agg in self.aggs:
-            out += self.partials(agg)
-            if agg.func == "count_distinct":
-                out += self.distinct_lists(agg)
-        if self.view.ttl is not None:
-            out.append((LAST_SEEN, ir.TIMESTAMP))
-        return out
-
-    def distinct_tables(self) -> list[tuple[str, str, str]]:
-        """(table, values list, timestamps list) per `count_distinct`."""
-        out = []
-        for agg in self.aggs:
-            if agg.func == "count_distinct":
-                (v, _), (t, _) = self.distinct_lists(agg)
-                out.append((self.distinct_table(agg), v, t))
-        return out
 
     # ---- conditions on an events relation `t` ----
     def new(self, t: str | None = None) -> exp.Expression:
@@ -206,7 +146,7 @@ class _Refresh:
         from the per-entity flags carried by relation `t`."""
         if agg.window is None:
             return None
-        return _is(f"__l{self.wi[agg.window]}", t)
+        return _is(self.names.leaving(self.wi[agg.window]), t)
 
     def counts(self, agg: ir.Aggregate, t: str | None) -> exp.Expression:
         """Whether an event row of `t` (with flags) enters `agg`: in its window, and new or of
@@ -219,10 +159,9 @@ class _Refresh:
 
     # ---- the query ----
     def query(self) -> exp.Select:
-        d, keys, p = self.d, self.keys, self.p
-        events = self.pit.events()
-        ctes = list(self.pit.out.ctes)
-        self.pit.out.ctes.clear()
+        d, keys, relation = self.d, self.keys, self.names.relation
+        events_cte = events_relation(self.plan, d)
+        events, ctes = events_cte.alias, [events_cte]
 
         horizons = list(self.windows)
         if self.view.ttl is not None and self.view.ttl not in horizons:
@@ -233,7 +172,7 @@ class _Refresh:
             .from_(events)
             .where(_or_all([self.new()] + [self.leaving(w) for w in horizons]))
         )
-        delta_name = f"{p}delta"
+        delta_name = relation("delta")
         ctes.append(cte(delta_name, delta))
         # `delta` has no AVAIL column: a leaving row is one that is not new (its TS says which)
         flag_cols = [*[col(k) for k in keys]]
@@ -246,16 +185,16 @@ class _Refresh:
                     exp.GTE(this=col(TS), expression=d.minus(self.wm.copy(), w)),
                 ]
             )
-            flag_cols.append(exp.alias_(exp.Max(this=_flag(leaving)), f"__l{j}"))
-        flags = f"{p}changed"
+            flag_cols.append(exp.alias_(exp.Max(this=_flag(leaving)), self.names.leaving(j)))
+        flags = relation("changed")
         ctes.append(
             cte(flags, exp.select(*flag_cols).from_(delta_name).group_by(*[col(k) for k in keys]))
         )
 
         # 3. the event rows the merge reads: new rows, and the window rows of recomputed entities
         e, f = "e", "f"
-        flag_names = [f"__l{j}" for j in range(len(self.windows))]
-        arg_cols = list(dict.fromkeys(self.pit.a(a) for a in self.aggs if a.arg is not None))
+        flag_names = [self.names.leaving(j) for j in range(len(self.windows))]
+        arg_cols = [name for _, name in self.names.inputs()]
         row_cols = [col(k, e) for k in keys] + [col(TS, e)]
         row_cols += [col(CREATED, e)] if self.has_created else []
         row_cols += [col(n, e) for n in arg_cols]
@@ -263,7 +202,7 @@ class _Refresh:
         row_cols += [col(n, f) for n in flag_names]
         wanted = [self.new(e)]
         for j, w in enumerate(self.windows):
-            wanted.append(and_all([_is(f"__l{j}", f), self.in_window(w, e)]))
+            wanted.append(and_all([_is(self.names.leaving(j), f), self.in_window(w, e)]))
         rows_q = (
             exp.select(*row_cols)
             .from_(table_ref(events, e))
@@ -277,24 +216,23 @@ class _Refresh:
                 )
             )
         )
-        rows = f"{p}rows"
+        rows = relation("rows")
         ctes.append(cte(rows, rows_q))
 
         state = state_table(self.view)
         s = "s"
-        merged = [a for a in self.aggs if a.func not in (*PICKS, "count_distinct")]
+        merged = [a.agg for a in self.plan.aggregations if a.refresh == MERGE]
         # 4. partial aggregates: the state row (unless recomputed) and the event rows
         state_side = [col(k, s) for k in keys]
         event_side = [col(k) for k in keys]
         for agg in merged:
             rc = self.recompute(agg, f)
             keep = None if rc is None else exp.Not(this=rc)
-            a = col(self.pit.a(agg)) if agg.arg is not None else None
+            a = col(self.names.input(agg)) if agg.arg is not None else None
             enters = self.counts(agg, None)
-            i = self.index[agg]
-            for name, t in self.partials(agg):
+            for name, t in self.plan.of(agg).state:
                 state_side.append(exp.alias_(d.cast(_when(keep, col(name, s)), t), name))
-                if name.startswith("__c"):
+                if name == self.names.count(agg):
                     cond = enters if a is None else and_all([enters, _not_null(a)])
                     value = _flag(cond)
                 elif agg.func == "avg":
@@ -312,35 +250,35 @@ class _Refresh:
             exp.select(*event_side).from_(rows),
             distinct=False,
         )
-        parts = f"{p}parts"
+        parts = relation("parts")
         ctes.append(cte(parts, parts_q))
 
         # 5. combine them: the new state and each aggregation's value
         out = [col(k) for k in keys]
         values = ViewAggregates()
-        agg_rel = f"{p}merged"
+        agg_rel = relation("merged")
         for agg in merged:
-            i, fn = self.index[agg], agg.func
+            fn, nm = agg.func, self.names
             if fn == "count":
-                total = exp.Sum(this=col(f"__c{i}"))
-                out.append(exp.alias_(d.cast(total, ir.INT), f"__c{i}"))
-                out.append(exp.alias_(total.copy(), f"__r{i}"))
+                total = exp.Sum(this=col(nm.count(agg)))
+                out.append(exp.alias_(d.cast(total, ir.INT), nm.count(agg)))
+                out.append(exp.alias_(total.copy(), nm.result(agg)))
             elif fn == "sum":
-                total = exp.Sum(this=col(f"__s{i}"))
-                out.append(exp.alias_(d.cast(total, agg.type), f"__s{i}"))
-                out.append(exp.alias_(total.copy(), f"__r{i}"))
+                total = exp.Sum(this=col(nm.sum(agg)))
+                out.append(exp.alias_(d.cast(total, agg.type), nm.sum(agg)))
+                out.append(exp.alias_(total.copy(), nm.result(agg)))
             elif fn == "avg":
-                total, n = exp.Sum(this=col(f"__s{i}")), exp.Sum(this=col(f"__c{i}"))
-                out.append(exp.alias_(d.cast(total, ir.FLOAT), f"__s{i}"))
-                out.append(exp.alias_(d.cast(n, ir.INT), f"__c{i}"))
+                total, n = exp.Sum(this=col(nm.sum(agg))), exp.Sum(this=col(nm.count(agg)))
+                out.append(exp.alias_(d.cast(total, ir.FLOAT), nm.sum(agg)))
+                out.append(exp.alias_(d.cast(n, ir.INT), nm.count(agg)))
                 avg = exp.Div(this=d.cast(total.copy(), ir.FLOAT), expression=n.copy())
                 positive = exp.GT(this=n.copy(), expression=exp.Literal.number(0))
-                out.append(exp.alias_(_when(positive, avg), f"__r{i}"))
+                out.append(exp.alias_(_when(positive, avg), nm.result(agg)))
             else:
-                best = d.pick(col(f"__m{i}"), agg.type, largest=fn == "max")
-                out.append(exp.alias_(best, f"__m{i}"))
-                out.append(exp.alias_(best.copy(), f"__r{i}"))
-            values.columns[agg] = (agg_rel, f"__r{i}")
+                best = d.pick(col(nm.extreme(agg)), agg.type, largest=fn == "max")
+                out.append(exp.alias_(best, nm.extreme(agg)))
+                out.append(exp.alias_(best.copy(), nm.result(agg)))
+            values.columns[agg] = (agg_rel, nm.result(agg))
         if self.view.ttl is not None:
             seen = exp.Max(this=col(LAST_SEEN))
             out.append(exp.alias_(seen, LAST_SEEN))
@@ -353,9 +291,9 @@ class _Refresh:
         # 6. first / last / last_k: the best k of the state's rows and the event rows;
         # count_distinct: the state's values still in the window and the new rows' values
         for agg in self.aggs:
-            if agg.func in PICKS:
+            if self.plan.of(agg).refresh == PICK:
                 ctes += self.picks(agg, flags, rows, values)
-            elif agg.func == "count_distinct":
+            elif self.plan.of(agg).refresh == DISTINCT:
                 ctes += self.distinct(agg, flags, rows, values)
 
         # 7. one row per changed entity: its feature values, then its new state
@@ -366,13 +304,11 @@ class _Refresh:
         owner = {}
         for agg in self.aggs:
             rel = agg_rel if agg in merged else values.columns[agg][0]
-            for name, _t in self.partials(agg) + (
-                self.distinct_lists(agg) if agg.func == "count_distinct" else []
-            ):
+            for name, _t in self.plan.of(agg).state:
                 owner[name] = rel
         if self.view.ttl is not None:
             owner[LAST_SEEN] = agg_rel
-        for name, _t in self.state_columns()[len(keys) :]:
+        for name, _t in self.plan.state_columns()[len(keys) :]:
             sel.append(exp.alias_(col(name, alias_of[owner[name]]), name))
         q = exp.select(*sel).from_(table_ref(flags, f))
         for rel, alias in alias_of.items():
@@ -381,29 +317,29 @@ class _Refresh:
         return q
 
     def distinct(self, agg: ir.Aggregate, flags: str, rows: str, values: ViewAggregates):
-        d, keys, p, i = self.d, self.keys, self.p, self.index[agg]
+        d, keys, relation, i = self.d, self.keys, self.names.relation, self.index[agg]
         s, f = "s", "f"
         since = None if agg.window is None else d.minus(self.as_of.copy(), agg.window)
-        kept = [] if since is None else [exp.GTE(this=col("__t", s), expression=since)]
+        kept = [] if since is None else [exp.GTE(this=col(SEEN_AT, s), expression=since)]
         old = (
-            exp.select(*[col(k, s) for k in keys], col("__v", s), col("__t", s))
-            .from_(table_ref(self.distinct_table(agg), s))
+            exp.select(*[col(k, s) for k in keys], col(VALUE, s), col(SEEN_AT, s))
+            .from_(table_ref(self.names.distinct_table(agg), s))
             .join(table_ref(flags, f), on=and_all(keys_eq(keys, s, f)), join_type="inner")
         )
         if kept:
             old = old.where(and_all(kept))
-        value = col(self.pit.a(agg))
+        value = col(self.names.input(agg))
         new = (
             exp.select(
-                *[col(k) for k in keys], exp.alias_(value, "__v"), exp.alias_(col(TS), "__t")
+                *[col(k) for k in keys], exp.alias_(value, VALUE), exp.alias_(col(TS), SEEN_AT)
             )
             .from_(rows)
             .where(and_all([_is(NEW), _not_null(value.copy()), self.in_window(agg.window)]))
         )
-        seen = f"{p}seen{i}"
+        seen = relation(f"seen{i}")
         seen_q = (
             exp.select(
-                *[col(k) for k in keys], col("__v"), exp.alias_(exp.Max(this=col("__t")), "__t")
+                *[col(k) for k in keys], col(VALUE), exp.alias_(exp.Max(this=col(SEEN_AT)), SEEN_AT)
             )
             .from_(
                 exp.Subquery(
@@ -411,36 +347,38 @@ class _Refresh:
                     alias=exp.TableAlias(this=exp.to_identifier("c")),
                 )
             )
-            .group_by(*[col(k) for k in keys], col("__v"))
+            .group_by(*[col(k) for k in keys], col(VALUE))
         )
-        (vname, _), (tname, _) = self.distinct_lists(agg)
-        rel = f"{p}distinct{i}"
+        (vname, _), (tname, _) = self.plan.of(agg).state
+        rel = relation(f"distinct{i}")
         rel_q = (
             exp.select(
                 *[col(k) for k in keys],
-                exp.alias_(exp.Count(this=exp.Star()), f"__r{i}"),
-                exp.alias_(d.ordered_list(col("__v"), col("__v"), exp.true(), agg.arg.type), vname),
-                exp.alias_(d.ordered_list(col("__t"), col("__v"), exp.true(), ir.TIMESTAMP), tname),
+                exp.alias_(exp.Count(this=exp.Star()), self.names.result(agg)),
+                exp.alias_(d.ordered_list(col(VALUE), col(VALUE), exp.true(), agg.arg.type), vname),
+                exp.alias_(
+                    d.ordered_list(col(SEEN_AT), col(VALUE), exp.true(), ir.TIMESTAMP), tname
+                ),
             )
             .from_(seen)
             .group_by(*[col(k) for k in keys])
         )
         values.relations.append(rel)
-        values.columns[agg] = (rel, f"__r{i}")
+        values.columns[agg] = (rel, self.names.result(agg))
         return [cte(seen, seen_q), cte(rel, rel_q)]
 
     def picks(self, agg: ir.Aggregate, flags: str, rows: str, values: ViewAggregates):
-        d, keys, p, i = self.d, self.keys, self.p, self.index[agg]
+        d, keys, relation, i = self.d, self.keys, self.names.relation, self.index[agg]
         s, f = "s", "f"
+        slots = self.plan.of(agg).slots
         state = state_table(self.view)
         order = [TS] + ([CREATED] if self.has_created else [])
         rc = self.recompute(agg, f)
         sides = []
-        for j in range(1, self.k(agg) + 1):
-            slot = self.slot(agg, j)
+        for slot in slots:
             sel = [col(k, s) for k in keys] + [
                 exp.alias_(col(name, s), alias)
-                for (name, _t), alias in zip(slot, ["__v", *order], strict=True)
+                for (name, _t), alias in zip(slot, [VALUE, *order], strict=True)
             ]
             cond = [_not_null(col(slot[0][0], s))]
             if agg.window is not None:
@@ -454,9 +392,9 @@ class _Refresh:
                 .join(table_ref(flags, f), on=and_all(keys_eq(keys, s, f)), join_type="inner")
                 .where(and_all(cond))
             )
-        value = col(self.pit.a(agg))
+        value = col(self.names.input(agg))
         sides.append(
-            exp.select(*[col(k) for k in keys], exp.alias_(value, "__v"), *[col(n) for n in order])
+            exp.select(*[col(k) for k in keys], exp.alias_(value, VALUE), *[col(n) for n in order])
             .from_(rows)
             .where(and_all([_not_null(value.copy()), self.counts(agg, None)]))
         )
@@ -468,32 +406,32 @@ class _Refresh:
             partition_by=[col(k) for k in keys],
             order=exp.Order(
                 expressions=[
-                    exp.Ordered(this=col(n), desc=agg.func != "first") for n in [*order, "__v"]
+                    exp.Ordered(this=col(n), desc=agg.func != "first") for n in [*order, VALUE]
                 ]
             ),
         )
         ranked_q = exp.select(
-            *[col(k) for k in keys], col("__v"), *[col(n) for n in order], exp.alias_(rn, "__n")
+            *[col(k) for k in keys], col(VALUE), *[col(n) for n in order], exp.alias_(rn, RANK)
         ).from_(exp.Subquery(this=cand, alias=exp.TableAlias(this=exp.to_identifier("c"))))
-        ranked = f"{p}ranked{i}"
+        ranked = relation(f"ranked{i}")
         top_cols = [col(k) for k in keys]
-        for j in range(1, self.k(agg) + 1):
-            at_j = exp.EQ(this=col("__n"), expression=exp.Literal.number(j))
-            for (name, t), src in zip(self.slot(agg, j), ["__v", *order], strict=True):
+        for j, slot in enumerate(slots, 1):
+            at_j = exp.EQ(this=col(RANK), expression=exp.Literal.number(j))
+            for (name, t), src in zip(slot, [VALUE, *order], strict=True):
                 picked = _when(at_j.copy(), col(src))
-                best = d.pick(picked, t) if src == "__v" else exp.Max(this=picked)
+                best = d.pick(picked, t) if src == VALUE else exp.Max(this=picked)
                 top_cols.append(exp.alias_(best, name))
         if agg.func == "last_k":
-            lst = d.ordered_list(col("__v"), col("__n"), exp.true(), agg.arg.type)
-            top_cols.append(exp.alias_(lst, f"__r{i}"))
-            result = f"__r{i}"
+            lst = d.ordered_list(col(VALUE), col(RANK), exp.true(), agg.arg.type)
+            top_cols.append(exp.alias_(lst, self.names.result(agg)))
+            result = self.names.result(agg)
         else:
-            result = f"__p{i}_1_v"
-        top = f"{p}top{i}"
+            result = slots[0][0].name
+        top = relation(f"top{i}")
         top_q = (
             exp.select(*top_cols)
             .from_(ranked)
-            .where(exp.LTE(this=col("__n"), expression=exp.Literal.number(self.k(agg))))
+            .where(exp.LTE(this=col(RANK), expression=exp.Literal.number(len(slots))))
             .group_by(*[col(k) for k in keys])
         )
         values.relations.append(top)

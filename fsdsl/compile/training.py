@@ -8,7 +8,9 @@ from sqlglot import exp
 
 from fsdsl import ir
 from fsdsl.compile import dialects
-from fsdsl.compile.pit import PointInTime, T, and_all, col, cte, feature_values, table_ref
+from fsdsl.compile.names import T
+from fsdsl.compile.pit import PointInTime, and_all, col, cte, feature_values, table_ref
+from fsdsl.compile.plan import plan_view
 
 LABELS = "labels"
 
@@ -32,7 +34,7 @@ def training_query(
 
     `features` lists (view, feature) pairs, e.g. a service's. The labels relation needs the keys
     of every entity involved plus `timestamp_column`; other columns are passed through.
-    `force` overrides the planner's strategy per shape (tests: see `PointInTime`).
+    `force` overrides the planner's strategy per shape (tests: see `fsdsl.compile.plan`).
     """
     d = dialects.get(dialect)
     views = [repo.views[v] for v in dict.fromkeys(v for v, _ in features)]
@@ -44,21 +46,25 @@ def training_query(
     joins = []
     values: dict[tuple[str, str], exp.Expression] = {}
     for vi, view in enumerate(views):
-        prefix = f"{view.name}__"
+        wanted = [f for v, f in features if v == view.name]
+        plan = plan_view(view, wanted, d, force)
         keys = [k.name for k in view.entity.keys]
-        spine = f"{prefix}spine"
+        spine = plan.names.relation("spine")
         spine_query = (
             exp.select(*[col(k) for k in keys], exp.alias_(col(timestamp_column), T))
             .from_(exp.to_table(exp.to_identifier(labels)))
             .distinct()
         )
-        ctes.append(cte(spine, spine_query))
-        names = [f for v, f in features if v == view.name]
-        pit = PointInTime(view, d, prefix, names, force)
+        pit = PointInTime(plan, d)
         events = pit.events()
         aggs = pit.build(spine, events)
+        # The spine (each distinct (entity, T)) only where a strategy reads it: the ASOF
+        # matches are read from the labels themselves.
+        uses_spine = any(t.name == spine for c in aggs.ctes for t in c.find_all(exp.Table))
+        if uses_spine:
+            ctes.append(cte(spine, spine_query))
         # the plan, where a reader of the SQL looks for it: atop the view's first CTE
-        spine_query.add_comments([f" {aggs.describe(view.name)} "])
+        (spine_query if uses_spine else aggs.ctes[0].this).add_comments([f" {plan.describe()} "])
         ctes.extend(aggs.ctes)
         alias_of = {}
         for ri, rel in enumerate(aggs.relations):
@@ -66,14 +72,21 @@ def training_query(
             alias_of[rel] = alias
             on = [exp.EQ(this=col(k, l_alias), expression=col(k, alias)) for k in keys]
             on.append(exp.EQ(this=col(timestamp_column, l_alias), expression=col(T, alias)))
-            joins.append((rel, alias, and_all(on)))
-        for name, value in feature_values(view, aggs, d, alias_of, names).items():
+            joins.append((rel, alias, and_all(on), "left"))
+        for mi, (rel, at) in enumerate(aggs.matches):
+            alias = f"v{vi}m{mi}"
+            alias_of[rel] = alias
+            on = [exp.EQ(this=col(k, l_alias), expression=col(k, alias)) for k in keys]
+            on.append(exp.LT(this=col(at, alias), expression=col(timestamp_column, l_alias)))
+            joins.append((rel, alias, and_all(on), "asof left"))
+        label_time = col(timestamp_column, l_alias)
+        for name, value in feature_values(view, aggs, d, alias_of, wanted, at=label_time).items():
             values[(view.name, name)] = value
     for view_name, fname in features:
         final_cols.append(exp.alias_(values[(view_name, fname)], fname))
     query = exp.select(*final_cols).from_(table_ref(labels, l_alias))
-    for rel, alias, on in joins:
-        query = query.join(table_ref(rel, alias), on=on, join_type="left")
+    for rel, alias, on, how in joins:
+        query = query.join(table_ref(rel, alias), on=on, join_type=how)
     if order_by:
         query = query.order_by(col(order_by, l_alias))
     query.set("with_", exp.With(expressions=ctes))

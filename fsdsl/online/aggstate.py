@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from fsdsl import ir
 from fsdsl.arrow import conform
+from fsdsl.compile.names import SEEN_AT, VALUE
 from fsdsl.compile.refresh import distinct_tables, state_columns, state_table
 from fsdsl.online.codec import flat, key_array
 
@@ -42,7 +43,7 @@ def register(wh, view: ir.View, state: pa.Table) -> None:
         v, t = flat(state[values]), flat(state[stamps])
         parent = pc.list_parent_indices(v)
         rows = {k: flat(state[k]).take(parent) for k in keys}
-        rows["__v"], rows["__t"] = pc.list_flatten(v), pc.list_flatten(t)
+        rows[VALUE], rows[SEEN_AT] = pc.list_flatten(v), pc.list_flatten(t)
         wh.register_arrow(name, pa.table(rows))
 
 

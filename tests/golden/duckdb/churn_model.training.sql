@@ -1,5 +1,5 @@
 WITH "user_orders__spine" AS (
-  /* user_orders: ttl range join, count(*) over 7d range join, count(*) over 30d range join, sum(__a0) over 30d range join, avg(__a0) over 30d range join, min(__a0) over 7d range join, max(__a0) over 90d range join, count(__a0) over 30d range join, last(__a0) running, first(__a0) over 30d range join, last_k(__a0, 3) range join, count_distinct(__a1) over 30d range join */
+  /* user_orders: ttl range join, count(*) over 7d range join, count(*) over 30d range join, sum(__a0) over 30d range join, avg(__a0) over 30d range join, min(__a0) over 7d range join, max(__a0) over 90d range join, count(__a0) over 30d range join, last(__a0) asof, first(__a0) over 30d range join, last_k(__a0, 3) range join, count_distinct(__a1) over 30d range join */
   SELECT DISTINCT
     "user_id",
     "event_timestamp" AS "__t"
@@ -24,6 +24,23 @@ WITH "user_orders__spine" AS (
     AND (
       "src"."status" = 'completed'
     )
+), "user_orders__visible" AS (
+  SELECT
+    "user_id",
+    "__avail",
+    MAX({'t': "__ts", 'c': "__created", 'v': "__a0"}) FILTER(WHERE
+      NOT "__a0" IS NULL) OVER (
+      PARTITION BY "user_id"
+      ORDER BY "__avail"
+      RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) AS "__r7"
+  FROM "user_orders__events"
+), "user_orders__match" AS (
+  SELECT
+    "m"."user_id",
+    "m"."__avail",
+    "m"."__r7"."v" AS "__r7"
+  FROM "user_orders__visible" AS "m"
 ), "user_orders__wspine" AS (
   SELECT
     "user_id",
@@ -117,66 +134,6 @@ WITH "user_orders__spine" AS (
   GROUP BY
     "user_id",
     "__t"
-), "user_orders__ranked" AS (
-  SELECT
-    "e"."user_id",
-    "e"."__ts",
-    "e"."__avail",
-    "e"."__created",
-    "e"."__a0",
-    CASE
-      WHEN NOT "e"."__a0" IS NULL
-      THEN ROW_NUMBER() OVER (
-        PARTITION BY "e"."user_id", CASE WHEN NOT "e"."__a0" IS NULL THEN 1 ELSE 0 END
-        ORDER BY "e"."__ts" ASC, "e"."__created" ASC, "e"."__a0" ASC
-      )
-    END AS "__k0"
-  FROM "user_orders__events" AS "e"
-  WHERE
-    EXISTS(
-      SELECT
-        1
-      FROM "user_orders__spine" AS "sp"
-      WHERE
-        "sp"."user_id" = "e"."user_id"
-    )
-), "user_orders__stream" AS (
-  SELECT
-    "user_id",
-    "__t" AS "__at",
-    0 AS "__kind",
-    "__t",
-    CAST(NULL AS BIGINT) AS "__k0"
-  FROM "user_orders__spine"
-  UNION ALL
-  SELECT
-    "user_id",
-    "__avail" AS "__at",
-    1 AS "__kind",
-    CAST(NULL AS TIMESTAMP) AS "__t",
-    "__k0"
-  FROM "user_orders__ranked"
-), "user_orders__running" AS (
-  SELECT
-    "user_id",
-    "__t",
-    "__kind",
-    MAX("__k0") OVER (
-      PARTITION BY "user_id"
-      ORDER BY "__at", "__kind"
-      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-    ) AS "__r7"
-  FROM "user_orders__stream"
-), "user_orders__cagg" AS (
-  SELECT
-    "r"."user_id",
-    "r"."__t",
-    "x7"."__a0" AS "__r7"
-  FROM "user_orders__running" AS "r"
-  LEFT JOIN "user_orders__ranked" AS "x7"
-    ON "r"."user_id" = "x7"."user_id" AND "x7"."__k0" = "r"."__r7"
-  WHERE
-    "r"."__kind" = 0
 )
 SELECT
   "l".*,
@@ -196,7 +153,7 @@ SELECT
     WHEN COALESCE("v0r0"."__ttl", 0) > 0
     THEN CAST(COALESCE("v0r0"."__r6", 0) AS BIGINT)
   END AS "priced_30d",
-  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r2"."__r7" AS DOUBLE) END AS "last_amount",
+  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0m0"."__r7" AS DOUBLE) END AS "last_amount",
   CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r0"."__r8" AS DOUBLE) END AS "first_amount_30d",
   CASE
     WHEN COALESCE("v0r0"."__ttl", 0) > 0
@@ -215,5 +172,5 @@ LEFT JOIN "user_orders__wagg" AS "v0r0"
   ON "l"."user_id" = "v0r0"."user_id" AND "l"."event_timestamp" = "v0r0"."__t"
 LEFT JOIN "user_orders__uagg" AS "v0r1"
   ON "l"."user_id" = "v0r1"."user_id" AND "l"."event_timestamp" = "v0r1"."__t"
-LEFT JOIN "user_orders__cagg" AS "v0r2"
-  ON "l"."user_id" = "v0r2"."user_id" AND "l"."event_timestamp" = "v0r2"."__t"
+ASOF LEFT JOIN "user_orders__match" AS "v0m0"
+  ON "l"."user_id" = "v0m0"."user_id" AND "v0m0"."__avail" < "l"."event_timestamp"

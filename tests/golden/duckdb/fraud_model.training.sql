@@ -1,5 +1,5 @@
 WITH "user_orders__spine" AS (
-  /* user_orders: ttl range join, count(*) over 7d range join, sum(__a0) over 30d range join */
+  /* user_orders: ttl asof, count(*) over 7d range join, sum(__a0) over 30d range join */
   SELECT DISTINCT
     "user_id",
     "event_timestamp" AS "__t"
@@ -23,17 +23,33 @@ WITH "user_orders__spine" AS (
     AND (
       "src"."status" = 'completed'
     )
+), "user_orders__visible" AS (
+  SELECT
+    "user_id",
+    "__avail",
+    MAX("__ts") OVER (
+      PARTITION BY "user_id"
+      ORDER BY "__avail"
+      RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) AS "__lt"
+  FROM "user_orders__events"
+), "user_orders__match" AS (
+  SELECT
+    "m"."user_id",
+    "m"."__avail",
+    "m"."__lt"
+  FROM "user_orders__visible" AS "m"
 ), "user_orders__wspine" AS (
   SELECT
     "user_id",
     "__t",
-    FLOOR(EPOCH("__t") / 5184000) AS "__b"
+    FLOOR(EPOCH("__t") / 2592000) AS "__b"
   FROM "user_orders__spine"
   UNION ALL
   SELECT
     "user_id",
     "__t",
-    FLOOR(EPOCH("__t") / 5184000) - 1 AS "__b"
+    FLOOR(EPOCH("__t") / 2592000) - 1 AS "__b"
   FROM "user_orders__spine"
 ), "user_orders__wevents" AS (
   SELECT
@@ -42,7 +58,7 @@ WITH "user_orders__spine" AS (
     "__avail",
     "__created",
     "__a0",
-    FLOOR(EPOCH("__ts") / 5184000) AS "__b"
+    FLOOR(EPOCH("__ts") / 2592000) AS "__b"
   FROM "user_orders__events"
 ), "user_orders__wjoin" AS (
   SELECT
@@ -54,7 +70,7 @@ WITH "user_orders__spine" AS (
   INNER JOIN "user_orders__wevents" AS "e"
     ON "s"."user_id" = "e"."user_id"
     AND "s"."__b" = "e"."__b"
-    AND "e"."__ts" >= "s"."__t" - INTERVAL '60' DAY
+    AND "e"."__ts" >= "s"."__t" - INTERVAL '30' DAY
     AND "e"."__ts" < "s"."__t"
     AND "e"."__avail" < "s"."__t"
 ), "user_orders__wagg" AS (
@@ -62,8 +78,7 @@ WITH "user_orders__spine" AS (
     "user_id",
     "__t",
     COUNT(CASE WHEN "__ts" >= "__t" - INTERVAL '7' DAY THEN 1 END) AS "__r0",
-    SUM(CASE WHEN "__ts" >= "__t" - INTERVAL '30' DAY THEN "__a0" END) AS "__r1",
-    COUNT(*) AS "__ttl"
+    SUM("__a0") AS "__r1"
   FROM "user_orders__wjoin"
   GROUP BY
     "user_id",
@@ -71,11 +86,16 @@ WITH "user_orders__spine" AS (
 )
 SELECT
   "l".*,
-  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r0"."__r1" AS DOUBLE) END AS "spend_30d",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
+    WHEN "v0m0"."__lt" >= "l"."event_timestamp" - INTERVAL '60' DAY
+    THEN CAST("v0r0"."__r1" AS DOUBLE)
+  END AS "spend_30d",
+  CASE
+    WHEN "v0m0"."__lt" >= "l"."event_timestamp" - INTERVAL '60' DAY
     THEN CAST(COALESCE("v0r0"."__r0", 0) AS BIGINT)
   END AS "orders_7d"
 FROM "labels" AS "l"
 LEFT JOIN "user_orders__wagg" AS "v0r0"
   ON "l"."user_id" = "v0r0"."user_id" AND "l"."event_timestamp" = "v0r0"."__t"
+ASOF LEFT JOIN "user_orders__match" AS "v0m0"
+  ON "l"."user_id" = "v0m0"."user_id" AND "v0m0"."__avail" < "l"."event_timestamp"

@@ -37,15 +37,6 @@ WITH "user_browsing__spine" AS (
       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
     ) AS "__a3"
   FROM "user_browsing__latest"
-), "user_browsing__asof" AS (
-  SELECT
-    "s"."user_id",
-    "s"."__t",
-    "x"."__a3" AS "__r6",
-    CASE WHEN "x"."__ts" >= "s"."__t" - INTERVAL '30' DAY THEN 1 ELSE 0 END AS "__ttl"
-  FROM "user_browsing__spine" AS "s"
-  ASOF LEFT JOIN "user_browsing__carried" AS "x"
-    ON "s"."user_id" = "x"."user_id" AND "x"."__ts" < "s"."__t"
 ), "user_browsing__wspine" AS (
   SELECT
     "user_id",
@@ -198,17 +189,6 @@ WITH "user_browsing__spine" AS (
         NOT "src"."category" IS NULL
       )
     )
-), "user_category_browsing__asof" AS (
-  SELECT
-    "s"."user_id",
-    "s"."category",
-    "s"."__t",
-    CASE WHEN "x"."__ts" >= "s"."__t" - INTERVAL '14' DAY THEN 1 ELSE 0 END AS "__ttl"
-  FROM "user_category_browsing__spine" AS "s"
-  ASOF LEFT JOIN "user_category_browsing__events" AS "x"
-    ON "s"."user_id" = "x"."user_id"
-    AND "s"."category" = "x"."category"
-    AND "x"."__ts" < "s"."__t"
 ), "user_category_browsing__wspine" AS (
   SELECT
     "user_id",
@@ -258,13 +238,8 @@ WITH "user_browsing__spine" AS (
     "user_id",
     "category",
     "__t"
-), "user_orders__spine" AS (
-  /* user_orders: ttl range join, last(__a0) running */
-  SELECT DISTINCT
-    "user_id",
-    "event_timestamp" AS "__t"
-  FROM "labels"
 ), "user_orders__events" AS (
+  /* user_orders: ttl asof, last(__a0) asof */
   SELECT
     "src"."user_id" AS "user_id",
     "src"."event_timestamp" AS "__ts",
@@ -283,174 +258,106 @@ WITH "user_browsing__spine" AS (
     AND (
       "src"."status" = 'completed'
     )
-), "user_orders__wspine" AS (
+), "user_orders__visible" AS (
   SELECT
     "user_id",
-    "__t",
-    FLOOR(EPOCH("__t") / 5184000) AS "__b"
-  FROM "user_orders__spine"
-  UNION ALL
-  SELECT
-    "user_id",
-    "__t",
-    FLOOR(EPOCH("__t") / 5184000) - 1 AS "__b"
-  FROM "user_orders__spine"
-), "user_orders__wevents" AS (
-  SELECT
-    "user_id",
-    "__ts",
     "__avail",
-    "__created",
-    FLOOR(EPOCH("__ts") / 5184000) AS "__b"
-  FROM "user_orders__events"
-), "user_orders__wjoin" AS (
-  SELECT
-    "s"."user_id",
-    "s"."__t",
-    "e"."__ts"
-  FROM "user_orders__wspine" AS "s"
-  INNER JOIN "user_orders__wevents" AS "e"
-    ON "s"."user_id" = "e"."user_id"
-    AND "s"."__b" = "e"."__b"
-    AND "e"."__ts" >= "s"."__t" - INTERVAL '60' DAY
-    AND "e"."__ts" < "s"."__t"
-    AND "e"."__avail" < "s"."__t"
-), "user_orders__wagg" AS (
-  SELECT
-    "user_id",
-    "__t",
-    COUNT(*) AS "__ttl"
-  FROM "user_orders__wjoin"
-  GROUP BY
-    "user_id",
-    "__t"
-), "user_orders__ranked" AS (
-  SELECT
-    "e"."user_id",
-    "e"."__ts",
-    "e"."__avail",
-    "e"."__created",
-    "e"."__a0",
-    CASE
-      WHEN NOT "e"."__a0" IS NULL
-      THEN ROW_NUMBER() OVER (
-        PARTITION BY "e"."user_id", CASE WHEN NOT "e"."__a0" IS NULL THEN 1 ELSE 0 END
-        ORDER BY "e"."__ts" ASC, "e"."__created" ASC, "e"."__a0" ASC
-      )
-    END AS "__k0"
-  FROM "user_orders__events" AS "e"
-  WHERE
-    EXISTS(
-      SELECT
-        1
-      FROM "user_orders__spine" AS "sp"
-      WHERE
-        "sp"."user_id" = "e"."user_id"
-    )
-), "user_orders__stream" AS (
-  SELECT
-    "user_id",
-    "__t" AS "__at",
-    0 AS "__kind",
-    "__t",
-    CAST(NULL AS BIGINT) AS "__k0"
-  FROM "user_orders__spine"
-  UNION ALL
-  SELECT
-    "user_id",
-    "__avail" AS "__at",
-    1 AS "__kind",
-    CAST(NULL AS TIMESTAMP) AS "__t",
-    "__k0"
-  FROM "user_orders__ranked"
-), "user_orders__running" AS (
-  SELECT
-    "user_id",
-    "__t",
-    "__kind",
-    MAX("__k0") OVER (
+    MAX("__ts") OVER (
       PARTITION BY "user_id"
-      ORDER BY "__at", "__kind"
-      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+      ORDER BY "__avail"
+      RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) AS "__lt",
+    MAX({'t': "__ts", 'c': "__created", 'v': "__a0"}) FILTER(WHERE
+      NOT "__a0" IS NULL) OVER (
+      PARTITION BY "user_id"
+      ORDER BY "__avail"
+      RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
     ) AS "__r0"
-  FROM "user_orders__stream"
-), "user_orders__cagg" AS (
+  FROM "user_orders__events"
+), "user_orders__match" AS (
   SELECT
-    "r"."user_id",
-    "r"."__t",
-    "x0"."__a0" AS "__r0"
-  FROM "user_orders__running" AS "r"
-  LEFT JOIN "user_orders__ranked" AS "x0"
-    ON "r"."user_id" = "x0"."user_id" AND "x0"."__k0" = "r"."__r0"
-  WHERE
-    "r"."__kind" = 0
+    "m"."user_id",
+    "m"."__avail",
+    "m"."__lt",
+    "m"."__r0"."v" AS "__r0"
+  FROM "user_orders__visible" AS "m"
 )
 SELECT
   "l".*,
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r1"."__r0", 0) AS BIGINT)
+    WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
+    THEN CAST(COALESCE("v0r0"."__r0", 0) AS BIGINT)
   END AS "views_1h",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r1"."__r1", 0) AS BIGINT)
+    WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
+    THEN CAST(COALESCE("v0r0"."__r1", 0) AS BIGINT)
   END AS "views_24h",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r1"."__r2", 0) AS BIGINT)
+    WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
+    THEN CAST(COALESCE("v0r0"."__r2", 0) AS BIGINT)
   END AS "views_7d",
-  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r1"."__r3" AS DOUBLE) END AS "mobile_share_7d",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST("v0r1"."__r4" / NULLIF(NULLIF(COALESCE("v0r1"."__r2", 0), 0), 0) AS DOUBLE)
+    WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
+    THEN CAST("v0r0"."__r3" AS DOUBLE)
+  END AS "mobile_share_7d",
+  CASE
+    WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
+    THEN CAST("v0r0"."__r4" / NULLIF(NULLIF(COALESCE("v0r0"."__r2", 0), 0), 0) AS DOUBLE)
   END AS "dwell_per_view_7d",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r1"."__r5", 0) AS BIGINT)
+    WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
+    THEN CAST(COALESCE("v0r0"."__r5", 0) AS BIGINT)
   END AS "categories_7d",
-  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r0"."__r6" AS TEXT) END AS "last_category",
-  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r2"."__r7" AS TIMESTAMP) END AS "last_view_at",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(EXTRACT(HOUR FROM "v0r1"."__r8") AS BIGINT)
+    WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
+    THEN CAST("v0m0"."__a3" AS TEXT)
+  END AS "last_category",
+  CASE
+    WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
+    THEN CAST("v0r1"."__r7" AS TIMESTAMP)
+  END AS "last_view_at",
+  CASE
+    WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
+    THEN CAST(EXTRACT(HOUR FROM "v0r0"."__r8") AS BIGINT)
   END AS "first_view_hour_2w",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN COALESCE("v0r1"."__r9", CAST([] AS TEXT[]))
+    WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
+    THEN COALESCE("v0r0"."__r9", CAST([] AS TEXT[]))
   END AS "recent_products",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r1"."__r10", 0) AS BIGINT)
+    WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
+    THEN CAST(COALESCE("v0r0"."__r10", 0) AS BIGINT)
   END AS "long_views_24h",
   CASE
-    WHEN COALESCE("v1r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v1r1"."__r0", 0) AS BIGINT)
+    WHEN "v1m0"."__ts" >= "l"."event_timestamp" - INTERVAL '14' DAY
+    THEN CAST(COALESCE("v1r0"."__r0", 0) AS BIGINT)
   END AS "category_views_7d",
   CASE
-    WHEN COALESCE("v1r0"."__ttl", 0) > 0
-    THEN CAST(ROUND("v1r1"."__r1", 1) AS DOUBLE)
+    WHEN "v1m0"."__ts" >= "l"."event_timestamp" - INTERVAL '14' DAY
+    THEN CAST(ROUND("v1r0"."__r1", 1) AS DOUBLE)
   END AS "category_dwell_7d",
   CASE
-    WHEN COALESCE("v1r0"."__ttl", 0) > 0
-    THEN CAST(CAST(COALESCE("v1r1"."__r0", 0) AS DOUBLE) / NULLIF(NULLIF(COALESCE("v1r1"."__r0", 0) + 1, 0), 0) AS DOUBLE)
+    WHEN "v1m0"."__ts" >= "l"."event_timestamp" - INTERVAL '14' DAY
+    THEN CAST(CAST(COALESCE("v1r0"."__r0", 0) AS DOUBLE) / NULLIF(NULLIF(COALESCE("v1r0"."__r0", 0) + 1, 0), 0) AS DOUBLE)
   END AS "category_share_7d",
-  CASE WHEN COALESCE("v2r0"."__ttl", 0) > 0 THEN CAST("v2r1"."__r0" AS DOUBLE) END AS "last_amount"
+  CASE
+    WHEN "v2m0"."__lt" >= "l"."event_timestamp" - INTERVAL '60' DAY
+    THEN CAST("v2m0"."__r0" AS DOUBLE)
+  END AS "last_amount"
 FROM "labels" AS "l"
-LEFT JOIN "user_browsing__asof" AS "v0r0"
+LEFT JOIN "user_browsing__wagg" AS "v0r0"
   ON "l"."user_id" = "v0r0"."user_id" AND "l"."event_timestamp" = "v0r0"."__t"
-LEFT JOIN "user_browsing__wagg" AS "v0r1"
+LEFT JOIN "user_browsing__cagg" AS "v0r1"
   ON "l"."user_id" = "v0r1"."user_id" AND "l"."event_timestamp" = "v0r1"."__t"
-LEFT JOIN "user_browsing__cagg" AS "v0r2"
-  ON "l"."user_id" = "v0r2"."user_id" AND "l"."event_timestamp" = "v0r2"."__t"
-LEFT JOIN "user_category_browsing__asof" AS "v1r0"
+ASOF LEFT JOIN "user_browsing__carried" AS "v0m0"
+  ON "l"."user_id" = "v0m0"."user_id" AND "v0m0"."__ts" < "l"."event_timestamp"
+LEFT JOIN "user_category_browsing__wagg" AS "v1r0"
   ON "l"."user_id" = "v1r0"."user_id"
   AND "l"."category" = "v1r0"."category"
   AND "l"."event_timestamp" = "v1r0"."__t"
-LEFT JOIN "user_category_browsing__wagg" AS "v1r1"
-  ON "l"."user_id" = "v1r1"."user_id"
-  AND "l"."category" = "v1r1"."category"
-  AND "l"."event_timestamp" = "v1r1"."__t"
-LEFT JOIN "user_orders__wagg" AS "v2r0"
-  ON "l"."user_id" = "v2r0"."user_id" AND "l"."event_timestamp" = "v2r0"."__t"
-LEFT JOIN "user_orders__cagg" AS "v2r1"
-  ON "l"."user_id" = "v2r1"."user_id" AND "l"."event_timestamp" = "v2r1"."__t"
+ASOF LEFT JOIN "user_category_browsing__events" AS "v1m0"
+  ON "l"."user_id" = "v1m0"."user_id"
+  AND "l"."category" = "v1m0"."category"
+  AND "v1m0"."__ts" < "l"."event_timestamp"
+ASOF LEFT JOIN "user_orders__match" AS "v2m0"
+  ON "l"."user_id" = "v2m0"."user_id" AND "v2m0"."__avail" < "l"."event_timestamp"
