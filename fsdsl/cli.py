@@ -341,6 +341,13 @@ def training_set(
     timestamp_column: Annotated[
         str, typer.Option(help="The labels' timestamp column: features are computed as of it.")
     ] = "event_timestamp",
+    shares: Annotated[
+        int | None,
+        typer.Option(
+            help="Run one query per share of the entities (by key hash), so each fits the "
+            "warehouse's memory (DuckDB). Default: one per 2,000,000 labels.",
+        ),
+    ] = None,
     format: Annotated[
         Format,
         typer.Option(
@@ -366,6 +373,7 @@ def training_set(
             timestamp_column=timestamp_column,
             out=out,
             progress=say,
+            shares=shares,
         )
     seconds = time.perf_counter() - started
     features = store.service_features(service)

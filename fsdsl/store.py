@@ -214,12 +214,16 @@ class FeatureStore:
         timestamp_column: str = "event_timestamp",
         out: FileName | None = None,
         progress: Callable[[str], None] | None = None,
+        shares: int | None = None,
     ) -> Any:
         """Point-in-time feature values for every row of the labels, in the same order, with
         the original columns kept. `labels`: pandas or Arrow (returned as the same type), or
         the path of a Parquet/CSV file; or None and `labels_table`, a warehouse table (both
         returned as Arrow). `out` also writes the result there (Parquet, or CSV by
-        extension, lists as JSON text). `progress(message)` names each stage as it starts."""
+        extension, lists as JSON text). `progress(message)` names each stage as it starts.
+        `shares`: run one query per share of the entities (by key hash) so that each fits the
+        warehouse's memory; by default one per `training_set.LABELS_PER_SHARE` labels where
+        the warehouse can split (DuckDB), else one."""
         import pyarrow as pa
 
         from fsdsl.training_set import compute, read_labels_table, read_table, write_table
@@ -251,6 +255,7 @@ class FeatureStore:
             timestamp_column=timestamp_column,
             where=where,
             progress=progress,
+            shares=shares,
         )
         if out is not None:
             say(f"writing {out}")

@@ -210,6 +210,29 @@ def check_sources(repo: ir.Repository, views: list[ir.View], wh: Warehouse) -> N
                 )
 
 
+LABELS_PER_SHARE = 2_000_000
+"""Labels per query when a training set is split by entity (`compute`): at scale M of the
+benchmark (1M labels, 5M events) one query peaks under 2 GB; shares keep scale L (10M labels,
+50M events) under a 4 GB DuckDB memory limit without spilling much."""
+
+
+def share_count(labels: int, dialect: str, asked: int | None) -> int:
+    """How many queries a training set of `labels` rows is split into."""
+    from fsdsl.compile import dialects
+
+    if asked is not None and asked < 1:
+        raise UsageError(f"--shares must be at least 1, not {asked}", "E0004")
+    if not dialects.get(dialect).splits_by_entity:
+        if asked is not None and asked > 1:
+            raise UsageError(
+                f"the {dialect} warehouse cannot split a training set by entity", "E0004"
+            )
+        return 1
+    if asked is not None:
+        return asked
+    return max(1, -(-labels // LABELS_PER_SHARE))
+
+
 def compute(
     repo: ir.Repository,
     features: list[tuple[str, str]],
@@ -219,8 +242,12 @@ def compute(
     timestamp_column: str = "event_timestamp",
     where: str = "labels",
     progress: Progress | None = None,
+    shares: int | None = None,
 ) -> pa.Table:
-    """The training set: `labels` (any extra columns kept, same order) plus one column a feature."""
+    """The training set: `labels` (any extra columns kept, same order) plus one column a feature.
+
+    Labels beyond `LABELS_PER_SHARE` are computed in shares of the entities, one query each
+    (`shares` overrides; see `training_query(share=...)`), then put back in label order."""
     say = progress or (lambda _msg: None)
     views = [repo.views[v] for v in dict.fromkeys(v for v, _ in features)]
     say("checking labels")
@@ -229,16 +256,34 @@ def compute(
     say("checking warehouse tables")
     check_sources(repo, views, wh)
     say(f"computing {len(features)} features for {prepared.num_rows:,} labels")
+    n = share_count(prepared.num_rows, wh.dialect, shares)
     wh.register_arrow(LABELS_RELATION, prepared)
-    tree = training_query(
-        repo,
-        features,
-        wh.dialect,
-        timestamp_column=timestamp_column,
-        labels=LABELS_RELATION,
-        order_by=row,
-    )
-    result = wh.query(tree)
+    if n == 1:
+        tree = training_query(
+            repo,
+            features,
+            wh.dialect,
+            timestamp_column=timestamp_column,
+            labels=LABELS_RELATION,
+            order_by=row,
+        )
+        result = wh.query(tree)
+    else:
+        pieces = []
+        for i in range(n):
+            say(f"computing share {i + 1} of {n} of the entities")
+            tree = training_query(
+                repo,
+                features,
+                wh.dialect,
+                timestamp_column=timestamp_column,
+                labels=LABELS_RELATION,
+                share=(n, i),
+            )
+            pieces.append(wh.query(tree))
+        result = pa.concat_tables(pieces)
+        del pieces
+        result = result.take(pc.sort_indices(result[row]))  # back in label order
     result = result.drop_columns([row])
     # the original label columns, untouched (types as given), then the features
     # one Arrow type per feature whatever the backend returned (Decimal, tz-aware, ...)

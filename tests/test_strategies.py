@@ -43,6 +43,7 @@ EXAMPLES = int(os.environ.get("FSDSL_PROPERTY_EXAMPLES", "200")) // 2
 FORCED = [
     ("ttl", ASOF, False),
     ("ttl", RANGE_JOIN, False),
+    ("ttl", RUNNING, False),
     ("last", ASOF, False),
     ("last", RUNNING, False),
     ("first", EARLIEST, True),
@@ -209,11 +210,16 @@ def test_planner_reads_the_ttl_from_one_asof_match():
     assert "/* v: ttl asof, last(__a0) asof, last(__a1) asof */" in sql, sql
 
 
-def test_planner_keeps_the_range_join_without_asof():
-    """Postgres has no ASOF join: the TTL stays a range join, `first` reads the earliest row."""
+def test_planner_without_asof_reads_the_ttl_from_the_running_stream():
+    """Postgres has no ASOF join: the TTL is the running max of the visible timestamps over
+    the stream the `last`s sort anyway (no range join), `first` reads the earliest row; a
+    window as wide as the TTL keeps it in its range join."""
     sql = _sql(VIEW, "postgres")
-    assert "ASOF" not in sql and "__wjoin" in sql, sql
-    assert "ttl range join" in sql and "first(__a0) earliest" in sql, sql
+    assert "ASOF" not in sql and "__wjoin" not in sql, sql
+    assert "ttl running" in sql and "first(__a0) earliest" in sql, sql
+    wide = VIEW.replace("  first_amount", "  n = count(*) over 2d\n  first_amount")
+    sql = _sql(wide, "postgres")
+    assert "ttl range join" in sql and "__wjoin" in sql, sql
 
 
 def test_forcing_an_inexact_strategy_is_refused():

@@ -341,3 +341,64 @@ def test_missing_labels_file(project, tmp_path):
         )
     )
     assert "error[E0400]" in line
+
+
+# ---- split by entity: the same training set in several queries --------------------------------
+def _same_cells(a: pa.Table, b: pa.Table) -> list[str]:
+    """Cells that differ (floats to 1e-9 relative: a share sums its rows in another order)."""
+    assert a.column_names == b.column_names and a.num_rows == b.num_rows
+    bad = []
+    for name in a.column_names:
+        for i, (x, y) in enumerate(zip(a[name].to_pylist(), b[name].to_pylist(), strict=True)):
+            same = (
+                math.isclose(x, y, rel_tol=1e-9)
+                if isinstance(x, float) and isinstance(y, float)
+                else x == y
+            )
+            if not same:
+                bad.append(f"{name}[{i}]: {x!r} != {y!r}")
+    return bad
+
+
+@pytest.mark.parametrize("service", ["churn_model", "churn_core", "fraud_model", "recommender"])
+def test_shares_give_the_training_set_of_one_query(project, service):
+    """Split by user_id hash, each share reads only its users' labels and events (views keyed
+    otherwise, user_category_browsing, read all theirs): the rows come back in label order,
+    equal to the single query's."""
+    labels = pq.read_table(project / "labels.parquet").slice(0, 3000)
+    if service == "recommender":
+        cats = ["books", "games", None] * labels.num_rows
+        labels = labels.append_column("category", pa.array(cats[: labels.num_rows]))
+    with FeatureStore(project / "definitions") as store:
+        whole = store.training_set(labels, service=service, shares=1)
+        for n in (2, 7):
+            split = store.training_set(labels, service=service, shares=n)
+            assert _same_cells(whole, split) == [], (n, _same_cells(whole, split)[:5])
+
+
+def test_split_sql_filters_labels_and_events_by_one_hash():
+    from fsdsl.check import load_repository
+    from fsdsl.compile.render import sql_text
+    from fsdsl.compile.training import training_query
+
+    repo, _ = load_repository(Path(__file__).parents[1] / "definitions")
+    features = [(v, f) for v, f in repo.services["recommender"].features]
+    sql = sql_text(training_query(repo, features, "duckdb", share=(4, 3)), "duckdb")
+    # the labels once, and the events of the two views keyed by the user alone (one of their
+    # sources names the key visitor_id); not those of the (user, category) view
+    assert sql.count('HASH(CAST("user_id" AS TEXT)) % 4 = 3') == 1, sql
+    assert sql.count('HASH(CAST("src"."user_id" AS TEXT)) % 4 = 3') == 1, sql
+    assert sql.count('HASH(CAST("src"."visitor_id" AS TEXT)) % 4 = 3') == 1, sql
+    assert sql.count("HASH(") == 3, sql
+
+
+def test_shares_are_refused_where_the_warehouse_cannot_split():
+    from fsdsl.diagnostics import UsageError
+    from fsdsl.training_set import share_count
+
+    assert share_count(10, "postgres", None) == 1
+    assert share_count(4_000_001, "duckdb", None) == 3
+    with pytest.raises(UsageError, match="cannot split"):
+        share_count(10, "postgres", 2)
+    with pytest.raises(UsageError, match="at least 1"):
+        share_count(10, "duckdb", 0)

@@ -75,6 +75,8 @@ class Dialect:
     # Structs compare field by field (`max({'t': ts, 'v': x})` is the row of the latest ts, ties
     # to the greatest x): an arg-max in one running aggregate.
     ordered_structs: ClassVar[bool] = False
+    # `entity_bucket` exists: a training set can run as one query per share of the entities.
+    splits_by_entity: ClassVar[bool] = False
     # Its backend binds parameters by position (`$1`, `$2`, ...) rather than by name: a named
     # style found by scanning the text (psycopg's `%(as_of)s`) would read a `%` in any literal or
     # name of a definition as a placeholder (fsdsl/compile/render.py).
@@ -123,6 +125,11 @@ class Dialect:
 
     def typed_null(self, t: ir.Type) -> exp.Expression:
         return self.cast(exp.Null(), t)
+
+    def entity_bucket(self, keys: list[exp.Expression], buckets: int) -> exp.Expression:
+        """A number in [0, buckets) that depends only on the key values (typed alike on both
+        sides), for running one query per share of the entities (`splits_by_entity`)."""
+        raise ValueError(f"{self.name} cannot split a query by entity")
 
     # ---- time ----
     def interval(self, d: ir.Duration) -> exp.Expression:
@@ -208,6 +215,12 @@ class DuckDB(Dialect):
     name = "duckdb"
     has_asof = True
     ordered_structs = True
+    splits_by_entity = True
+
+    def entity_bucket(self, keys: list[exp.Expression], buckets: int) -> exp.Expression:
+        # hash() of several values hashes them together; UBIGINT, so the remainder is >= 0
+        hashed = exp.Anonymous(this="HASH", expressions=keys)
+        return exp.Mod(this=hashed, expression=exp.Literal.number(buckets))
 
 
 class Postgres(Dialect):

@@ -135,10 +135,11 @@ class ViewAggregates:
     ttl_since: tuple[str, str, ir.Duration] | None = None
 
 
-def events_relation(plan: ViewPlan, d: Dialect) -> exp.CTE:
+def events_relation(plan: ViewPlan, d: Dialect, share: tuple[int, int] | None = None) -> exp.CTE:
     """The view's filtered events, one row per event: keys, timestamp, created, visibility time
     (`greatest(timestamp, created)`) and each distinct input. The training and the refresh
-    query both start from this CTE, so they read the same rows and the same input values."""
+    query both start from this CTE, so they read the same rows and the same input values.
+    `share` = (shares, i): only the entities whose key hashes to share i (`entity_share`)."""
     v, names, src = plan.view, plan.names, "src"
 
     def leaf(e: ir.Expr) -> exp.Expression:
@@ -169,10 +170,23 @@ def events_relation(plan: ViewPlan, d: Dialect) -> exp.CTE:
     for arg, name in names.inputs():
         proj.append(exp.alias_(to_sql(arg, d, leaf), name))
     conds = list(not_null)
+    if share is not None:
+        keyed = [(col(c, src), k.type) for c, k in zip(v.key_columns, v.entity.keys, strict=True)]
+        conds.append(entity_share(keyed, share, d))
     if v.where is not None:
         conds.append(exp.Paren(this=to_sql(v.where, d, leaf)))
     q = exp.select(*proj).from_(source_table(v.source, src)).where(and_all(conds))
     return cte(names.relation("events"), q)
+
+
+def entity_share(
+    keys: list[tuple[exp.Expression, ir.Type]], share: tuple[int, int], d: Dialect
+) -> exp.Expression:
+    """True for the entities of share i of n: the same test on the labels' keys and on the
+    events' (each cast to the entity's key type, so equal keys hash alike)."""
+    n, i = share
+    bucket = d.entity_bucket([d.cast(e, t) for e, t in keys], n)
+    return exp.EQ(this=bucket, expression=exp.Literal.number(i))
 
 
 class PointInTime:
@@ -197,9 +211,9 @@ class PointInTime:
         return list(dict.fromkeys(self.n.input(a) for a in aggs if a.arg is not None))
 
     # ---- entry ----
-    def events(self) -> str:
+    def events(self, share: tuple[int, int] | None = None) -> str:
         """The events CTE (`events_relation`), added; its name."""
-        events = events_relation(self.plan, self.d)
+        events = events_relation(self.plan, self.d, share)
         self.out.ctes.append(events)
         return events.alias
 
@@ -224,7 +238,7 @@ class PointInTime:
         else:
             for agg in as_of:
                 self.asof_last(events, agg)
-        range_ttl = ttl if ttl is not None and not ttl_by_asof else None
+        range_ttl = ttl if self.plan.ttl == RANGE_JOIN else None
         if windowed or range_ttl is not None:
             widest = max(
                 [a.window for a in windowed] + ([range_ttl] if range_ttl else []),
@@ -235,8 +249,8 @@ class PointInTime:
             self.range_join(spine, events, unbounded_lastk, None, "u", with_ttl=False)
         if prefixed:
             self.prefix_sums(spine, events, prefixed)
-        if cumulative:
-            self.running(spine, events, cumulative)
+        if cumulative or self.plan.ttl == RUNNING:
+            self.running(spine, events, cumulative, ttl if self.plan.ttl == RUNNING else None)
         for agg in earliest:
             self.earliest(spine, events, agg)
         return self.out
@@ -681,7 +695,12 @@ class PointInTime:
         self.out.columns[agg] = (name, self.n.result(agg))
 
     # ---- unwindowed: running aggregates over spine ∪ events in visibility order ----
-    def running(self, spine: str, events: str, aggs: list[ir.Aggregate]):
+    def running(
+        self, spine: str, events: str, aggs: list[ir.Aggregate], ttl: ir.Duration | None = None
+    ):
+        """Running aggregates over spine ∪ events, each label row after the events visible
+        before its T; with `ttl`, also the latest visible timestamp (a running max), the TTL's
+        test where no ASOF join finds it."""
         d = self.d
         keys = [col(k) for k in self.keys]
         ranked_cols = [*keys, col(TS), col(AVAIL)] + ([col(CREATED)] if self.has_created else [])
@@ -732,6 +751,8 @@ class PointInTime:
                 stream_cols.append((self.n.order_rank(agg), ir.INT))
             elif agg.func not in ("count_distinct", *ir.ORDERED_AGGREGATES):
                 stream_cols.append((self.n.input(agg), agg.arg.type))
+        if ttl is not None:
+            stream_cols.append((TS, ir.TIMESTAMP))
         stream_cols = list(dict.fromkeys(stream_cols))
         # Only the entities of the spine: a refresh of a few changed entities then costs their
         # history, not everyone's.
@@ -788,6 +809,8 @@ class PointInTime:
             else:  # last, last_k: the greatest rank seen so far
                 fn = exp.Max(this=col(self.n.order_rank(agg)))
             run_cols.append(exp.alias_(over(fn), self.n.result(agg)))
+        if ttl is not None:
+            run_cols.append(exp.alias_(over(exp.Max(this=col(TS))), LAST_SEEN))
         running = self.add("running", exp.select(*run_cols).from_(stream))
 
         # Label rows only; `first`/`last` read their value at the rank found, `last_k` the k
@@ -815,12 +838,22 @@ class PointInTime:
                 out.append(exp.alias_(col(self.n.input(agg), alias), self.n.result(agg)))
             elif agg.func != "last_k":
                 out.append(col(self.n.result(agg), r))
+        if ttl is not None:
+            # alive iff an event lies in [T - ttl, T): the latest visible one does
+            alive = exp.GTE(this=col(LAST_SEEN, r), expression=d.minus(col(T, r), ttl))
+            flag = exp.Case(
+                ifs=[exp.If(this=alive, true=exp.Literal.number(1))],
+                default=exp.Literal.number(0),
+            )
+            out.append(exp.alias_(flag, ALIVE))
         q = exp.select(*out).from_(table_ref(running, r))
         for alias, on in joins:
             q = q.join(table_ref(ranked, alias), on=on, join_type="left")
         q = q.where(exp.EQ(this=col(KIND, r), expression=exp.Literal.number(0)))
         name = self.add("cagg", q)
         self.out.relations.append(name)
+        if ttl is not None:
+            self.out.ttl = (name, ALIVE)
         for agg in aggs:
             if agg.func != "last_k":
                 self.out.columns[agg] = (name, self.n.result(agg))

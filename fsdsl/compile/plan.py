@@ -224,7 +224,9 @@ def _strategies(plan: ViewPlan, d: Capabilities, force: dict[str, str]) -> ViewP
     ttl_how = None
     if ttl is not None:
         cheaper = all(a.window.seconds < ttl.seconds for a in windowed)
-        ttl_how = choose("ttl", True, {ASOF: exact or by_visibility}, cheaper=cheaper)
+        # Without ASOF, the latest visible timestamp is a running max over the stream of labels
+        # and events that the unwindowed aggregations sort anyway (exact everywhere).
+        ttl_how = choose("ttl", True, {ASOF: exact or by_visibility, RUNNING: True}, cheaper)
 
     def strategy(agg: ir.Aggregate) -> str:
         if agg in as_of:

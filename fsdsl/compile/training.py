@@ -9,15 +9,30 @@ from sqlglot import exp
 from fsdsl import ir
 from fsdsl.compile import dialects
 from fsdsl.compile.names import T
-from fsdsl.compile.pit import PointInTime, and_all, col, cte, feature_values, table_ref
+from fsdsl.compile.pit import (
+    PointInTime,
+    and_all,
+    col,
+    cte,
+    entity_share,
+    feature_values,
+    table_ref,
+)
 from fsdsl.compile.plan import plan_view
 
 LABELS = "labels"
+SHARE = "__fsdsl_share"  # the labels of one share of the entities, when the query is split
 
 
 def label_keys(views: list[ir.View]) -> list[str]:
     """The columns the labels must carry: every key of every entity involved, in first-use order."""
     return list(dict.fromkeys(k.name for v in views for k in v.entity.keys))
+
+
+def share_keys(views: list[ir.View]) -> list[str]:
+    """The key columns a split query divides the labels by: the first view's entity's (the
+    events of views keyed otherwise are read whole by every share)."""
+    return [k.name for k in views[0].entity.keys]
 
 
 def training_query(
@@ -29,16 +44,26 @@ def training_query(
     labels: str = LABELS,
     order_by: str | None = None,
     force: Mapping[str, str] | None = None,
+    share: tuple[int, int] | None = None,
 ) -> exp.Select:
     """SELECT labels.*, <feature>... with each feature computed as of the label's timestamp.
 
     `features` lists (view, feature) pairs, e.g. a service's. The labels relation needs the keys
     of every entity involved plus `timestamp_column`; other columns are passed through.
     `force` overrides the planner's strategy per shape (tests: see `fsdsl.compile.plan`).
+    `share` = (n, i): only the labels of the entities in share i of n (`share_keys` decides
+    which keys), and only their events where a view is keyed alike: n such queries together
+    give the whole result in 1/n of the memory (the rows of each are in no other).
     """
     d = dialects.get(dialect)
     views = [repo.views[v] for v in dict.fromkeys(v for v, _ in features)]
     ctes: list[exp.CTE] = []
+    if share is not None:
+        keyed = share_keys(views)
+        types = {k.name: k.type for v in views for k in v.entity.keys}
+        pick = entity_share([(col(k), types[k]) for k in keyed], share, d)
+        ctes.append(cte(SHARE, exp.select(exp.Star()).from_(labels).where(pick)))
+        labels = SHARE
     l_alias = "l"
     final_cols: list[exp.Expression] = [
         exp.Column(this=exp.Star(), table=exp.to_identifier(l_alias))
@@ -56,7 +81,7 @@ def training_query(
             .distinct()
         )
         pit = PointInTime(plan, d)
-        events = pit.events()
+        events = pit.events(share if share is not None and keys == share_keys(views) else None)
         aggs = pit.build(spine, events)
         # The spine (each distinct (entity, T)) only where a strategy reads it: the ASOF
         # matches are read from the labels themselves.
