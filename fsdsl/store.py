@@ -334,7 +334,7 @@ class FeatureStore:
 
         self.service_features(service)
         if service not in self._plans:
-            self._plans[service] = plan_service(self.repo, service, self.cache_dir)
+            self._plans[service] = plan_service(self.repo, service)
         return self._plans[service]
 
     def online_features(

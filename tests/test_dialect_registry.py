@@ -263,3 +263,45 @@ def test_backend_dialect_without_a_name_of_its_own_is_refused(registry):
 
     assert e.value.code == "E0006"
     assert dialects.get("postgres") == dialects.Postgres()  # not replaced
+
+
+def test_refused_plugin_leaves_the_builtin_it_named(site):
+    """A plug-in under the entry point `shadow` whose class calls itself `duckdb` is refused;
+    loading it defined (and so registered) that class, which must not replace the built-in."""
+    install(
+        site,
+        "toy_shadow",
+        "fsdsl.dialects",
+        {"shadow": "toy_shadow:Shadow"},
+        "toy_shadow",
+        """
+        from fsdsl.compile.dialects import DuckDB
+
+        class Shadow(DuckDB):
+            name = "duckdb"
+        """,
+    )
+    with pytest.raises(UsageError) as e:
+        dialects.get("shadow")
+    assert e.value.code == "E0006"
+    assert type(dialects.get("duckdb")) is dialects.DuckDB
+
+
+def test_plugin_printing_with_a_dialect_sqlglot_lacks_is_refused(site):
+    install(
+        site,
+        "toy_noprint",
+        "fsdsl.dialects",
+        {"noprint": "toy_noprint:NoPrint"},
+        "toy_noprint",
+        """
+        from fsdsl.compile.dialects import Dialect
+
+        class NoPrint(Dialect):
+            name = "noprint"
+        """,
+    )
+    with pytest.raises(UsageError) as e:
+        dialects.get("noprint")
+    assert e.value.code == "E0006" and "sqlglot does not know" in str(e.value)
+    assert "noprint" not in dialects._CLASSES

@@ -402,3 +402,25 @@ def test_shares_are_refused_where_the_warehouse_cannot_split():
         share_count(10, "postgres", 2)
     with pytest.raises(UsageError, match="at least 1"):
         share_count(10, "duckdb", 0)
+
+
+def test_split_hashes_the_labels_as_the_split_events():
+    """Two entities may name their key alike with other types: the labels are hashed as the
+    first view's entity types its key, the type its events are hashed with."""
+    from fsdsl.check import load_text
+    from fsdsl.compile.render import sql_text
+    from fsdsl.compile.training import training_query
+
+    text = """
+entity user { key user_id: int }
+entity acct { key user_id: float }
+source s { table "s" timestamp ts columns { user_id: int  ts: timestamp } }
+source t { table "t" timestamp ts columns { user_id: float  ts: timestamp } }
+features va { entity user from s  na = count(*) }
+features vb { entity acct from t  nb = count(*) }
+"""
+    repo, diags = load_text(text)
+    assert repo is not None, [d.message for d in diags]
+    sql = sql_text(training_query(repo, [("va", "na"), ("vb", "nb")], share=(2, 0)), "duckdb")
+    assert 'HASH(CAST("user_id" AS BIGINT)) % 2 = 0' in sql, sql
+    assert 'HASH(CAST("src"."user_id" AS BIGINT)) % 2 = 0' in sql, sql

@@ -207,6 +207,17 @@ def register(cls: type[Dialect]) -> type[Dialect]:
         raise UsageError(
             f"dialect class {cls.__module__}.{cls.__qualname__} has no `name` of its own", "E0006"
         )
+    import sqlglot
+
+    try:
+        sqlglot.Dialect.get_or_raise(cls.sqlglot_dialect or cls.name)
+    except ValueError:
+        raise UsageError(
+            f"dialect class {cls.__module__}.{cls.__qualname__} prints with `"
+            f"{cls.sqlglot_dialect or cls.name}`, which sqlglot does not know; set "
+            "`sqlglot_dialect`",
+            "E0006",
+        ) from None
     _CLASSES[cls.name] = cls
     return cls
 
@@ -441,12 +452,21 @@ def _load(name: str) -> type[Dialect]:
     if found is None:
         raise UsageError(f"unknown dialect `{name}`; choose one of {', '.join(names())}", "E0004")
     where = f"the `{name}` dialect plug-in ({found.value})"
+    # Loading defines its classes, which register themselves: a plug-in that is then refused
+    # must leave the registry as it found it (it could have replaced a built-in by name).
+    before = dict(_CLASSES)
     try:
-        cls = found.load()
-    except (ImportError, AttributeError) as e:
-        raise UsageError(f"{where} cannot be loaded: {e}", "E0006") from None
-    if not (isinstance(cls, type) and issubclass(cls, Dialect)):
-        raise UsageError(f"{where} is not a subclass of {__name__}.Dialect", "E0006")
-    if cls.name != name:
-        raise UsageError(f"{where} is named `{cls.name}` by its class", "E0006")
-    return register(cls)
+        try:
+            cls = found.load()
+        except Exception as e:  # any error of a third party's import is its, not fsc's
+            why = f"{type(e).__name__}: {e}"
+            raise UsageError(f"{where} cannot be loaded: {why}", "E0006") from None
+        if not (isinstance(cls, type) and issubclass(cls, Dialect)):
+            raise UsageError(f"{where} is not a subclass of {__name__}.Dialect", "E0006")
+        if cls.name != name:
+            raise UsageError(f"{where} is named `{cls.name}` by its class", "E0006")
+        return register(cls)
+    except UsageError:
+        _CLASSES.clear()
+        _CLASSES.update(before)
+        raise

@@ -225,8 +225,11 @@ def _strategies(plan: ViewPlan, d: Capabilities, force: dict[str, str]) -> ViewP
     if ttl is not None:
         cheaper = all(a.window.seconds < ttl.seconds for a in windowed)
         # Without ASOF, the latest visible timestamp is a running max over the stream of labels
-        # and events that the unwindowed aggregations sort anyway (exact everywhere).
+        # and events that the unwindowed aggregations sort anyway (exact everywhere; where no
+        # aggregation needs that stream it is an entity's whole history sorted: forced only).
         ttl_how = choose("ttl", True, {ASOF: exact or by_visibility, RUNNING: True}, cheaper)
+        if ttl_how == RUNNING and not cumulative and "ttl" not in force:
+            ttl_how = RANGE_JOIN
 
     def strategy(agg: ir.Aggregate) -> str:
         if agg in as_of:

@@ -59,10 +59,11 @@ def training_query(
     views = [repo.views[v] for v in dict.fromkeys(v for v, _ in features)]
     ctes: list[exp.CTE] = []
     if share is not None:
-        keyed = share_keys(views)
-        types = {k.name: k.type for v in views for k in v.entity.keys}
-        pick = entity_share([(col(k), types[k]) for k in keyed], share, d)
-        ctes.append(cte(SHARE, exp.select(exp.Star()).from_(labels).where(pick)))
+        # the types of the entity whose events are split alike, so that equal keys hash alike
+        keyed = [(col(k.name), k.type) for k in views[0].entity.keys]
+        pick = entity_share(keyed, share, d)
+        source = exp.to_table(exp.to_identifier(labels))
+        ctes.append(cte(SHARE, exp.select(exp.Star()).from_(source).where(pick)))
         labels = SHARE
     l_alias = "l"
     final_cols: list[exp.Expression] = [

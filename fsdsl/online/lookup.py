@@ -10,7 +10,6 @@ nulls, with status `missing` or `corrupt`; the service's other views are served 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from fsdsl import ir
 from fsdsl.diagnostics import UsageError
@@ -57,9 +56,7 @@ class ServicePlan:
         object.__setattr__(self, "key_names", names)  # frozen: set once, here
 
 
-def plan_service(repo: ir.Repository, service: str, cache: Path | None = None) -> ServicePlan:
-    """`cache` is no longer read (the fingerprint needs no compiled text); it stays accepted
-    until its callers stop passing it."""
+def plan_service(repo: ir.Repository, service: str) -> ServicePlan:
     svc = repo.services[service]
     views = []
     for vname in svc.views():

@@ -16,6 +16,7 @@ import pyarrow as pa
 from fsdsl import ir
 from fsdsl.arrow import arrow_type, conform
 from fsdsl.backends.base import Warehouse
+from fsdsl.compile import dialects
 from fsdsl.compile.refresh import refresh_query
 from fsdsl.compile.render import sql_text
 from fsdsl.diagnostics import UsageError
@@ -50,7 +51,9 @@ def refresh_sql(view: ir.View, dialect: str, cache: Path | None = None) -> str:
 
 
 def _compile_key(view: ir.View, dialect: str) -> str:
-    text = f"{view!r}\n{dialect}\n{_compiler_version()}"
+    # the class that prints it, not only its name: a plug-in may register under a built-in's
+    cls = type(dialects.get(dialect))
+    text = f"{view!r}\n{dialect}\n{cls.__module__}.{cls.__qualname__}\n{_compiler_version()}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 

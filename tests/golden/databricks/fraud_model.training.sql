@@ -1,5 +1,5 @@
 WITH `user_orders__spine` AS (
-  /* user_orders: ttl running, count(*) over 7d range join, sum(__a0) over 30d range join */
+  /* user_orders: ttl range join, count(*) over 7d range join, sum(__a0) over 30d range join */
   SELECT DISTINCT
     `user_id`,
     `event_timestamp` AS `__t`
@@ -27,13 +27,13 @@ WITH `user_orders__spine` AS (
   SELECT
     `user_id`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 2592000) AS `__b`
+    FLOOR(UNIX_SECONDS(`__t`) / 5184000) AS `__b`
   FROM `user_orders__spine`
   UNION ALL
   SELECT
     `user_id`,
     `__t`,
-    FLOOR(UNIX_SECONDS(`__t`) / 2592000) - 1 AS `__b`
+    FLOOR(UNIX_SECONDS(`__t`) / 5184000) - 1 AS `__b`
   FROM `user_orders__spine`
 ), `user_orders__wevents` AS (
   SELECT
@@ -42,7 +42,7 @@ WITH `user_orders__spine` AS (
     `__avail`,
     `__created`,
     `__a0`,
-    FLOOR(UNIX_SECONDS(`__ts`) / 2592000) AS `__b`
+    FLOOR(UNIX_SECONDS(`__ts`) / 5184000) AS `__b`
   FROM `user_orders__events`
 ), `user_orders__wjoin` AS (
   SELECT
@@ -54,7 +54,7 @@ WITH `user_orders__spine` AS (
   INNER JOIN `user_orders__wevents` AS `e`
     ON `s`.`user_id` = `e`.`user_id`
     AND `s`.`__b` = `e`.`__b`
-    AND `e`.`__ts` >= `s`.`__t` - INTERVAL '30' DAY
+    AND `e`.`__ts` >= `s`.`__t` - INTERVAL '60' DAY
     AND `e`.`__ts` < `s`.`__t`
     AND `e`.`__avail` < `s`.`__t`
 ), `user_orders__wagg` AS (
@@ -62,71 +62,20 @@ WITH `user_orders__spine` AS (
     `user_id`,
     `__t`,
     COUNT(CASE WHEN `__ts` >= `__t` - INTERVAL '7' DAY THEN 1 END) AS `__r0`,
-    SUM(`__a0`) AS `__r1`
+    SUM(CASE WHEN `__ts` >= `__t` - INTERVAL '30' DAY THEN `__a0` END) AS `__r1`,
+    COUNT(*) AS `__ttl`
   FROM `user_orders__wjoin`
   GROUP BY
     `user_id`,
     `__t`
-), `user_orders__ranked` AS (
-  SELECT
-    `e`.`user_id`,
-    `e`.`__ts`,
-    `e`.`__avail`,
-    `e`.`__created`
-  FROM `user_orders__events` AS `e`
-  WHERE
-    EXISTS(
-      SELECT
-        1
-      FROM `user_orders__spine` AS `sp`
-      WHERE
-        `sp`.`user_id` = `e`.`user_id`
-    )
-), `user_orders__stream` AS (
-  SELECT
-    `user_id`,
-    `__t` AS `__at`,
-    0 AS `__kind`,
-    `__t`,
-    CAST(NULL AS TIMESTAMP) AS `__ts`
-  FROM `user_orders__spine`
-  UNION ALL
-  SELECT
-    `user_id`,
-    `__avail` AS `__at`,
-    1 AS `__kind`,
-    CAST(NULL AS TIMESTAMP) AS `__t`,
-    `__ts`
-  FROM `user_orders__ranked`
-), `user_orders__running` AS (
-  SELECT
-    `user_id`,
-    `__t`,
-    `__kind`,
-    MAX(`__ts`) OVER (
-      PARTITION BY `user_id`
-      ORDER BY `__at` NULLS LAST, `__kind` NULLS LAST
-      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-    ) AS `__lt`
-  FROM `user_orders__stream`
-), `user_orders__cagg` AS (
-  SELECT
-    `r`.`user_id`,
-    `r`.`__t`,
-    CASE WHEN `r`.`__lt` >= `r`.`__t` - INTERVAL '60' DAY THEN 1 ELSE 0 END AS `__ttl`
-  FROM `user_orders__running` AS `r`
-  WHERE
-    `r`.`__kind` = 0
 )
 SELECT
   `l`.*,
-  CASE WHEN COALESCE(`v0r1`.`__ttl`, 0) > 0 THEN CAST(`v0r0`.`__r1` AS DOUBLE) END AS `spend_30d`,
+  CASE WHEN COALESCE(`v0r0`.`__ttl`, 0) > 0 THEN CAST(`v0r0`.`__r1` AS DOUBLE) END AS `spend_30d`,
   CASE
-    WHEN COALESCE(`v0r1`.`__ttl`, 0) > 0
+    WHEN COALESCE(`v0r0`.`__ttl`, 0) > 0
     THEN CAST(COALESCE(`v0r0`.`__r0`, 0) AS BIGINT)
   END AS `orders_7d`
 FROM `labels` AS `l`
 LEFT JOIN `user_orders__wagg` AS `v0r0`
   ON `l`.`user_id` = `v0r0`.`user_id` AND `l`.`event_timestamp` = `v0r0`.`__t`
-LEFT JOIN `user_orders__cagg` AS `v0r1`
-  ON `l`.`user_id` = `v0r1`.`user_id` AND `l`.`event_timestamp` = `v0r1`.`__t`

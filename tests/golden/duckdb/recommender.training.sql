@@ -95,6 +95,23 @@ WITH "user_browsing__spine" AS (
     AND "s"."__b" = "e"."__b"
     AND "e"."__ts" >= "s"."__t" - INTERVAL '14' DAY
     AND "e"."__ts" < "s"."__t"
+), "user_browsing__wdistinct5" AS (
+  SELECT
+    "user_id",
+    "__t",
+    COUNT(*) AS "__r5"
+  FROM (
+    SELECT DISTINCT
+      "user_id",
+      "__t",
+      "__a2"
+    FROM "user_browsing__wjoin"
+    WHERE
+      "__ts" >= "__t" - INTERVAL '7' DAY AND NOT "__a2" IS NULL
+  ) AS "d"
+  GROUP BY
+    "user_id",
+    "__t"
 ), "user_browsing__wagg" AS (
   SELECT
     "user_id",
@@ -104,7 +121,6 @@ WITH "user_browsing__spine" AS (
     COUNT(CASE WHEN "__ts" >= "__t" - INTERVAL '7' DAY THEN 1 END) AS "__r2",
     AVG(CAST(CASE WHEN "__ts" >= "__t" - INTERVAL '7' DAY THEN "__a0" END AS DOUBLE)) AS "__r3",
     SUM(CASE WHEN "__ts" >= "__t" - INTERVAL '7' DAY THEN "__a1" END) AS "__r4",
-    COUNT(DISTINCT CASE WHEN "__ts" >= "__t" - INTERVAL '7' DAY THEN "__a2" END) AS "__r5",
     MAX(CASE WHEN "__v8" = 1 AND "__n8" = 1 THEN "__a4" END) AS "__r8",
     ARRAY_AGG("__a5" ORDER BY "__n9") FILTER(WHERE
       "__v9" = 1 AND "__n9" <= 5) AS "__r9",
@@ -286,23 +302,23 @@ SELECT
   "l".*,
   CASE
     WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
-    THEN CAST(COALESCE("v0r0"."__r0", 0) AS BIGINT)
+    THEN CAST(COALESCE("v0r1"."__r0", 0) AS BIGINT)
   END AS "views_1h",
   CASE
     WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
-    THEN CAST(COALESCE("v0r0"."__r1", 0) AS BIGINT)
+    THEN CAST(COALESCE("v0r1"."__r1", 0) AS BIGINT)
   END AS "views_24h",
   CASE
     WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
-    THEN CAST(COALESCE("v0r0"."__r2", 0) AS BIGINT)
+    THEN CAST(COALESCE("v0r1"."__r2", 0) AS BIGINT)
   END AS "views_7d",
   CASE
     WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
-    THEN CAST("v0r0"."__r3" AS DOUBLE)
+    THEN CAST("v0r1"."__r3" AS DOUBLE)
   END AS "mobile_share_7d",
   CASE
     WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
-    THEN CAST("v0r0"."__r4" / NULLIF(NULLIF(COALESCE("v0r0"."__r2", 0), 0), 0) AS DOUBLE)
+    THEN CAST("v0r1"."__r4" / NULLIF(NULLIF(COALESCE("v0r1"."__r2", 0), 0), 0) AS DOUBLE)
   END AS "dwell_per_view_7d",
   CASE
     WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
@@ -314,19 +330,19 @@ SELECT
   END AS "last_category",
   CASE
     WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
-    THEN CAST("v0r1"."__r7" AS TIMESTAMP)
+    THEN CAST("v0r2"."__r7" AS TIMESTAMP)
   END AS "last_view_at",
   CASE
     WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
-    THEN CAST(EXTRACT(HOUR FROM "v0r0"."__r8") AS BIGINT)
+    THEN CAST(EXTRACT(HOUR FROM "v0r1"."__r8") AS BIGINT)
   END AS "first_view_hour_2w",
   CASE
     WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
-    THEN COALESCE("v0r0"."__r9", CAST([] AS TEXT[]))
+    THEN COALESCE("v0r1"."__r9", CAST([] AS TEXT[]))
   END AS "recent_products",
   CASE
     WHEN "v0m0"."__ts" >= "l"."event_timestamp" - INTERVAL '30' DAY
-    THEN CAST(COALESCE("v0r0"."__r10", 0) AS BIGINT)
+    THEN CAST(COALESCE("v0r1"."__r10", 0) AS BIGINT)
   END AS "long_views_24h",
   CASE
     WHEN "v1m0"."__ts" >= "l"."event_timestamp" - INTERVAL '14' DAY
@@ -345,10 +361,12 @@ SELECT
     THEN CAST("v2m0"."__r0" AS DOUBLE)
   END AS "last_amount"
 FROM "labels" AS "l"
-LEFT JOIN "user_browsing__wagg" AS "v0r0"
+LEFT JOIN "user_browsing__wdistinct5" AS "v0r0"
   ON "l"."user_id" = "v0r0"."user_id" AND "l"."event_timestamp" = "v0r0"."__t"
-LEFT JOIN "user_browsing__cagg" AS "v0r1"
+LEFT JOIN "user_browsing__wagg" AS "v0r1"
   ON "l"."user_id" = "v0r1"."user_id" AND "l"."event_timestamp" = "v0r1"."__t"
+LEFT JOIN "user_browsing__cagg" AS "v0r2"
+  ON "l"."user_id" = "v0r2"."user_id" AND "l"."event_timestamp" = "v0r2"."__t"
 ASOF LEFT JOIN "user_browsing__carried" AS "v0m0"
   ON "l"."user_id" = "v0m0"."user_id" AND "v0m0"."__ts" < "l"."event_timestamp"
 LEFT JOIN "user_category_browsing__wagg" AS "v1r0"

@@ -73,6 +73,23 @@ WITH "user_orders__spine" AS (
     AND "e"."__ts" >= "s"."__t" - INTERVAL '90 DAY'
     AND "e"."__ts" < "s"."__t"
     AND "e"."__avail" < "s"."__t"
+), "user_orders__wdistinct10" AS (
+  SELECT
+    "user_id",
+    "__t",
+    COUNT(*) AS "__r10"
+  FROM (
+    SELECT DISTINCT
+      "user_id",
+      "__t",
+      "__a1"
+    FROM "user_orders__wjoin"
+    WHERE
+      "__ts" >= "__t" - INTERVAL '30 DAY' AND NOT "__a1" IS NULL
+  ) AS "d"
+  GROUP BY
+    "user_id",
+    "__t"
 ), "user_orders__wagg" AS (
   SELECT
     "user_id",
@@ -87,7 +104,6 @@ WITH "user_orders__spine" AS (
     MAX("__a0") AS "__r5",
     COUNT(CASE WHEN "__ts" >= "__t" - INTERVAL '30 DAY' THEN "__a0" END) AS "__r6",
     MAX(CASE WHEN "__v8" = 1 AND "__n8" = 1 THEN "__a0" END) AS "__r8",
-    COUNT(DISTINCT CASE WHEN "__ts" >= "__t" - INTERVAL '30 DAY' THEN "__a1" END) AS "__r10",
     COUNT(CASE WHEN "__ts" >= "__t" - INTERVAL '60 DAY' THEN 1 END) AS "__ttl"
   FROM "user_orders__wjoin"
   GROUP BY
@@ -183,57 +199,59 @@ WITH "user_orders__spine" AS (
 SELECT
   "l".*,
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r0"."__r0", 0) AS BIGINT)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST(COALESCE("v0r1"."__r0", 0) AS BIGINT)
   END AS "orders_7d",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r0"."__r1", 0) AS BIGINT)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST(COALESCE("v0r1"."__r1", 0) AS BIGINT)
   END AS "orders_30d",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST("v0r0"."__r2" AS DOUBLE PRECISION)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST("v0r1"."__r2" AS DOUBLE PRECISION)
   END AS "spend_30d",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST("v0r0"."__r3" AS DOUBLE PRECISION)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST("v0r1"."__r3" AS DOUBLE PRECISION)
   END AS "avg_amount_30d",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST("v0r0"."__r4" AS DOUBLE PRECISION)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST("v0r1"."__r4" AS DOUBLE PRECISION)
   END AS "min_amount_7d",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST("v0r0"."__r5" AS DOUBLE PRECISION)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST("v0r1"."__r5" AS DOUBLE PRECISION)
   END AS "max_amount_90d",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r0"."__r6", 0) AS BIGINT)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST(COALESCE("v0r1"."__r6", 0) AS BIGINT)
   END AS "priced_30d",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST("v0r2"."__r7" AS DOUBLE PRECISION)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST("v0r3"."__r7" AS DOUBLE PRECISION)
   END AS "last_amount",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST("v0r0"."__r8" AS DOUBLE PRECISION)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST("v0r1"."__r8" AS DOUBLE PRECISION)
   END AS "first_amount_30d",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN COALESCE("v0r1"."__r9", CAST(ARRAY[] AS DOUBLE PRECISION[]))
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN COALESCE("v0r2"."__r9", CAST(ARRAY[] AS DOUBLE PRECISION[]))
   END AS "recent_amounts",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
     THEN CAST(COALESCE("v0r0"."__r10", 0) AS BIGINT)
   END AS "active_days_30d",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(CAST("v0r0"."__r2" AS DOUBLE PRECISION) / NULLIF(NULLIF(COALESCE("v0r0"."__r1", 0), 0), 0) AS DOUBLE PRECISION)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST(CAST("v0r1"."__r2" AS DOUBLE PRECISION) / NULLIF(NULLIF(COALESCE("v0r1"."__r1", 0), 0), 0) AS DOUBLE PRECISION)
   END AS "spend_per_order_30d"
 FROM "labels" AS "l"
-LEFT JOIN "user_orders__wagg" AS "v0r0"
+LEFT JOIN "user_orders__wdistinct10" AS "v0r0"
   ON "l"."user_id" = "v0r0"."user_id" AND "l"."event_timestamp" = "v0r0"."__t"
-LEFT JOIN "user_orders__uagg" AS "v0r1"
+LEFT JOIN "user_orders__wagg" AS "v0r1"
   ON "l"."user_id" = "v0r1"."user_id" AND "l"."event_timestamp" = "v0r1"."__t"
-LEFT JOIN "user_orders__cagg" AS "v0r2"
+LEFT JOIN "user_orders__uagg" AS "v0r2"
   ON "l"."user_id" = "v0r2"."user_id" AND "l"."event_timestamp" = "v0r2"."__t"
+LEFT JOIN "user_orders__cagg" AS "v0r3"
+  ON "l"."user_id" = "v0r3"."user_id" AND "l"."event_timestamp" = "v0r3"."__t"

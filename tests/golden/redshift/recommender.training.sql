@@ -76,6 +76,23 @@ WITH "user_browsing__spine" AS (
     AND "s"."__b" = "e"."__b"
     AND "e"."__ts" >= "s"."__t" - INTERVAL '14 DAY'
     AND "e"."__ts" < "s"."__t"
+), "user_browsing__wdistinct5" AS (
+  SELECT
+    "user_id",
+    "__t",
+    COUNT(*) AS "__r5"
+  FROM (
+    SELECT DISTINCT
+      "user_id",
+      "__t",
+      "__a2"
+    FROM "user_browsing__wjoin"
+    WHERE
+      "__ts" >= "__t" - INTERVAL '7 DAY' AND NOT "__a2" IS NULL
+  ) AS "d"
+  GROUP BY
+    "user_id",
+    "__t"
 ), "user_browsing__wagg" AS (
   SELECT
     "user_id",
@@ -87,7 +104,6 @@ WITH "user_browsing__spine" AS (
       CAST(CASE WHEN "__ts" >= "__t" - INTERVAL '7 DAY' THEN "__a0" END AS DOUBLE PRECISION)
     ) AS "__r3",
     SUM(CASE WHEN "__ts" >= "__t" - INTERVAL '7 DAY' THEN "__a1" END) AS "__r4",
-    COUNT(DISTINCT CASE WHEN "__ts" >= "__t" - INTERVAL '7 DAY' THEN "__a2" END) AS "__r5",
     MAX(CASE WHEN "__v8" = 1 AND "__n8" = 1 THEN "__a4" END) AS "__r8",
     JSON_PARSE(
       '[' || LISTAGG(
@@ -181,7 +197,7 @@ WITH "user_browsing__spine" AS (
   WHERE
     "r"."__kind" = 0
 ), "user_category_browsing__spine" AS (
-  /* user_category_browsing: ttl running, count(*) over 7d range join, sum(__a0) over 7d range join */
+  /* user_category_browsing: ttl range join, count(*) over 7d range join, sum(__a0) over 7d range join */
   SELECT DISTINCT
     "user_id",
     "category",
@@ -211,14 +227,14 @@ WITH "user_browsing__spine" AS (
     "user_id",
     "category",
     "__t",
-    FLOOR(CAST(DATE_PART('epoch', "__t") AS DOUBLE PRECISION) / 604800) AS "__b"
+    FLOOR(CAST(DATE_PART('epoch', "__t") AS DOUBLE PRECISION) / 1209600) AS "__b"
   FROM "user_category_browsing__spine"
   UNION ALL
   SELECT
     "user_id",
     "category",
     "__t",
-    FLOOR(CAST(DATE_PART('epoch', "__t") AS DOUBLE PRECISION) / 604800) - 1 AS "__b"
+    FLOOR(CAST(DATE_PART('epoch', "__t") AS DOUBLE PRECISION) / 1209600) - 1 AS "__b"
   FROM "user_category_browsing__spine"
 ), "user_category_browsing__wevents" AS (
   SELECT
@@ -227,7 +243,7 @@ WITH "user_browsing__spine" AS (
     "__ts",
     "__avail",
     "__a0",
-    FLOOR(CAST(DATE_PART('epoch', "__ts") AS DOUBLE PRECISION) / 604800) AS "__b"
+    FLOOR(CAST(DATE_PART('epoch', "__ts") AS DOUBLE PRECISION) / 1209600) AS "__b"
   FROM "user_category_browsing__events"
 ), "user_category_browsing__wjoin" AS (
   SELECT
@@ -241,74 +257,21 @@ WITH "user_browsing__spine" AS (
     ON "s"."user_id" = "e"."user_id"
     AND "s"."category" = "e"."category"
     AND "s"."__b" = "e"."__b"
-    AND "e"."__ts" >= "s"."__t" - INTERVAL '7 DAY'
+    AND "e"."__ts" >= "s"."__t" - INTERVAL '14 DAY'
     AND "e"."__ts" < "s"."__t"
 ), "user_category_browsing__wagg" AS (
   SELECT
     "user_id",
     "category",
     "__t",
-    COUNT(*) AS "__r0",
-    SUM("__a0") AS "__r1"
+    COUNT(CASE WHEN "__ts" >= "__t" - INTERVAL '7 DAY' THEN 1 END) AS "__r0",
+    SUM(CASE WHEN "__ts" >= "__t" - INTERVAL '7 DAY' THEN "__a0" END) AS "__r1",
+    COUNT(*) AS "__ttl"
   FROM "user_category_browsing__wjoin"
   GROUP BY
     "user_id",
     "category",
     "__t"
-), "user_category_browsing__ranked" AS (
-  SELECT
-    "e"."user_id",
-    "e"."category",
-    "e"."__ts",
-    "e"."__avail"
-  FROM "user_category_browsing__events" AS "e"
-  WHERE
-    EXISTS(
-      SELECT
-        1
-      FROM "user_category_browsing__spine" AS "sp"
-      WHERE
-        "sp"."user_id" = "e"."user_id" AND "sp"."category" = "e"."category"
-    )
-), "user_category_browsing__stream" AS (
-  SELECT
-    "user_id",
-    "category",
-    "__t" AS "__at",
-    0 AS "__kind",
-    "__t",
-    CAST(NULL AS TIMESTAMP) AS "__ts"
-  FROM "user_category_browsing__spine"
-  UNION ALL
-  SELECT
-    "user_id",
-    "category",
-    "__avail" AS "__at",
-    1 AS "__kind",
-    CAST(NULL AS TIMESTAMP) AS "__t",
-    "__ts"
-  FROM "user_category_browsing__ranked"
-), "user_category_browsing__running" AS (
-  SELECT
-    "user_id",
-    "category",
-    "__t",
-    "__kind",
-    MAX("__ts") OVER (
-      PARTITION BY "user_id", "category"
-      ORDER BY "__at", "__kind"
-      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-    ) AS "__lt"
-  FROM "user_category_browsing__stream"
-), "user_category_browsing__cagg" AS (
-  SELECT
-    "r"."user_id",
-    "r"."category",
-    "r"."__t",
-    CASE WHEN "r"."__lt" >= "r"."__t" - INTERVAL '14 DAY' THEN 1 ELSE 0 END AS "__ttl"
-  FROM "user_category_browsing__running" AS "r"
-  WHERE
-    "r"."__kind" = 0
 ), "user_orders__spine" AS (
   /* user_orders: ttl running, last(__a0) running */
   SELECT DISTINCT
@@ -406,53 +369,53 @@ WITH "user_browsing__spine" AS (
 SELECT
   "l".*,
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r0"."__r0", 0) AS BIGINT)
+    WHEN COALESCE("v0r2"."__ttl", 0) > 0
+    THEN CAST(COALESCE("v0r1"."__r0", 0) AS BIGINT)
   END AS "views_1h",
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r0"."__r1", 0) AS BIGINT)
+    WHEN COALESCE("v0r2"."__ttl", 0) > 0
+    THEN CAST(COALESCE("v0r1"."__r1", 0) AS BIGINT)
   END AS "views_24h",
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r0"."__r2", 0) AS BIGINT)
+    WHEN COALESCE("v0r2"."__ttl", 0) > 0
+    THEN CAST(COALESCE("v0r1"."__r2", 0) AS BIGINT)
   END AS "views_7d",
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
-    THEN CAST("v0r0"."__r3" AS DOUBLE PRECISION)
+    WHEN COALESCE("v0r2"."__ttl", 0) > 0
+    THEN CAST("v0r1"."__r3" AS DOUBLE PRECISION)
   END AS "mobile_share_7d",
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
-    THEN CAST(CAST("v0r0"."__r4" AS DOUBLE PRECISION) / NULLIF(NULLIF(COALESCE("v0r0"."__r2", 0), 0), 0) AS DOUBLE PRECISION)
+    WHEN COALESCE("v0r2"."__ttl", 0) > 0
+    THEN CAST(CAST("v0r1"."__r4" AS DOUBLE PRECISION) / NULLIF(NULLIF(COALESCE("v0r1"."__r2", 0), 0), 0) AS DOUBLE PRECISION)
   END AS "dwell_per_view_7d",
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    WHEN COALESCE("v0r2"."__ttl", 0) > 0
     THEN CAST(COALESCE("v0r0"."__r5", 0) AS BIGINT)
   END AS "categories_7d",
-  CASE WHEN COALESCE("v0r1"."__ttl", 0) > 0 THEN CAST("v0r1"."__r6" AS VARCHAR) END AS "last_category",
-  CASE WHEN COALESCE("v0r1"."__ttl", 0) > 0 THEN CAST("v0r1"."__r7" AS TIMESTAMP) END AS "last_view_at",
+  CASE WHEN COALESCE("v0r2"."__ttl", 0) > 0 THEN CAST("v0r2"."__r6" AS VARCHAR) END AS "last_category",
+  CASE WHEN COALESCE("v0r2"."__ttl", 0) > 0 THEN CAST("v0r2"."__r7" AS TIMESTAMP) END AS "last_view_at",
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
-    THEN CAST(EXTRACT(HOUR FROM "v0r0"."__r8") AS BIGINT)
+    WHEN COALESCE("v0r2"."__ttl", 0) > 0
+    THEN CAST(EXTRACT(HOUR FROM "v0r1"."__r8") AS BIGINT)
   END AS "first_view_hour_2w",
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
-    THEN COALESCE("v0r0"."__r9", JSON_PARSE('[]'))
+    WHEN COALESCE("v0r2"."__ttl", 0) > 0
+    THEN COALESCE("v0r1"."__r9", JSON_PARSE('[]'))
   END AS "recent_products",
   CASE
-    WHEN COALESCE("v0r1"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r0"."__r10", 0) AS BIGINT)
+    WHEN COALESCE("v0r2"."__ttl", 0) > 0
+    THEN CAST(COALESCE("v0r1"."__r10", 0) AS BIGINT)
   END AS "long_views_24h",
   CASE
-    WHEN COALESCE("v1r1"."__ttl", 0) > 0
+    WHEN COALESCE("v1r0"."__ttl", 0) > 0
     THEN CAST(COALESCE("v1r0"."__r0", 0) AS BIGINT)
   END AS "category_views_7d",
   CASE
-    WHEN COALESCE("v1r1"."__ttl", 0) > 0
+    WHEN COALESCE("v1r0"."__ttl", 0) > 0
     THEN CAST(ROUND("v1r0"."__r1", 1) AS DOUBLE PRECISION)
   END AS "category_dwell_7d",
   CASE
-    WHEN COALESCE("v1r1"."__ttl", 0) > 0
+    WHEN COALESCE("v1r0"."__ttl", 0) > 0
     THEN CAST(CAST(COALESCE("v1r0"."__r0", 0) AS DOUBLE PRECISION) / NULLIF(NULLIF(COALESCE("v1r0"."__r0", 0) + 1, 0), 0) AS DOUBLE PRECISION)
   END AS "category_share_7d",
   CASE
@@ -460,17 +423,15 @@ SELECT
     THEN CAST("v2r0"."__r0" AS DOUBLE PRECISION)
   END AS "last_amount"
 FROM "labels" AS "l"
-LEFT JOIN "user_browsing__wagg" AS "v0r0"
+LEFT JOIN "user_browsing__wdistinct5" AS "v0r0"
   ON "l"."user_id" = "v0r0"."user_id" AND "l"."event_timestamp" = "v0r0"."__t"
-LEFT JOIN "user_browsing__cagg" AS "v0r1"
+LEFT JOIN "user_browsing__wagg" AS "v0r1"
   ON "l"."user_id" = "v0r1"."user_id" AND "l"."event_timestamp" = "v0r1"."__t"
+LEFT JOIN "user_browsing__cagg" AS "v0r2"
+  ON "l"."user_id" = "v0r2"."user_id" AND "l"."event_timestamp" = "v0r2"."__t"
 LEFT JOIN "user_category_browsing__wagg" AS "v1r0"
   ON "l"."user_id" = "v1r0"."user_id"
   AND "l"."category" = "v1r0"."category"
   AND "l"."event_timestamp" = "v1r0"."__t"
-LEFT JOIN "user_category_browsing__cagg" AS "v1r1"
-  ON "l"."user_id" = "v1r1"."user_id"
-  AND "l"."category" = "v1r1"."category"
-  AND "l"."event_timestamp" = "v1r1"."__t"
 LEFT JOIN "user_orders__cagg" AS "v2r0"
   ON "l"."user_id" = "v2r0"."user_id" AND "l"."event_timestamp" = "v2r0"."__t"

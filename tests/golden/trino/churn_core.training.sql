@@ -60,6 +60,23 @@ WITH "user_orders__spine" AS (
     AND "e"."__ts" >= "s"."__t" - INTERVAL '90' DAY
     AND "e"."__ts" < "s"."__t"
     AND "e"."__avail" < "s"."__t"
+), "user_orders__wdistinct7" AS (
+  SELECT
+    "user_id",
+    "__t",
+    COUNT(*) AS "__r7"
+  FROM (
+    SELECT DISTINCT
+      "user_id",
+      "__t",
+      "__a1"
+    FROM "user_orders__wjoin"
+    WHERE
+      "__ts" >= "__t" - INTERVAL '30' DAY AND NOT "__a1" IS NULL
+  ) AS "d"
+  GROUP BY
+    "user_id",
+    "__t"
 ), "user_orders__wagg" AS (
   SELECT
     "user_id",
@@ -70,7 +87,6 @@ WITH "user_orders__spine" AS (
     AVG(CAST(CASE WHEN "__ts" >= "__t" - INTERVAL '30' DAY THEN "__a0" END AS DOUBLE)) AS "__r3",
     MIN(CASE WHEN "__ts" >= "__t" - INTERVAL '7' DAY THEN "__a0" END) AS "__r4",
     MAX("__a0") AS "__r5",
-    COUNT(DISTINCT CASE WHEN "__ts" >= "__t" - INTERVAL '30' DAY THEN "__a1" END) AS "__r7",
     COUNT(CASE WHEN "__ts" >= "__t" - INTERVAL '60' DAY THEN 1 END) AS "__ttl"
   FROM "user_orders__wjoin"
   GROUP BY
@@ -140,28 +156,30 @@ WITH "user_orders__spine" AS (
 SELECT
   "l".*,
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r0"."__r0", 0) AS BIGINT)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST(COALESCE("v0r1"."__r0", 0) AS BIGINT)
   END AS "orders_7d",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(COALESCE("v0r0"."__r1", 0) AS BIGINT)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST(COALESCE("v0r1"."__r1", 0) AS BIGINT)
   END AS "orders_30d",
-  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r0"."__r2" AS DOUBLE) END AS "spend_30d",
-  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r0"."__r3" AS DOUBLE) END AS "avg_amount_30d",
-  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r0"."__r4" AS DOUBLE) END AS "min_amount_7d",
-  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r0"."__r5" AS DOUBLE) END AS "max_amount_90d",
-  CASE WHEN COALESCE("v0r0"."__ttl", 0) > 0 THEN CAST("v0r1"."__r6" AS DOUBLE) END AS "last_amount",
+  CASE WHEN COALESCE("v0r1"."__ttl", 0) > 0 THEN CAST("v0r1"."__r2" AS DOUBLE) END AS "spend_30d",
+  CASE WHEN COALESCE("v0r1"."__ttl", 0) > 0 THEN CAST("v0r1"."__r3" AS DOUBLE) END AS "avg_amount_30d",
+  CASE WHEN COALESCE("v0r1"."__ttl", 0) > 0 THEN CAST("v0r1"."__r4" AS DOUBLE) END AS "min_amount_7d",
+  CASE WHEN COALESCE("v0r1"."__ttl", 0) > 0 THEN CAST("v0r1"."__r5" AS DOUBLE) END AS "max_amount_90d",
+  CASE WHEN COALESCE("v0r1"."__ttl", 0) > 0 THEN CAST("v0r2"."__r6" AS DOUBLE) END AS "last_amount",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
     THEN CAST(COALESCE("v0r0"."__r7", 0) AS BIGINT)
   END AS "active_days_30d",
   CASE
-    WHEN COALESCE("v0r0"."__ttl", 0) > 0
-    THEN CAST(CAST("v0r0"."__r2" AS DOUBLE) / NULLIF(NULLIF(COALESCE("v0r0"."__r1", 0), 0), 0) AS DOUBLE)
+    WHEN COALESCE("v0r1"."__ttl", 0) > 0
+    THEN CAST(CAST("v0r1"."__r2" AS DOUBLE) / NULLIF(NULLIF(COALESCE("v0r1"."__r1", 0), 0), 0) AS DOUBLE)
   END AS "spend_per_order_30d"
 FROM "labels" AS "l"
-LEFT JOIN "user_orders__wagg" AS "v0r0"
+LEFT JOIN "user_orders__wdistinct7" AS "v0r0"
   ON "l"."user_id" = "v0r0"."user_id" AND "l"."event_timestamp" = "v0r0"."__t"
-LEFT JOIN "user_orders__cagg" AS "v0r1"
+LEFT JOIN "user_orders__wagg" AS "v0r1"
   ON "l"."user_id" = "v0r1"."user_id" AND "l"."event_timestamp" = "v0r1"."__t"
+LEFT JOIN "user_orders__cagg" AS "v0r2"
+  ON "l"."user_id" = "v0r2"."user_id" AND "l"."event_timestamp" = "v0r2"."__t"
