@@ -258,31 +258,23 @@ def compute(
     say(f"computing {len(features)} features for {prepared.num_rows:,} labels")
     n = share_count(prepared.num_rows, wh.dialect, shares)
     wh.register_arrow(LABELS_RELATION, prepared)
-    if n == 1:
+    pieces = []
+    for share in [None] if n == 1 else [(n, i) for i in range(n)]:
+        if share is not None:
+            say(f"computing share {share[1] + 1} of {n} of the entities")
         tree = training_query(
             repo,
             features,
             wh.dialect,
             timestamp_column=timestamp_column,
             labels=LABELS_RELATION,
-            order_by=row,
+            order_by=row if share is None else None,  # shares: put in order once, below
+            share=share,
         )
-        result = wh.query(tree)
-    else:
-        pieces = []
-        for i in range(n):
-            say(f"computing share {i + 1} of {n} of the entities")
-            tree = training_query(
-                repo,
-                features,
-                wh.dialect,
-                timestamp_column=timestamp_column,
-                labels=LABELS_RELATION,
-                share=(n, i),
-            )
-            pieces.append(wh.query(tree))
-        result = pa.concat_tables(pieces)
-        del pieces
+        pieces.append(wh.query(tree))
+    result = pieces[0] if n == 1 else pa.concat_tables(pieces)
+    del pieces
+    if n > 1:
         result = result.take(pc.sort_indices(result[row]))  # back in label order
     result = result.drop_columns([row])
     # the original label columns, untouched (types as given), then the features
