@@ -207,6 +207,15 @@ def register(cls: type[Dialect]) -> type[Dialect]:
         raise UsageError(
             f"dialect class {cls.__module__}.{cls.__qualname__} has no `name` of its own", "E0006"
         )
+    if cls.__module__ != __name__:  # a plug-in's (the built-ins' are known and tested)
+        _check_prints(cls)
+    _CLASSES[cls.name] = cls
+    return cls
+
+
+def _check_prints(cls: type[Dialect]) -> None:
+    """A class printing with a dialect sqlglot lacks is refused when registered, not when its
+    first query is printed. Only for plug-ins: it imports sqlglot's dialect module."""
     import sqlglot
 
     try:
@@ -218,8 +227,6 @@ def register(cls: type[Dialect]) -> type[Dialect]:
             "`sqlglot_dialect`",
             "E0006",
         ) from None
-    _CLASSES[cls.name] = cls
-    return cls
 
 
 class DuckDB(Dialect):
