@@ -157,26 +157,10 @@ def context_form(view: ir.View) -> Form:
 
 
 def _expressions(view: ir.View) -> dict[str, Form]:
-    """Each feature's expression form, what it references expanded. A chain of derived
-    features can be longer than Python's recursion limit: an explicit stack, as the compiler."""
-    by_name = {f.name: f for f in view.features}
+    """Each feature's expression form, what it references expanded."""
     done: dict[str, Form] = {}
-    for f in view.features:
-        todo = [f.name]
-        while todo:
-            name = todo[-1]
-            if name in done:
-                todo.pop()
-                continue
-            expr = by_name[name].expr
-            missing = [
-                n.name for n in ir.walk(expr) if isinstance(n, ir.FeatureRef) and n.name not in done
-            ]
-            if missing:
-                todo.extend(missing)
-                continue
-            done[name] = expr_form(expr, done)
-            todo.pop()
+    for f in view.in_dependency_order():
+        done[f.name] = expr_form(f.expr, done)
     return done
 
 

@@ -258,6 +258,28 @@ class View:
             todo += [n.name for n in walk(by_name[name].expr) if isinstance(n, FeatureRef)]
         return [f for f in self.features if f.name in want]
 
+    def in_dependency_order(self, names: list[str] | None = None) -> list[Feature]:
+        """`needed(names)`, each feature after every feature it references: the order in which
+        derived features can be built from what they use. An explicit stack, since a chain of
+        derived features can be longer than Python's recursion limit."""
+        by_name = {f.name: f for f in self.features}
+        done: dict[str, Feature] = {}
+        for f in self.needed(names):
+            todo = [f.name]
+            while todo:
+                name = todo[-1]
+                if name in done:
+                    todo.pop()
+                    continue
+                refs = walk(by_name[name].expr)
+                missing = [n.name for n in refs if isinstance(n, FeatureRef) and n.name not in done]
+                if missing:
+                    todo.extend(missing)
+                    continue
+                done[name] = by_name[name]
+                todo.pop()
+        return list(done.values())
+
     def aggregates(self, names: list[str] | None = None) -> list[Aggregate]:
         """Every distinct aggregation the features `names` (default: all) use, in first-use
         order; a query computes only what its features need."""

@@ -972,7 +972,6 @@ def feature_values(
     [T - ttl, T).
     """
     built: dict[str, exp.Expression] = {}
-    by_name = {f.name: f for f in view.features}
 
     def leaf(e: ir.Expr) -> exp.Expression:
         if isinstance(e, ir.Aggregate):
@@ -982,47 +981,26 @@ def feature_values(
             return wrap(built[e.name].copy())
         raise TypeError(e)
 
-    def plain(f: ir.Feature) -> exp.Expression:
-        # What `f` uses is compiled first, with an explicit stack: a chain of derived features
-        # can be longer than Python's recursion limit.
-        todo = [f.name]
-        while todo:
-            name = todo[-1]
-            if name in built:
-                todo.pop()
-                continue
-            expr = by_name[name].expr
-            missing = [
-                n.name
-                for n in ir.walk(expr)
-                if isinstance(n, ir.FeatureRef) and n.name not in built
-            ]
-            if missing:
-                todo.extend(missing)
-                continue
-            built[name] = to_sql(expr, d, leaf)
-            todo.pop()
-        return built[f.name].copy()
-
+    for f in view.in_dependency_order(features):  # what a feature uses is compiled first
+        built[f.name] = to_sql(f.expr, d, leaf)
+    alive: exp.Expression | None = None
+    if aggs.ttl is not None:
+        rel, column = aggs.ttl
+        alive = exp.GT(
+            this=exp.Coalesce(this=col(column, alias_of[rel]), expressions=[exp.Literal.number(0)]),
+            expression=exp.Literal.number(0),
+        )
+    elif aggs.ttl_since is not None:
+        rel, column, ttl = aggs.ttl_since
+        assert at is not None, "a TTL read from a match needs the time it is for"
+        # NULL (no row matched) is not alive
+        alive = exp.GTE(this=col(column, alias_of[rel]), expression=d.minus(at.copy(), ttl))
     out = {}
     for f in view.needed(features):
-        value = plain(f)
+        value = built[f.name].copy()
         if f.type.name != "list":  # one SQL type per feature whatever the dialect computed
             value = d.cast(value, f.type)
-        if aggs.ttl is not None:
-            rel, column = aggs.ttl
-            alive = exp.GT(
-                this=exp.Coalesce(
-                    this=col(column, alias_of[rel]), expressions=[exp.Literal.number(0)]
-                ),
-                expression=exp.Literal.number(0),
-            )
-            value = exp.Case(ifs=[exp.If(this=alive, true=value)])
-        elif aggs.ttl_since is not None:
-            rel, column, ttl = aggs.ttl_since
-            assert at is not None, "a TTL read from a match needs the time it is for"
-            # NULL (no row matched) is not alive
-            alive = exp.GTE(this=col(column, alias_of[rel]), expression=d.minus(at.copy(), ttl))
-            value = exp.Case(ifs=[exp.If(this=alive, true=value)])
+        if alive is not None:
+            value = exp.Case(ifs=[exp.If(this=alive.copy(), true=value)])
         out[f.name] = value
     return out
