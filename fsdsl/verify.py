@@ -29,9 +29,11 @@ from sqlglot import exp
 
 from fsdsl import ir
 from fsdsl.arrow import arrow_type
-from fsdsl.backends.base import Warehouse, table_expression
+from fsdsl.backends.base import Warehouse
 from fsdsl.compile import dialects
-from fsdsl.compile.expressions import to_sql
+from fsdsl.compile.names import AVAIL
+from fsdsl.compile.pit import events_relation
+from fsdsl.compile.plan import plan_view
 from fsdsl.online.codec import key_array
 from fsdsl.online.fingerprint import fingerprint
 from fsdsl.online.lookup import ServicePlan, ViewPlan, lookup
@@ -198,37 +200,16 @@ def warehouse_keys(view: ir.View, wh: Warehouse, when: dt.datetime, n: int) -> l
     event visible at `when` that passes the view's filter: those a refresh at `when` must have
     stored, whether or not the refresh query did."""
     d = dialects.get(wh.dialect)
-    src = view.source
-
-    def column(name: str) -> exp.Column:
-        return exp.column(exp.to_identifier(name), table=exp.to_identifier("src"))
-
-    def leaf(e: ir.Expr) -> exp.Expression:
-        if isinstance(e, ir.Column):
-            return column(e.name)
-        raise TypeError(f"a filter reads columns only, not {type(e).__name__}")
-
-    def before(name: str) -> exp.Expression:  # visible: strictly before T (docs/semantics.md)
-        value = column(name)
-        if src.columns.get(name) == ir.DATE:
-            value = d.cast(value, ir.TIMESTAMP)
-        return exp.LT(this=value, expression=d.cast(exp.Placeholder(this="as_of"), ir.TIMESTAMP))
-
-    conds = [exp.Not(this=exp.Is(this=column(c), expression=exp.Null())) for c in view.key_columns]
-    conds += [before(c) for c in (src.timestamp, src.created) if c is not None]
-    if view.where is not None:
-        conds.append(exp.Paren(this=to_sql(view.where, d, leaf)))
+    # the rows a refresh reads (keys and timestamps set, the view's filter), as the compiler
+    # selects them; visible at `when` iff available before it (docs/semantics.md)
+    events = events_relation(plan_view(view, features=[]), d)
     names = [k.name for k in view.entity.keys]
+    as_of = d.cast(exp.Placeholder(this="as_of"), ir.TIMESTAMP)
     entities = (
-        exp.select(
-            *(
-                exp.alias_(column(c), exp.to_identifier(k))
-                for c, k in zip(view.key_columns, names, strict=True)
-            )
-        )
+        exp.select(*(exp.column(exp.to_identifier(k)) for k in names))
         .distinct()
-        .from_(table_expression(src.table).as_("src"))
-        .where(exp.and_(*conds))
+        .from_(exp.to_table(exp.to_identifier(events.alias)))
+        .where(exp.LT(this=exp.column(exp.to_identifier(AVAIL)), expression=as_of))
     )
     drawn = (
         exp.select(*(exp.column(exp.to_identifier(k)) for k in names))
@@ -236,6 +217,7 @@ def warehouse_keys(view: ir.View, wh: Warehouse, when: dt.datetime, n: int) -> l
         .order_by(exp.Ordered(this=exp.Rand()))
         .limit(n)
     )
+    drawn.set("with_", exp.With(expressions=[events]))
     result = wh.query(drawn, {"as_of": when})
     types = [k.type for k in view.entity.keys]
     return key_array([result.column(k) for k in names], types).to_pylist()
