@@ -533,6 +533,22 @@ def run(
     typer.echo(f"done in {seconds:.2f}s")
 
 
+class GetFormat(StrEnum):
+    json = "json"  # the one format of `get`: a file or table goes through --keys/--out
+
+
+def _iso_as_of(row: dict) -> dict:
+    """A served row with `_as_of`/`_as_of_views` as ISO 8601 text (`str` of a datetime has a
+    space, and other readers of the JSON expect the `T`)."""
+    iso = lambda t: t.isoformat() if t is not None else None  # noqa: E731
+    views = row.get("_as_of_views") or {}
+    return {
+        **row,
+        "_as_of": iso(row.get("_as_of")),
+        "_as_of_views": {v: iso(t) for v, t in views.items()},
+    }
+
+
 @app.command()
 @guarded
 def get(
@@ -562,11 +578,16 @@ def get(
     ] = None,
     online: OnlineOpt = None,
     profile: ProfileOpt = None,
+    format: Annotated[
+        GetFormat,
+        typer.Option("--format", "-f", help="json: one object per entity (the only format)."),
+    ] = GetFormat.json,
 ) -> None:
     """Serve feature values from the online store, as JSON (or a file with --keys/--out).
     Each row carries `__status`, per view: ok, missing (no stored value: the values of an
     unseen entity) or corrupt (stored values that fail their checksum, served as missing and
-    rewritten by the next `fsc run`)."""
+    rewritten by the next `fsc run`); `_as_of`, the time its values are exact at (the
+    earliest of its views' last refresh times), and `_as_of_views`, each view's."""
     from fsdsl.store import FeatureStore, parse_entity_keys
 
     if (keys_file is None) == (not keys):
@@ -574,13 +595,16 @@ def get(
     with FeatureStore(path, profile=profile, online=online) as store:
         if keys_file is None:
             row = parse_entity_keys(keys or [])
-            result = store.online_features(service, row, with_status=True)
+            result = store.online_features(service, row, with_status=True, with_as_of=True)
         else:
-            result = store.online_features(service, keys_file, with_status=True, out=out)
+            result = store.online_features(
+                service, keys_file, with_status=True, with_as_of=True, out=out
+            )
     if keys_file is None:
-        typer.echo(json.dumps(result, default=str, indent=2))
+        typer.echo(json.dumps(_iso_as_of(result), default=str, indent=2))
     elif out is None:
-        typer.echo(json.dumps(result.to_pylist(), default=str, indent=2))
+        rows = [_iso_as_of(r) for r in result.to_pylist()]
+        typer.echo(json.dumps(rows, default=str, indent=2))
     else:
         typer.echo(f"wrote {result.num_rows:,} rows to {out}")
 
@@ -647,6 +671,145 @@ def verify(
         typer.echo(f"{bad} mismatch(es) in {result.compared:,} values")
     if not result.ok:
         raise typer.Exit(1)
+
+
+class PushMode(StrEnum):
+    online_and_offline = "online_and_offline"
+    online = "online"
+    offline = "offline"
+
+
+@app.command()
+@guarded
+def push(
+    path: PathArg,
+    source: Annotated[str, typer.Argument(help="The source the rows belong to.")],
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="Parquet, CSV or JSON lines (by extension); `-` reads JSON lines from stdin."
+        ),
+    ],
+    warehouse: WarehouseOpt = None,
+    online: OnlineOpt = None,
+    profile: ProfileOpt = None,
+    mode: Annotated[
+        PushMode,
+        typer.Option(
+            help="online_and_offline: append to the warehouse and update online values; "
+            "online: online values only; offline: append only (the next run applies them)."
+        ),
+    ] = PushMode.online_and_offline,
+    format: Annotated[
+        Format, typer.Option("--format", "-f", help="text: a summary; json: one object.")
+    ] = Format.text,
+) -> None:
+    """Push events: append rows to a source's table and update the online values they change,
+    by the views' own refresh queries. A batch with a bad row is rejected whole."""
+    import sys
+
+    from fsdsl.store import FeatureStore
+
+    with FeatureStore(path, warehouse=warehouse, profile=profile, online=online) as store:
+        result = store.push(
+            source, file, mode=mode.value, waiting=lambda m: print(m, file=sys.stderr)
+        )
+    if format is Format.json:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    served = f", values served as of {result.as_of}" if result.as_of else ""
+    views = ", ".join(
+        f"{v.view} ({v.entities_written + v.entities_removed:,})" for v in result.views
+    )
+    typer.echo(
+        f"pushed {result.rows:,} row(s) to `{result.source}` ({result.mode}){served}"
+        + (f"; entities rewritten: {views}" if views else "")
+        + f" in {result.seconds:.3f}s"
+    )
+
+
+@app.command()
+@guarded
+def stream(
+    path: PathArg,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            "-s",
+            help="Consume this source's stream (repeatable). Default: every source a view reads.",
+        ),
+    ] = None,
+    warehouse: WarehouseOpt = None,
+    online: OnlineOpt = None,
+    profile: ProfileOpt = None,
+    tick: Annotated[
+        float,
+        typer.Option(help="Seconds between refreshes by time alone (windows and TTLs move)."),
+    ] = 1.0,
+    batch: Annotated[int, typer.Option(help="Entries per micro-batch, at most.")] = 5000,
+    group: Annotated[
+        str, typer.Option(help="The consumer group: workers of one group share the work.")
+    ] = "fsc",
+    report_every: Annotated[
+        float, typer.Option("--report-every", help="Seconds between reports.")
+    ] = 5.0,
+    format: Annotated[
+        Format,
+        typer.Option(
+            "--format", "-f", help="text: a live status line; json: one JSON line per report."
+        ),
+    ] = Format.text,
+) -> None:
+    """Consume events from Redis Streams (key `fsc:stream:<source>`, or the source's `stream`
+    clause) and apply them in micro-batches: append to the warehouse, update online values,
+    then acknowledge. Runs until SIGTERM or Ctrl-C, which finish the batch in hand."""
+    from fsdsl.store import FeatureStore
+
+    def line(r) -> str:
+        lag = sum(r.lag.values()) if r.lag else 0
+        fresh = (
+            f"p50 {r.freshness_p50_ms:,.0f} ms, p99 {r.freshness_p99_ms:,.0f} ms"
+            if r.freshness_p99_ms is not None
+            else "-"
+        )
+        text = (
+            f"{r.events:,} events ({r.events_per_second:,.0f}/s), lag {lag:,}, "
+            f"freshness {fresh}, dead letters {r.dead:,}, as of {r.as_of or '-'}"
+        )
+        return text + (f" — {r.waiting}" if r.waiting else "")
+
+    def json_line(r) -> None:
+        typer.echo(json.dumps(r.to_dict()))
+        sys.stdout.flush()  # a pipe is block-buffered: each report goes out when made
+
+    with FeatureStore(path, warehouse=warehouse, profile=profile, online=online) as store:
+        if format is Format.json:
+            report = store.stream(
+                source,
+                tick=tick,
+                batch=batch,
+                group=group,
+                report_every=report_every,
+                on_report=json_line,
+            )
+            return
+        from rich.live import Live
+
+        with Live(console=_console(stderr=True), transient=False, auto_refresh=False) as live:
+
+            def show(r) -> None:
+                live.update(line(r), refresh=True)
+
+            report = store.stream(
+                source,
+                tick=tick,
+                batch=batch,
+                group=group,
+                report_every=report_every,
+                on_report=show,
+            )
+    typer.echo(f"stopped: {line(report)}")
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ INDENT = "  "
 
 # Canonical statement order inside each kind of block; features of a view follow in written order.
 _ENTITY_ORDER = ("key", "description")
-_SOURCE_ORDER = ("table", "timestamp", "created", "description", "owner", "columns")
+_SOURCE_ORDER = ("table", "timestamp", "created", "stream", "description", "owner", "columns")
 _VIEW_ORDER = ("entity", "from", "where", "ttl", "owner", "description")
 _SERVICE_ORDER = ("description", "owner", "features")
 
@@ -530,6 +530,7 @@ class _Printer:
                 "table": _text("table", s.table),
                 "timestamp": f"timestamp {s.timestamp.name}" if s.timestamp else None,
                 "created": f"created {s.created.name}" if s.created else None,
+                "stream": _text("stream", s.stream),
                 "description": _text("description", s.description),
                 "owner": _text("owner", s.owner),
             },

@@ -204,6 +204,9 @@ class Entity:
     span: Span = field(compare=False, repr=False)
 
 
+DEFAULT_STREAM_PREFIX = "fsc:stream:"  # + the source name: a source's stream without `stream`
+
+
 @dataclass(frozen=True)
 class Source:
     name: str
@@ -215,9 +218,19 @@ class Source:
     span: Span = field(compare=False, repr=False)
     table_span: Span | None = field(default=None, compare=False, repr=False)
     column_spans: dict[str, Span] = field(default_factory=dict, compare=False, repr=False)
+    # Where the stream worker reads this source's events (`stream "..."`): transport, not
+    # meaning, so neither the canonical form, the fingerprint nor the compile cache's key (the
+    # view's repr) sees it.
+    stream: str | None = field(default=None, compare=False, repr=False)
 
     def __hash__(self) -> int:
         return hash((self.name, self.table))
+
+    @property
+    def stream_key(self) -> str:
+        """The Redis Stream key of this source's events: the one named by `stream`, else
+        `fsc:stream:<source name>`."""
+        return self.stream if self.stream is not None else f"{DEFAULT_STREAM_PREFIX}{self.name}"
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ class FeatureStore:
         profile: str | None = None,
         online: str | None = None,
     ):
-        from fsdsl.check import load_repository
+        from fsdsl.check.cache import load_repository
 
         self.path = Path(path)
         repo, diags = load_repository(self.path)
@@ -300,6 +300,10 @@ class FeatureStore:
             for v in targets:
                 progress(v.name, 0, None)
         wh, online = self.warehouse(), self.online()
+        if at is None:
+            # "now" once the warehouse is open: opening may wait for the file while a stream
+            # worker writes it and moves the views past the time this call began (E0507)
+            when = parse_time(None)
         check_sources(self.repo, targets, wh)
         return [
             refresh_view(
@@ -307,6 +311,112 @@ class FeatureStore:
             )
             for v in targets
         ]
+
+    def push(
+        self,
+        source: str,
+        rows: Any,
+        *,
+        mode: str = "online_and_offline",
+        ids: list[str] | None = None,
+        waiting: Callable[[str], None] | None = None,
+        at: dt.datetime | str | None = None,
+    ):
+        """Append `rows` (a list of dicts, a pyarrow Table or a pandas DataFrame of the source's
+        columns, or the path of a Parquet, CSV or JSON-lines file, `-` for JSON lines on stdin;
+        texts are parsed by the column's type) to `source`'s warehouse table and
+        update the online values of the entities they touch, by each view's refresh query.
+        Returns once both are durable, with `as_of`: the time τ the served values are exact at.
+
+        A batch with a bad row (a missing or null entity key or timestamp, an unknown column,
+        a value of another type, a text that does not parse) is rejected whole (`BadRows`,
+        E0520), before anything is written. A row without the source's `created` gets the
+        time the push was accepted. `mode`: "online_and_offline" (default), "online" (the
+        warehouse never holds the rows) or "offline" (the next run applies them). `ids`: one
+        idempotence key per row; a row whose key was appended before is not appended again.
+        `at` replays a push as of a time (tests, backfills): the rows are accepted just
+        before it and the values refreshed to it.
+        See `fsdsl/online/push.py` for why a crash at any point loses and doubles nothing."""
+        from fsdsl import ingest
+        from fsdsl.online.push import MODES, apply, now, source_named
+
+        self._profile_first()
+        if mode not in MODES:
+            raise UsageError(f"unknown push mode `{mode}`; use one of {', '.join(MODES)}", "E0525")
+        src = source_named(self.repo, source)
+        if isinstance(rows, str | os.PathLike):  # a file, `-` for JSON lines on stdin
+            rows = ingest.read_rows(str(rows))
+        when = None
+        if at is not None:
+            from fsdsl.online.refresh import parse_time
+
+            when = at if isinstance(at, dt.datetime) else parse_time(at)
+            if when.tzinfo is not None:
+                when = when.astimezone(dt.UTC).replace(tzinfo=None)
+        accepted = now() if when is None else when - dt.timedelta(microseconds=1)
+        data = ingest.table(ingest.Columns.of(self.repo, src), rows, accepted)
+        if ids is not None and len(ids) != data.num_rows:
+            raise UsageError(f"{len(ids)} ids for {data.num_rows} rows", "E0526")
+        online = self.online()
+        with self.writable_warehouse() as wh:
+            from fsdsl.training_set import check_source
+
+            check_source(src, wh)
+            return apply(
+                self.repo,
+                src,
+                data,
+                wh,
+                online,
+                mode=mode,
+                ids=ids,
+                accepted_at=accepted,
+                cache=self.cache_dir,
+                waiting=waiting,
+                at=when,
+                keep_state=True,
+            )
+
+    def stream(
+        self,
+        sources: list[str] | None = None,
+        *,
+        tick: float = 1.0,
+        batch: int | None = None,
+        report_every: float = 5.0,
+        on_report: Callable | None = None,
+        group: str | None = None,
+        until_idle: bool = False,
+    ):
+        """Run the stream worker (`fsdsl/online/stream.py`) until SIGTERM/SIGINT: consume each
+        source's Redis Stream (`stream "..."`, else `fsc:stream:<source>`) in micro-batches
+        through a consumer group, apply them as pushes, tick every `tick` seconds. Returns the
+        final `Report`; `on_report(report)` is called every `report_every` seconds."""
+        from fsdsl.online.stream import BATCH, GROUP, Worker
+
+        self._profile_first()
+        worker = Worker(
+            self,
+            sources,
+            tick=tick,
+            batch=batch or BATCH,
+            report_every=report_every,
+            on_report=on_report,
+            group=group or GROUP,
+        )
+        return worker.run(until_idle=until_idle)
+
+    def writable_warehouse(self):
+        """A connection that may append rows, for one push or stream batch: the read-only one
+        this store holds is closed first (DuckDB allows one writer per file, and a process
+        cannot hold it both ways); close it after use so other processes can open the file."""
+        from fsdsl.backends import connect
+
+        if self._warehouse is not None:
+            self._warehouse.close()
+            self._warehouse = None
+        settings = dict(self.profile.settings.get("warehouse", {}))
+        return connect(self.warehouse_url, {**settings, "writable": True})
 
     def verify(
         self,
@@ -319,6 +429,7 @@ class FeatureStore:
         (and of keys never seen) against the training query at `at` (datetime or ISO text;
         default each view's last refresh time). Not `ok` on any mismatch, or when a view is
         served under another fingerprint than the current definition compiles to."""
+        from fsdsl.check import load_repository
         from fsdsl.online.refresh import parse_time
         from fsdsl.verify import verify
 
@@ -326,6 +437,11 @@ class FeatureStore:
         when = at if isinstance(at, dt.datetime) else parse_time(at) if at else None
         if when is not None and when.tzinfo is not None:
             when = when.astimezone(dt.UTC).replace(tzinfo=None)
+        # against the definitions as written, never the parse cache (`fsdsl/check/cache.py`)
+        repo, diags = load_repository(self.path)
+        if repo is None:
+            raise FeatError([d for d in diags if d.is_error])
+        self.repo = repo
         targets = self.views_named(views)
         return verify(self.repo, targets, self.warehouse(), self.online(), sample, when)
 
@@ -343,6 +459,7 @@ class FeatureStore:
         keys: Any,
         *,
         with_status: bool = False,
+        with_as_of: bool = False,
         out: FileName | None = None,
     ) -> Any:
         """Feature values served for `keys` (a dict, a list of dicts, a pandas DataFrame or an
@@ -352,9 +469,13 @@ class FeatureStore:
         their checksum (logged, counted in `online().corrupt_reads`, rewritten by the next
         run); if a view's unseen-entity values are themselves absent or damaged, such
         entities get nulls for that view only. `with_status` adds `__status` to each row:
-        {view: "ok" | "missing" | "corrupt"}. `out`, for keys given as a table or file, also
-        writes the key columns and one column per feature there (Parquet, or CSV by
-        extension; `__status` as one `__status.<view>` column per view)."""
+        {view: "ok" | "missing" | "corrupt"}. `with_as_of` adds `_as_of`, the time the row's
+        values are exact at (a naive UTC datetime: the earliest as-of time of the views they
+        come from), and `_as_of_views`, {view: its as-of time}; both are read in the same
+        atomic round trip as the values, which makes that one a little longer (one more small
+        hash per view, never served from the reader's cache). `out`, for keys given as a table
+        or file, also writes the key columns and one column per feature there (Parquet, or CSV
+        by extension; `__status` and `_as_of_views` as one `<name>.<view>` column per view)."""
         import pyarrow as pa
 
         from fsdsl.online.lookup import as_table, lookup
@@ -368,15 +489,15 @@ class FeatureStore:
         if out is not None and not (is_pandas or isinstance(keys, pa.Table)):
             raise UsageError("out= needs the keys as a table or a file", "E0004")
         if isinstance(keys, dict):
-            return lookup(self.online(), plan, [keys], with_status)[0]
+            return lookup(self.online(), plan, [keys], with_status, with_as_of)[0]
         if is_pandas or isinstance(keys, pa.Table):
             table = pa.Table.from_pandas(keys, preserve_index=False) if is_pandas else keys
-            rows = lookup(self.online(), plan, table.to_pylist(), with_status)
-            result = as_table(rows, plan, table.schema, with_status)
+            rows = lookup(self.online(), plan, table.to_pylist(), with_status, with_as_of)
+            result = as_table(rows, plan, table.schema, with_status, with_as_of)
             if out is not None:
                 write_table(result.flatten(), Path(out))  # `__status.<view>`: CSV-safe
             return result.to_pandas() if is_pandas else result
-        return lookup(self.online(), plan, list(keys), with_status)
+        return lookup(self.online(), plan, list(keys), with_status, with_as_of)
 
 
 def parse_entity_keys(pairs: Iterable[str]) -> dict[str, str]:

@@ -11,7 +11,9 @@ import pyarrow.compute as pc
 from fsdsl import ir
 from fsdsl.arrow import arrow_type, conform
 from fsdsl.backends.base import Warehouse, table_expression
-from fsdsl.compile.training import label_keys, training_query
+
+# the compiler (and sqlglot) is imported where a query is built: `fsc run` uses only
+# `check_sources` from here
 from fsdsl.diagnostics import UsageError
 from fsdsl.urls import redacted
 
@@ -32,7 +34,10 @@ def read_table(path: Path, what: str = "labels") -> pa.Table:
             return csv.read_csv(path, parse_options=opts)
         import pyarrow.parquet as pq
 
-        return pq.read_table(path)
+        # one file, read as such: `pq.read_table` goes through `pyarrow.dataset`, which
+        # imports pandas when installed (a third of a second of every `fsc training-set`)
+        with pq.ParquetFile(path) as f:
+            return f.read()
     except (pa.ArrowInvalid, OSError) as e:
         raise UsageError(
             f"cannot read {what}: {str(e).splitlines()[0]}", "E0400", str(path)
@@ -89,6 +94,8 @@ def prepare_labels(
     where: str = "labels",
 ) -> pa.Table:
     """Check and normalise the labels: keys typed as the entities say, naive UTC microseconds."""
+    from fsdsl.compile.training import label_keys
+
     views = [repo.views[v] for v in dict.fromkeys(v for v, _ in features)]
     names = set(labels.column_names)
     key_types = {k.name: k.type for v in views for k in v.entity.keys}
@@ -115,7 +122,12 @@ def prepare_labels(
     out = _set(
         out, timestamp_column, _timestamp_column(out[timestamp_column], timestamp_column, where)
     )
-    return out.append_column(row_column(names), pa.array(range(out.num_rows), pa.int64()))
+    import numpy as np
+
+    # the row numbers as a buffer: `pa.array` of anything Python or numpy imports pandas (0.3 s)
+    numbers = pa.py_buffer(np.arange(out.num_rows, dtype=np.int64))
+    rows = pa.Array.from_buffers(pa.int64(), out.num_rows, [None, numbers])
+    return out.append_column(row_column(names), rows)
 
 
 def row_column(names) -> str:
@@ -190,24 +202,28 @@ def _timestamp_column(column, name: str, where: str):
 def check_sources(repo: ir.Repository, views: list[ir.View], wh: Warehouse) -> None:
     """Every source table and declared column exists: a located error before any heavy work."""
     for source in dict.fromkeys(v.source for v in views):
-        cols = wh.table_columns(source.table)
-        table = ".".join(source.table)
-        if cols is None:
+        check_source(source, wh)
+
+
+def check_source(source: ir.Source, wh: Warehouse) -> None:
+    cols = wh.table_columns(source.table)
+    table = ".".join(source.table)
+    if cols is None:
+        raise UsageError(
+            f"table `{table}` of source `{source.name}` does not exist in the "
+            f"warehouse {wh.url}",
+            "E0401",
+            source.table_span or source.span,
+        )
+    lower = {c.lower() for c in cols}
+    for c in source.columns:
+        if c.lower() not in lower:
             raise UsageError(
-                f"table `{table}` of source `{source.name}` does not exist in the "
-                f"warehouse {wh.url}",
-                "E0401",
-                source.table_span or source.span,
+                f"column `{c}` of source `{source.name}` is not in table "
+                f"`{table}` (it has: {', '.join(cols)})",
+                "E0406",
+                source.column_spans.get(c) or source.span,
             )
-        lower = {c.lower() for c in cols}
-        for c in source.columns:
-            if c.lower() not in lower:
-                raise UsageError(
-                    f"column `{c}` of source `{source.name}` is not in table "
-                    f"`{table}` (it has: {', '.join(cols)})",
-                    "E0406",
-                    source.column_spans.get(c) or source.span,
-                )
 
 
 LABELS_PER_SHARE = 2_000_000
@@ -248,6 +264,8 @@ def compute(
 
     Labels beyond `LABELS_PER_SHARE` are computed in shares of the entities, one query each
     (`shares` overrides; see `training_query(share=...)`), then put back in label order."""
+    from fsdsl.compile.training import training_query
+
     say = progress or (lambda _msg: None)
     views = [repo.views[v] for v in dict.fromkeys(v for v, _ in features)]
     say("checking labels")

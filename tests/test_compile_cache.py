@@ -155,17 +155,20 @@ def test_verify_catches_a_store_filled_by_a_tampered_query(project, redis_urls, 
     shutil.rmtree(project / ".fsc" / "cache", ignore_errors=True)
     compile_text = refresh.sql_text
 
+    changed = []
+
     def tampered(tree, dialect, **kw):
         text = compile_text(tree, dialect, **kw)
+        needle = 'WHERE (NOT "src"."user_id" IS NULL'
+        changed.append(needle in text)
         return text.replace(
-            'WHERE NOT "src"."user_id" IS NULL',
-            """WHERE "src"."user_id" < 'u000150' AND NOT "src"."user_id" IS NULL""",
-            1,
+            needle, """WHERE ("src"."user_id" < 'u000150' AND NOT "src"."user_id" IS NULL""", 1
         )
 
     monkeypatch.setattr(refresh, "sql_text", tampered)
     assert fsc("run", d, "--online", url, "--at", AT).exit_code == 0
     monkeypatch.undo()
+    assert any(changed), "the tamper must change a query: update its needle"
     served = json.loads(
         fsc("get", d, "-s", "churn_model", "--online", url, "user_id=u000200").output
     )

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, int, str]] = [
     ("fsdsl.arrow", 0, "core"),
     ("fsdsl.urls", 0, "core"),
     ("fsdsl.project", 0, "core"),
+    ("fsdsl.ingest", 0, "core"),  # rows from outside, typed by their source's declaration
     ("fsdsl.syntax", 1, "syntax"),
     ("fsdsl.fmt", 2, "fmt"),
     ("fsdsl.check", 2, "check"),

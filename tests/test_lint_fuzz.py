@@ -30,6 +30,7 @@ KEYWORDS = [
     "table",
     "timestamp",
     "created",
+    "stream",
     "columns",
     "from",
     "where",

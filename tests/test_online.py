@@ -108,10 +108,18 @@ def test_embedded_default_and_batch_get(project, tmp_path):
     )
     assert r.exit_code == 0, r.output
     served = pq.read_table(out)
-    assert served.column_names == ["user_id", "spend_30d", "orders_7d", "__status.user_orders"]
+    assert served.column_names == [
+        "user_id",
+        "spend_30d",
+        "orders_7d",
+        "_as_of",
+        "_as_of_views.user_orders",
+        "__status.user_orders",
+    ]
+    assert served["_as_of"].to_pylist() == [dt.datetime.fromisoformat(AT)] * 4
     status = served["__status.user_orders"].to_pylist()
     assert status[0] == "ok" and status[2:] == ["missing", "missing"]
-    served = served.drop_columns(["__status.user_orders"])
+    served = served.drop_columns(["_as_of", "_as_of_views.user_orders", "__status.user_orders"])
     assert served["orders_7d"].type == pa.int64()
     # unseen entities (and a null key) get what training gives them: null under the 60d TTL
     assert served.to_pylist()[2:] == [

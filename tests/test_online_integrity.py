@@ -103,7 +103,8 @@ def test_a_value_flipped_in_the_aof_is_served_as_corrupt_then_rewritten(project,
         r = run("run", d, "--online", url, "--at", LATER, "-v", "user_orders", "-f", "json")
         assert json.loads(r.stdout)["views"][0]["mode"] == "incremental"
         again = json.loads(run(*get, f"user_id={user}").stdout)
-        assert again == {**served, "__status": {"user_orders": "ok"}}
+        as_of = {"_as_of": LATER, "_as_of_views": {"user_orders": LATER}}
+        assert again == {**served, "__status": {"user_orders": "ok"}, **as_of}
         run("verify", d, "--online", url, "-v", "user_orders", "--sample", "300")
     finally:
         server.stop()

@@ -16,7 +16,6 @@ class DuckDBWarehouse(Warehouse):
     dialect = "duckdb"
 
     def __init__(self, url: str, settings: dict):
-        import duckdb
 
         self.url = url
         path = duckdb_path(url)
@@ -33,12 +32,10 @@ class DuckDBWarehouse(Warehouse):
         for key in ("memory_limit", "threads", "temp_directory"):
             if settings.get(key) is not None:
                 config[key] = str(settings[key])
-        try:
-            # read-only: computing features never changes the warehouse, and other readers
-            # (a notebook, a second job) can share the file
-            self.con = duckdb.connect(path, read_only=path != ":memory:", config=config)
-        except duckdb.Error as e:
-            raise UsageError(f"cannot open DuckDB database {path}: {e}", "E0003") from None
+        # read-only: computing features never changes the warehouse, and other readers (a
+        # notebook, a second job) can share the file; a push writes, for as short as it can
+        writable = bool(settings.get("writable"))
+        self.con = _connect(path, path != ":memory:" and not writable, config, settings)
         # Keep labels order-insensitive work parallel; the query orders its output explicitly.
         self.con.execute("SET preserve_insertion_order = false")
         self.con.execute("SET enable_progress_bar = false")  # fsc shows its own progress
@@ -78,6 +75,30 @@ class DuckDBWarehouse(Warehouse):
         self.con.execute(create.sql("duckdb", identify=True))
         self.con.unregister("__fsdsl_upload")
 
+    def begin(self) -> None:
+        self.con.begin()
+
+    def execute_statement(self, sql: str) -> None:
+        import duckdb
+
+        try:
+            self.con.execute(sql)
+        except duckdb.Error as e:
+            raise UsageError(
+                f"the warehouse refused the rows: {str(e).splitlines()[0]}", "E0523"
+            ) from None
+
+    def commit(self) -> None:
+        self.con.commit()
+
+    def rollback(self) -> None:
+        import duckdb
+
+        try:
+            self.con.rollback()
+        except duckdb.Error:
+            pass  # no transaction open (the error that got here ended it)
+
     def register_arrow(self, name: str, data: pa.Table) -> None:
         self.con.register(name, data)
 
@@ -97,3 +118,40 @@ class DuckDBWarehouse(Warehouse):
 
     def close(self) -> None:
         self.con.close()
+
+
+# How long an open waits for a file another process holds (a push or a stream batch writing,
+# a training set reading) before it gives up; `lock_timeout` in a profile or URL overrides it.
+LOCK_TIMEOUT = 300.0
+
+
+def _connect(path: str, read_only: bool, config: dict, settings: dict):
+    """Open `path`, waiting while another process holds it. DuckDB lets one process write a
+    file, or several read it, never both: `fsc stream` holds it a few milliseconds per batch,
+    a training set for its whole query. The wait is said once on stderr, with the holder."""
+    import sys
+    import time
+
+    import duckdb
+
+    deadline = time.monotonic() + float(settings.get("lock_timeout", LOCK_TIMEOUT))
+    delay, said = 0.005, False
+    while True:
+        try:
+            return duckdb.connect(path, read_only=read_only, config=config)
+        except duckdb.IOException as e:
+            text = str(e)
+            if "lock" not in text.lower() or time.monotonic() > deadline:
+                raise UsageError(f"cannot open DuckDB database {path}: {e}", "E0003") from None
+            if not said:
+                holder = text.split("Conflicting lock is held in", 1)[-1].strip()
+                print(
+                    f"waiting for DuckDB database {path}: another process holds it "
+                    f"({holder[:120]})",
+                    file=sys.stderr,
+                )
+                said = True
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        except duckdb.Error as e:
+            raise UsageError(f"cannot open DuckDB database {path}: {e}", "E0003") from None

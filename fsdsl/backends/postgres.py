@@ -128,6 +128,27 @@ class PostgresWarehouse(Warehouse):
                 copy.write(buf.getvalue())
             cur.execute(f"ANALYZE {quoted}")
 
+    # psycopg opens a transaction by itself: uploads (`register_arrow`) and statements since
+    # the last commit are one
+    def begin(self) -> None:
+        pass  # already in one, with the rows `register_arrow` just uploaded
+
+    def execute_statement(self, sql: str) -> None:
+        import psycopg
+
+        try:
+            with psycopg.RawCursor(self._raw()) as cur:  # no placeholders: `%` stays itself
+                cur.execute(sql)
+        except Exception as e:  # psycopg.Error
+            msg = str(e).strip().splitlines()[0]
+            raise UsageError(f"the warehouse refused the rows: {msg}", "E0523") from None
+
+    def commit(self) -> None:
+        self._raw().commit()
+
+    def rollback(self) -> None:
+        self._raw().rollback()
+
     def execute_sql(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
         """`sql` comes from `sql_text(..., "postgres")`: parameters are `$1, $2, ...`, bound in
         sorted order of name. A raw cursor leaves the text as it is (psycopg's default cursor

@@ -17,6 +17,9 @@ _DURATION = re.compile(r"^([0-9]+)([a-zA-Z]+)$")
 # Every column, CTE and table the compiler adds to a query starts with this (`__t`, `__a0`,
 # `__fsdsl_row`, `__fsdsl_state_<view>`) or with `<view>__`: a user name never collides with them.
 RESERVED_PREFIX = "__"
+# The fields a served row carries besides keys and features (`fsdsl.online.lookup.AS_OF`, ...):
+# no feature a service serves may be named like them.
+_SERVED_TIMES = frozenset({"_as_of", "_as_of_views"})
 
 
 def load_repository(path: str | Path) -> tuple[ir.Repository | None, list[Diagnostic]]:
@@ -255,6 +258,16 @@ class Resolver:
                     "E0307", f"the {what} column `{ident.name}` is {t}, not timestamp", ident.span
                 )
                 ok = False
+        if s.stream is not None and not s.stream.value.strip():
+            # a blank key would be a real, shared, unnamed Redis key, never what was meant
+            self.error(
+                "E0213",
+                f"the stream of source `{s.name.name}` is empty",
+                s.stream.span,
+                f'name a Redis Stream, or leave `stream` out to read "{ir.DEFAULT_STREAM_PREFIX}'
+                f'{s.name.name}"',
+            )
+            ok = False
         if not ok:
             return None
         desc = s.description.value if s.description else None
@@ -269,6 +282,7 @@ class Resolver:
             s.span,
             s.table.span,
             {c.name.name: c.name.span for c in s.columns},
+            s.stream.value if s.stream is not None else None,
         )
 
     # ---- view ----
@@ -566,6 +580,17 @@ class Resolver:
                 )
                 return None
             seen[fname] = vname
+        for fname in _SERVED_TIMES.intersection(seen):
+            named = [r for r in s.refs if r.view.name == seen[fname]]
+            ref = next((r for r in named if r.feature and r.feature.name == fname), named[0])
+            self.error(
+                "E0212",
+                f"feature `{fname}` of `{seen[fname]}` would share its name with `{fname}`, "
+                f"the as-of time of every row service `{s.name.name}` serves",
+                ref.feature.span if ref.feature else ref.span,
+                "rename the feature",
+            )
+            return None
         return ir.Service(
             s.name.name, tuple(refs), s.description.value if s.description else None, s.span
         )

@@ -33,14 +33,22 @@ ORDER_FIELDS = ("t", "c", "v")
 # ---- the refresh query and the stored state ----
 LAST_SEEN = "__lt"  # the state's latest visible timestamp (TTL)
 NEW = "__new"  # an event row visible at R and not at R0
+DIRTY = "__dirty"  # 1 for an entity recomputed from all its events (rows ingested late)
 SEEN_AT = T  # a `count_distinct` value's latest timestamp, in its state relation
 
 _STATE_TABLE = "__fsdsl_state_"
+_DIRTY_TABLE = "__fsdsl_dirty_"
 
 
 def state_table(view: str) -> str:
     """The relation a run registers the previous state under for the refresh query."""
     return f"{_STATE_TABLE}{view}"
+
+
+def dirty_table(view: str) -> str:
+    """The relation a run registers the keys of the entities to recompute under (their
+    events were ingested after the state's time with a visibility before it)."""
+    return f"{_DIRTY_TABLE}{view}"
 
 
 class Names:

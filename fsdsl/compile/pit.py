@@ -41,6 +41,7 @@ exact, not only where it is picked.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -141,11 +142,22 @@ class ViewAggregates:
     ttl_since: tuple[str, str, ir.Duration] | None = None
 
 
-def events_relation(plan: ViewPlan, d: Dialect, share: tuple[int, int] | None = None) -> exp.CTE:
+def events_relation(
+    plan: ViewPlan,
+    d: Dialect,
+    share: tuple[int, int] | None = None,
+    relevant: Callable[[exp.Expression, exp.Expression | None], exp.Expression] | None = None,
+    dirty: str | None = None,
+) -> exp.CTE:
     """The view's filtered events, one row per event: keys, timestamp, created, visibility time
     (`greatest(timestamp, created)`) and each distinct input. The training and the refresh
     query both start from this CTE, so they read the same rows and the same input values.
-    `share` = (shares, i): only the entities whose key hashes to share i (`entity_share`)."""
+    `share` = (shares, i): only the entities whose key hashes to share i (`entity_share`).
+
+    `relevant(ts, created)` (the refresh query): a test on the source's own timestamp and
+    created columns that every row a run can need passes, except the rows of the entities in
+    relation `dirty`, which are read in full by a second branch. A plain range on a stored
+    column, so the warehouse can skip the rest of the table (zone maps, partitions, indexes)."""
     v, names, src = plan.view, plan.names, "src"
 
     def leaf(e: ir.Expr) -> exp.Expression:
@@ -182,6 +194,29 @@ def events_relation(plan: ViewPlan, d: Dialect, share: tuple[int, int] | None = 
     if v.where is not None:
         conds.append(exp.Paren(this=to_sql(v.where, d, leaf)))
     q = exp.select(*proj).from_(source_table(v.source, src)).where(and_all(conds))
+    if relevant is not None and dirty is None:
+        created_col = col(v.source.created, src) if v.source.created is not None else None
+        q = q.where(relevant(col(v.source.timestamp, src), created_col), append=True)
+    elif relevant is not None:
+        created_col = col(v.source.created, src) if v.source.created is not None else None
+        test = relevant(col(v.source.timestamp, src), created_col)
+        near = q.copy().where(test, append=True)
+        # the dirty entities' other rows: an inner join, so an empty `dirty` reads nothing
+        far = (
+            q.copy()
+            .join(
+                exp.Table(this=exp.to_identifier(dirty), alias=exp.TableAlias(this="dk")),
+                on=and_all(
+                    [
+                        exp.EQ(this=col(c, src), expression=col(k, "dk"))
+                        for c, k in zip(v.key_columns, keys, strict=True)
+                    ]
+                ),
+                join_type="inner",
+            )
+            .where(exp.Not(this=exp.Paren(this=test.copy())), append=True)
+        )
+        q = exp.union(near, far, distinct=False)
     return cte(names.relation("events"), q)
 
 

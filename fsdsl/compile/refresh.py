@@ -20,6 +20,12 @@ timestamp it was seen at: a value is still in the window while that timestamp is
 the latest visible timestamp, a max.
 So the cost is the new rows, plus the window events of entities that lost one; the full
 refresh is the same query with an empty state and every visible row entering.
+
+Rows ingested late. "Visible at R0" assumes the row was in the warehouse at R0. A row pushed
+after R0 with a visibility before R0 (an old timestamp, no `created`) breaks that, so the runner
+passes its entity in the relation named by `dirty_table(view)`: a *dirty* entity ignores its state
+and has every aggregation recomputed from all its visible events, which is exact whatever the
+state missed, and idempotent (a replayed batch recomputes the same values).
 """
 
 from __future__ import annotations
@@ -28,7 +34,18 @@ from sqlglot import exp
 
 from fsdsl import ir
 from fsdsl.compile import dialects, names
-from fsdsl.compile.names import ALIVE, AVAIL, CREATED, LAST_SEEN, NEW, RANK, SEEN_AT, TS, VALUE
+from fsdsl.compile.names import (
+    ALIVE,
+    AVAIL,
+    CREATED,
+    DIRTY,
+    LAST_SEEN,
+    NEW,
+    RANK,
+    SEEN_AT,
+    TS,
+    VALUE,
+)
 from fsdsl.compile.pit import (
     ViewAggregates,
     and_all,
@@ -55,14 +72,23 @@ def state_columns(view: ir.View) -> list[tuple[str, ir.Type]]:
     return plan_view(view).state_columns()
 
 
+def dirty_table(view: ir.View) -> str:
+    """The name under which a run registers the keys of the entities to recompute in full
+    (one column per entity key; empty when there are none)."""
+    return names.dirty_table(view.name)
+
+
 def distinct_tables(view: ir.View) -> list[tuple[str, str, str]]:
     """Per `count_distinct`: the relation the query reads its state from (keys, `names.VALUE`,
     `names.SEEN_AT`), and the two stored state lists (values, timestamps) it is made of."""
     return plan_view(view).distinct_tables()
 
 
-def refresh_query(view: ir.View, dialect: str = "duckdb") -> exp.Select:
-    return _Refresh(view, dialects.get(dialect)).query()
+def refresh_query(view: ir.View, dialect: str = "duckdb", dirty: bool = False) -> exp.Select:
+    """`dirty`: the form that reads the dirty entities' whole history (a second branch of the
+    events relation). Without dirty entities both forms give the same rows; the plain one lets
+    the warehouse skip every row older than the longest window before R0."""
+    return _Refresh(view, dialects.get(dialect), dirty).query()
 
 
 def _param(name: str, d) -> exp.Expression:
@@ -98,8 +124,8 @@ def _not_null(e: exp.Expression) -> exp.Expression:
 
 
 class _Refresh:
-    def __init__(self, view: ir.View, d: dialects.Dialect):
-        self.view, self.d = view, d
+    def __init__(self, view: ir.View, d: dialects.Dialect, dirty: bool = False):
+        self.view, self.d, self.dirty = view, d, dirty
         self.plan = plan_view(view)
         self.names = self.plan.names
         self.keys = [k.name for k in view.entity.keys]
@@ -141,36 +167,67 @@ class _Refresh:
             return None
         return exp.GTE(this=col(TS, t), expression=self.d.minus(self.as_of.copy(), w))
 
-    def recompute(self, agg: ir.Aggregate, t: str | None) -> exp.Expression | None:
-        """Whether this entity's `agg` is recomputed from its events rather than merged; read
-        from the per-entity flags carried by relation `t`."""
+    def recompute(self, agg: ir.Aggregate, t: str | None) -> exp.Expression:
+        """Whether this entity's `agg` is recomputed from its events rather than merged: a
+        dirty entity, or one that lost an event of the window; read from the per-entity flags
+        carried by relation `t`."""
+        dirty = _is(DIRTY, t)
         if agg.window is None:
-            return None
-        return _is(self.names.leaving(self.wi[agg.window]), t)
+            return dirty
+        leaving = _is(self.names.leaving(self.wi[agg.window]), t)
+        return exp.Paren(this=exp.Or(this=leaving, expression=dirty))
 
     def counts(self, agg: ir.Aggregate, t: str | None) -> exp.Expression:
         """Whether an event row of `t` (with flags) enters `agg`: in its window, and new or of
         an entity being recomputed."""
         rc = self.recompute(agg, t)
-        fresh = (
-            _is(NEW, t) if rc is None else exp.Paren(this=exp.Or(this=_is(NEW, t), expression=rc))
-        )
+        fresh = exp.Paren(this=exp.Or(this=_is(NEW, t), expression=rc))
         return and_all([self.in_window(agg.window, t), fresh])
 
     # ---- the query ----
     def query(self) -> exp.Select:
         d, keys, relation = self.d, self.keys, self.names.relation
-        events_cte = events_relation(self.plan, d)
-        events, ctes = events_cte.alias, [events_cte]
-
         horizons = list(self.windows)
         if self.view.ttl is not None and self.view.ttl not in horizons:
             horizons.append(self.view.ttl)
+        longest = max(horizons, key=lambda w: w.seconds) if horizons else None
+
+        def relevant(ts: exp.Expression, created: exp.Expression | None) -> exp.Expression:
+            """Every row this run can read, but the dirty entities' older ones: new rows
+            (visible since R0: `ts` or `created` at or after it), and rows inside the longest
+            window or TTL as of R0 (leaving rows, window rows of recomputed entities)."""
+            wm = self.wm
+            since = wm.copy() if longest is None else d.minus(wm.copy(), longest)
+            conds = [
+                exp.Is(this=wm.copy(), expression=exp.Null()),
+                exp.GTE(this=ts, expression=since),
+            ]
+            if created is not None:
+                conds.append(exp.GTE(this=created, expression=wm.copy()))
+            return _or_all(conds)
+
+        dirty = dirty_table(self.view) if self.dirty else None
+        events_cte = events_relation(self.plan, d, relevant=relevant, dirty=dirty)
+        events, ctes = events_cte.alias, [events_cte]
         # 1. the rows that enter or leave something, and 2. per entity, what that means
-        delta = (
-            exp.select(*[col(k) for k in keys], col(TS), exp.alias_(_flag(self.new()), NEW))
+        zero, one = exp.Literal.number(0), exp.Literal.number(1)
+        delta = exp.union(
+            exp.select(
+                *[col(k) for k in keys],
+                col(TS),
+                exp.alias_(_flag(self.new()), NEW),
+                exp.alias_(zero, DIRTY),
+            )
             .from_(events)
-            .where(_or_all([self.new()] + [self.leaving(w) for w in horizons]))
+            .where(_or_all([self.new()] + [self.leaving(w) for w in horizons])),
+            # the entities to recompute from all their events, whatever changed
+            exp.select(
+                *[col(k) for k in keys],
+                exp.alias_(d.cast(exp.Null(), ir.TIMESTAMP), TS),
+                exp.alias_(zero.copy(), NEW),
+                exp.alias_(one, DIRTY),
+            ).from_(dirty_table(self.view)),
+            distinct=False,
         )
         delta_name = relation("delta")
         ctes.append(cte(delta_name, delta))
@@ -186,6 +243,7 @@ class _Refresh:
                 ]
             )
             flag_cols.append(exp.alias_(exp.Max(this=_flag(leaving)), self.names.leaving(j)))
+        flag_cols.append(exp.alias_(exp.Max(this=col(DIRTY)), DIRTY))
         flags = relation("changed")
         ctes.append(
             cte(flags, exp.select(*flag_cols).from_(delta_name).group_by(*[col(k) for k in keys]))
@@ -193,14 +251,14 @@ class _Refresh:
 
         # 3. the event rows the merge reads: new rows, and the window rows of recomputed entities
         e, f = "e", "f"
-        flag_names = [self.names.leaving(j) for j in range(len(self.windows))]
+        flag_names = [self.names.leaving(j) for j in range(len(self.windows))] + [DIRTY]
         arg_cols = [name for _, name in self.names.inputs()]
         row_cols = [col(k, e) for k in keys] + [col(TS, e)]
         row_cols += [col(CREATED, e)] if self.has_created else []
         row_cols += [col(n, e) for n in arg_cols]
         row_cols.append(exp.alias_(_flag(self.new(e)), NEW))
         row_cols += [col(n, f) for n in flag_names]
-        wanted = [self.new(e)]
+        wanted = [self.new(e), _is(DIRTY, f)]
         for j, w in enumerate(self.windows):
             wanted.append(and_all([_is(self.names.leaving(j), f), self.in_window(w, e)]))
         rows_q = (
@@ -226,8 +284,7 @@ class _Refresh:
         state_side = [col(k, s) for k in keys]
         event_side = [col(k) for k in keys]
         for agg in merged:
-            rc = self.recompute(agg, f)
-            keep = None if rc is None else exp.Not(this=rc)
+            keep = exp.Not(this=self.recompute(agg, f))
             a = col(self.names.input(agg)) if agg.arg is not None else None
             enters = self.counts(agg, None)
             for name, t in self.plan.of(agg).state:
@@ -334,7 +391,15 @@ class _Refresh:
                 *[col(k) for k in keys], exp.alias_(value, VALUE), exp.alias_(col(TS), SEEN_AT)
             )
             .from_(rows)
-            .where(and_all([_is(NEW), _not_null(value.copy()), self.in_window(agg.window)]))
+            .where(
+                and_all(
+                    [
+                        exp.Paren(this=exp.Or(this=_is(NEW), expression=_is(DIRTY))),
+                        _not_null(value.copy()),
+                        self.in_window(agg.window),
+                    ]
+                )
+            )
         )
         seen = relation(f"seen{i}")
         seen_q = (
@@ -384,8 +449,7 @@ class _Refresh:
             if agg.window is not None:
                 since = d.minus(self.as_of.copy(), agg.window)
                 cond.append(exp.GTE(this=col(slot[1][0], s), expression=since))
-            if rc is not None:
-                cond.append(exp.Not(this=rc.copy()))
+            cond.append(exp.Not(this=rc.copy()))
             sides.append(
                 exp.select(*sel)
                 .from_(table_ref(state, s))

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from fsdsl import ir
 from fsdsl.arrow import conform
 from fsdsl.compile.names import SEEN_AT, VALUE
-from fsdsl.compile.refresh import distinct_tables, state_columns, state_table
+from fsdsl.compile.state import dirty_table, distinct_tables, state_columns, state_table
 from fsdsl.online.codec import flat, key_array
 
 
@@ -32,9 +32,20 @@ def empty(view: ir.View) -> pa.Table:
     return pa.Table.from_arrays([pa.nulls(0, f.type) for f in s], schema=s)
 
 
-def register(wh, view: ir.View, state: pa.Table) -> None:
+def keys_schema(view: ir.View) -> pa.Schema:
+    from fsdsl.arrow import arrow_type
+
+    return pa.schema([(k.name, arrow_type(k.type)) for k in view.entity.keys])
+
+
+def register(wh, view: ir.View, state: pa.Table, dirty: pa.Table | None = None) -> None:
     """Make `state` readable by the refresh query: its scalar columns as one relation, and each
-    `count_distinct`'s aligned (values, timestamps) lists as rows of its own relation."""
+    `count_distinct`'s aligned (values, timestamps) lists as rows of its own relation; `dirty`,
+    the keys of the entities to recompute from all their events, as another (empty: none)."""
+    s = keys_schema(view)
+    if dirty is None:
+        dirty = pa.Table.from_arrays([pa.nulls(0, f.type) for f in s], schema=s)
+    wh.register_arrow(dirty_table(view), dirty.select(s.names).cast(s))
     tables = distinct_tables(view)
     lists = sorted(c for _, v, t in tables for c in (v, t))
     wh.register_arrow(state_table(view), state.drop_columns(lists))

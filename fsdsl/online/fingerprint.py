@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 
 from fsdsl import canonical, ir
-from fsdsl.compile.refresh import state_columns
+from fsdsl.compile.state import state_columns
 from fsdsl.online.store import LAYOUT
 
 # Bump by hand in the commit that changes a value any compiler emits, for any view, on any

@@ -9,6 +9,7 @@ nulls, with status `missing` or `corrupt`; the service's other views are served 
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from fsdsl import ir
@@ -18,6 +19,10 @@ from fsdsl.online.fingerprint import fingerprint
 from fsdsl.online.store import OnlineStore
 
 STATUS = "__status"  # the row's {view: ok | missing | corrupt}, when asked for
+# When asked for: the as-of time of the row's values, the earliest of its views' (the one time
+# at which all of them are exact at once), and each view's, {view: as-of time}.
+AS_OF = "_as_of"
+AS_OF_VIEWS = "_as_of_views"
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,11 @@ def plan_service(repo: ir.Repository, service: str) -> ServicePlan:
 
 
 def lookup(
-    online: OnlineStore, plan: ServicePlan, keys: list[dict], status: bool = False
+    online: OnlineStore,
+    plan: ServicePlan,
+    keys: list[dict],
+    status: bool = False,
+    as_of: bool = False,
 ) -> list[dict]:
     missing = [k for k in plan.key_names if k not in keys[0]] if keys else []
     if missing:
@@ -97,8 +106,9 @@ def lookup(
                 [t if t is not None else "\x00" for t in kt],
             )
         )
-    reply = online.lookup(requests)
+    reply = online.lookup(requests, as_of=as_of)
     out = [dict(row) for row in keys]
+    times: dict[str, dt.datetime | None] = {}
     for vp, part in zip(plan.views, reply, strict=True):
         if part is None:
             raise UsageError(
@@ -106,7 +116,8 @@ def lookup(
                 "the current definition; run `fsc run` first",
                 "E0508",
             )
-        empty, rows, corrupt = part
+        empty, rows, corrupt, when = part
+        times[vp.view] = _as_of_time(when)
         names = vp.decoders
         for i, values in enumerate(rows):
             # no hash, or a damaged one: the entity has the empty values
@@ -120,18 +131,39 @@ def lookup(
             for i, values in enumerate(rows):
                 said = "corrupt" if i in bad else "missing" if values is None else "ok"
                 out[i].setdefault(STATUS, {})[vp.view] = said
+    if as_of:
+        known = [t for t in times.values() if t is not None]
+        earliest = min(known) if len(known) == len(times) else None
+        for row in out:
+            row[AS_OF] = earliest
+            row[AS_OF_VIEWS] = dict(times)
     return out
 
 
-def as_table(rows: list[dict], plan: ServicePlan, keys_schema, status: bool = False):
+def _as_of_time(text: str | None) -> dt.datetime | None:
+    """A stored as-of time as the naive UTC datetime every other time of fsdsl is."""
+    if text is None:
+        return None
+    t = dt.datetime.fromisoformat(text)
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo is not None else t
+
+
+def as_table(
+    rows: list[dict], plan: ServicePlan, keys_schema, status: bool = False, as_of: bool = False
+):
     """Rows of a lookup as Arrow: the key columns as given, then typed feature columns (then,
-    with `status`, a struct column of one status per view)."""
+    with `as_of`, `_as_of` and a struct column of one as-of time per view; with `status`, a
+    struct column of one status per view)."""
     import pyarrow as pa
 
     from fsdsl.arrow import arrow_type
 
     types = {f.name: f.type for vp in plan.views for f in vp.features}
     fields = list(keys_schema) + [pa.field(n, arrow_type(types[n])) for n in plan.order]
+    if as_of:
+        when = pa.timestamp("us")
+        fields.append(pa.field(AS_OF, when))
+        fields.append(pa.field(AS_OF_VIEWS, pa.struct([(vp.view, when) for vp in plan.views])))
     if status:
         fields.append(pa.field(STATUS, pa.struct([(vp.view, pa.string()) for vp in plan.views])))
     schema = pa.schema(fields)

@@ -5,66 +5,105 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import sys
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from fsdsl import ir
 from fsdsl.arrow import arrow_type, conform
-from fsdsl.backends.base import Warehouse
-from fsdsl.compile import dialects
-from fsdsl.compile.refresh import refresh_query
-from fsdsl.compile.render import sql_text
 from fsdsl.diagnostics import UsageError
 from fsdsl.online import aggstate
 from fsdsl.online import cache as compiled_cache
 from fsdsl.online.codec import encode_array, encode_column, key_array, lit
 from fsdsl.online.fingerprint import fingerprint
-from fsdsl.online.repair import recompute, values_as_of
 from fsdsl.online.resp import del_rows, hset_rows
 from fsdsl.online.runlock import RunLock
-from fsdsl.online.store import MARKER, LockLost, OnlineStore
+from fsdsl.online.store import MARKER, LockLost, OnlineStore, aggregates_digest_of
+
+if TYPE_CHECKING:
+    from sqlglot import exp
+
+    from fsdsl.backends.base import Warehouse
 
 BATCH = 2000
 Progress = Callable[[str, int, int | None], None]  # (view, rows done, total or None)
 
 
-def refresh_sql(view: ir.View, dialect: str, cache: Path | None = None) -> str:
+def refresh_query(view: ir.View, dialect: str = "duckdb", dirty: bool = False) -> exp.Select:
+    """`fsdsl.compile.refresh.refresh_query`, imported when a text is not in the cache."""
+    from fsdsl.compile.refresh import refresh_query as build
+
+    return build(view, dialect, dirty)
+
+
+def sql_text(tree: exp.Expression, dialect: str, **kwargs) -> str:
+    """`fsdsl.compile.render.sql_text`, imported when a text is not in the cache."""
+    from fsdsl.compile.render import sql_text as render
+
+    return render(tree, dialect, **kwargs)
+
+
+def refresh_sql(view: ir.View, dialect: str, cache: Path | None = None, dirty: bool = False) -> str:
     """The refresh query's text. Building its sqlglot tree takes about 0.25 s per view, a
-    tenth of a short incremental run: with `cache` (a folder), it is kept there under a key of
-    everything the text depends on — the view's IR, the dialect, the compiler's own source and
-    sqlglot's version — so a stale text is never read back, and each entry is checked against
-    its digest (`cache.py`), so a damaged one is recompiled rather than run."""
+    tenth of a short incremental run, and importing sqlglot and the compiler as much again:
+    with `cache` (a folder), it is kept there under a key of everything the text depends on —
+    the view's IR, the dialect, the compiler's own source and sqlglot's version — so a stale
+    text is never read back, and each entry is checked against its digest (`cache.py`), so a
+    damaged one is recompiled rather than run. A hit imports neither sqlglot nor the compiler."""
     if cache is None:
-        return sql_text(refresh_query(view, dialect), dialect, pretty=False)
-    key = _compile_key(view, dialect)
+        return sql_text(refresh_query(view, dialect, dirty), dialect, pretty=False)
+    key = _compile_key(view, dialect, dirty)
     file = cache / f"{view.name}.{dialect}.{key[:20]}.sql"
     text = compiled_cache.read(file, key)
     if text is None:
-        text = sql_text(refresh_query(view, dialect), dialect, pretty=False)
+        text = sql_text(refresh_query(view, dialect, dirty), dialect, pretty=False)
         compiled_cache.write(file, key, text)
     return text
 
 
-def _compile_key(view: ir.View, dialect: str) -> str:
-    # the class that prints it, not only its name: a plug-in may register under a built-in's
-    cls = type(dialects.get(dialect))
-    text = f"{view!r}\n{dialect}\n{cls.__module__}.{cls.__qualname__}\n{_compiler_version()}"
+def _compile_key(view: ir.View, dialect: str, dirty: bool = False) -> str:
+    form = "\ndirty" if dirty else ""
+    text = f"{view!r}\n{dialect}\n{_dialect_class(dialect)}\n{_compiler_version()}{form}"
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _dialect_class(name: str) -> str:
+    """The class that prints `name`, not only its name: a plug-in may register under a
+    built-in's. Registering one imports `fsdsl.compile.dialects` (a backend plug-in's
+    `Warehouse.dialect`, an entry point): until then `get(name)` is the built-in of that name,
+    or the entry point so named, the same in every process, so the name stands for its class
+    without importing sqlglot; a built-in reads the same once the module is loaded."""
+    dialects = sys.modules.get("fsdsl.compile.dialects")
+    if dialects is not None:
+        cls = type(dialects.get(name))
+        if cls.__module__ != dialects.__name__:
+            return f"{cls.__module__}.{cls.__qualname__}"
+    return f"{name}, as first loaded"
 
 
 @functools.cache
 def _compiler_version() -> str:
     """sqlglot's version and a hash of the compiler's source: read once per process. It keys
     the compile cache only: a compiler change recompiles the text, but changes the fingerprint
-    (a full refresh of every store) only through SEMANTICS_VERSION, when it changes values."""
-    import sqlglot
+    (a full refresh of every store) only through SEMANTICS_VERSION, when it changes values.
+    sqlglot's version file is read, not imported (a cache hit needs no sqlglot)."""
+    import importlib.util
 
-    h = hashlib.sha256(sqlglot.__version__.encode())
+    spec = importlib.util.find_spec("sqlglot")
+    found = Path(spec.origin).with_name("_version.py") if spec and spec.origin else None
+    if found is not None and found.is_file():
+        h = hashlib.sha256(found.read_bytes())
+    else:
+        import sqlglot
+
+        h = hashlib.sha256(sqlglot.__version__.encode())
     here = Path(__file__).resolve().parents[1]
     for module in sorted((here / "compile").glob("*.py")) + [here / "ir.py"]:
         h.update(module.read_bytes())
@@ -113,6 +152,8 @@ class ViewRun:
 def empty_fields(repo: ir.Repository, view: ir.View, wh: Warehouse, at: dt.datetime) -> dict:
     """The encoded values of an entity with no visible event (null keys), by the training
     query (`repair.values_as_of`), so that serving and training agree on it by construction."""
+    from fsdsl.online.repair import values_as_of
+
     keys = pa.table({k.name: pa.nulls(1, arrow_type(k.type)) for k in view.entity.keys})
     row = values_as_of(repo, view, wh, at, keys)
     out = {}
@@ -133,14 +174,20 @@ def refresh_view(
     full: bool = False,
     progress: Progress | None = None,
     cache: Path | None = None,
+    lock: RunLock | None = None,
+    keep_state: bool = False,
 ) -> ViewRun:
+    """Refresh `view` as of `at`. With `lock`, the caller already holds the view's lock (a
+    push, which appended its rows under it) and keeps it after this returns. `keep_state`: a
+    long-lived process (a stream worker) keeps the aggregate state it wrote and reuses it
+    while Redis holds the same digest, instead of reading it back (`_kept_state`)."""
     started = time.perf_counter()
-    sql = refresh_sql(view, wh.dialect, cache)
     fp = fingerprint(view)
-    owner = uuid.uuid4().hex
+    owner = lock.owner if lock is not None else uuid.uuid4().hex
     # held, and renewed in the background, until the run ends: its query included
-    with RunLock(online, view.name, owner) as held:
+    with nullcontext(lock) if lock is not None else RunLock(online, view.name, owner) as held:
         state = online.state(view.name)
+        pending = online.read_pending(view.name)
         previous = state.get("as_of")
         incremental = not full and state.get("fp") == fp and previous is not None
         if incremental and at < dt.datetime.fromisoformat(previous):
@@ -151,8 +198,10 @@ def refresh_view(
             )
         old_state = None
         if incremental:
-            blob = online.read_aggregates(state["ns"])
-            old_state = aggstate.loads(blob, view) if blob is not None else None
+            old_state = _kept_state(online, state["ns"]) if keep_state else None
+            if old_state is None:
+                blob = online.read_aggregates(state["ns"])
+                old_state = aggstate.loads(blob, view) if blob is not None else None
             # no usable aggregate state (an older layout, a lost key): start over, in full
             incremental = old_state is not None
         ns = state["ns"] if incremental else f"{view.name}:{fp}:{owner[:8]}"
@@ -175,54 +224,87 @@ def refresh_view(
                 "watermark": dt.datetime.fromisoformat(previous) if incremental else None,
             }
             state_in = old_state if old_state is not None else aggstate.empty(view)
-            aggstate.register(wh, view, state_in)
+            dirty = late_keys(view, pending, previous) if incremental else None
+            aggstate.register(wh, view, state_in, dirty)
+            sql = refresh_sql(view, wh.dialect, cache, dirty is not None)
             result = wh.execute_sql(sql, params)
             held.check()
             run.query_seconds = time.perf_counter() - t0
             t1 = time.perf_counter()
             total = result.num_rows
-            done = 0
-            for batch in result.to_batches(max_chunksize=BATCH):
-                put, gone, values = _encode_batch(view, batch, empty, ns)
-                buffer, count = hset_rows(put[0], put[1], MARKER, replace=incremental)
-                removed = 0
-                if incremental:  # a fresh namespace holds no stale value to remove
+            # No entity changed (no new row, none left a window or its TTL): the merged state
+            # is the stored one, row for row, and stays where it is under this namespace's
+            # digest; only the as-of time moves. Else the changed rows replace theirs.
+            aggregates = None
+            if not (incremental and result.num_rows == 0):
+                changed = aggstate.from_result(view, result)
+                new_state = (
+                    aggstate.merge(view, old_state, changed) if old_state is not None else changed
+                )
+                aggregates = aggstate.dumps(new_state)
+            serving = {
+                "ns": ns,
+                "fp": fp,
+                "as_of": at.isoformat(),
+                "watermark": at.isoformat(),
+                "refreshed_at": dt.datetime.now(dt.UTC).isoformat(),
+            }
+            repairs = online.repairs(ns) if incremental else []
+            batches = result.combine_chunks().to_batches(max_chunksize=BATCH)
+            if incremental and len(batches) <= 1 and not repairs:
+                # A small change (a push, a stream batch, a tick): its entities and the state
+                # that says their as-of time go in one MULTI, so that no reader ever sees new
+                # values beside the previous time.
+                buffer, count, extra, more, values, gone, put = b"", 0, b"", 0, 0, [], ([], {})
+                if batches:
+                    put, gone, values = _encode_batch(view, batches[0], empty, ns)
+                    buffer, count = hset_rows(put[0], put[1], MARKER, replace=True)
                     extra, more = del_rows(gone)
-                    buffer, count = buffer + extra, count + more
-                    removed = len(gone)
-                # in place: one MULTI/EXEC per batch, so a reader never sees an entity
-                # half-written
-                online.send_commands(buffer, count, transaction=incremental, **guard)
-                run.entities_removed += removed
+                tail, n = online.state_commands(view.name, serving, aggregates, len(pending))
+                online.send_commands(
+                    buffer + extra + tail, count + more + n, transaction=True, **guard
+                )
+                run.entities_removed += len(gone)
                 run.entities_written += len(put[0])
                 run.values_written += values
-                held.check()  # counted first: E0515 says what was written
-                done += batch.num_rows
+                run.write_seconds = time.perf_counter() - t1
                 if progress:
-                    progress(view.name, done, total)
-            repairs = online.repairs(ns) if incremental else []
-            if repairs:
-                _repair(repo, view, wh, online, at, ns, empty, repairs, run, owner)
-            run.write_seconds = time.perf_counter() - t1
-
-            changed = aggstate.from_result(view, result)
-            new_state = (
-                aggstate.merge(view, old_state, changed) if old_state is not None else changed
-            )
-            # Every write succeeded: only now does the new state serve, with its aggregates.
-            online.set_state(
-                view.name,
-                {
-                    "ns": ns,
-                    "fp": fp,
-                    "as_of": at.isoformat(),
-                    "watermark": at.isoformat(),
-                    "refreshed_at": dt.datetime.now(dt.UTC).isoformat(),
-                },
-                aggregates=aggstate.dumps(new_state),
-                owner=owner,
-            )
+                    progress(view.name, total, total)
+                committed = True
+            else:
+                done = 0
+                for batch in batches:
+                    put, gone, values = _encode_batch(view, batch, empty, ns)
+                    buffer, count = hset_rows(put[0], put[1], MARKER, replace=incremental)
+                    removed = 0
+                    if incremental:  # a fresh namespace holds no stale value to remove
+                        extra, more = del_rows(gone)
+                        buffer, count = buffer + extra, count + more
+                        removed = len(gone)
+                    # in place: one MULTI/EXEC per batch, so a reader never sees an entity
+                    # half-written
+                    online.send_commands(buffer, count, transaction=incremental, **guard)
+                    run.entities_removed += removed
+                    run.entities_written += len(put[0])
+                    run.values_written += values
+                    held.check()  # counted first: E0515 says what was written
+                    done += batch.num_rows
+                    if progress:
+                        progress(view.name, done, total)
+                if repairs:
+                    _repair(repo, view, wh, online, at, ns, empty, repairs, run, owner)
+                run.write_seconds = time.perf_counter() - t1
+                # Every write succeeded: only now does the new state serve, with its aggregates.
+                online.set_state(
+                    view.name,
+                    serving,
+                    aggregates=aggregates,
+                    owner=owner,
+                    pending_done=len(pending),
+                )
             committed = True
+            if keep_state and aggregates is not None:
+                _keep_state(ns, aggregates_digest_of(ns, aggregates), new_state)
         except LockLost:
             raise LockLost(view.name, _written(run, wrote_empty, previous)) from None
         finally:
@@ -236,6 +318,70 @@ def refresh_view(
         online.drop_retired()
         run.seconds = time.perf_counter() - started
         return run
+
+
+# The aggregate state this process wrote last, per namespace, with its stored digest: a stream
+# worker or a pushing process refreshes the same views over and over, and reading and decoding
+# the state back each time costs more than its batch. Used only while Redis still holds that
+# digest (checked under the run's lock, so nobody can change it in between).
+_KEPT: dict[str, tuple[bytes, pa.Table]] = {}
+
+
+def _kept_state(online: OnlineStore, ns: str) -> pa.Table | None:
+    kept = _KEPT.get(ns)
+    if kept is None:
+        return None
+    if online.aggregates_digest(ns) != kept[0]:
+        del _KEPT[ns]
+        return None
+    return kept[1]
+
+
+def _keep_state(ns: str, digest: bytes, table: pa.Table) -> None:
+    _KEPT.pop(ns, None)
+    while len(_KEPT) >= 16:
+        _KEPT.pop(next(iter(_KEPT)))
+    _KEPT[ns] = (digest, table)
+
+
+def pending_batch(view: ir.View, rows: pa.Table) -> bytes:
+    """What a push records for `view` before appending `rows` (the source's columns): each
+    row's entity keys and visibility time, `max(ts, created)`."""
+    import pyarrow.compute as pc
+
+    from fsdsl.compile.names import AVAIL
+
+    src = view.source
+    avail = rows[src.timestamp]
+    if src.created is not None:
+        avail = pc.max_element_wise(avail, rows[src.created])
+    cols = {k.name: rows[c] for k, c in zip(view.entity.keys, view.key_columns, strict=True)}
+    return aggstate.dumps(pa.table({**cols, AVAIL: avail}))
+
+
+def late_keys(view: ir.View, pending: list[bytes], previous: str | None) -> pa.Table | None:
+    """The entities of pushed rows the state at `previous` never counted although they were
+    visible then (rows ingested late): the refresh query recomputes them from all their
+    events. Rows visible at `previous` or later enter the usual way."""
+    import pyarrow.compute as pc
+
+    from fsdsl.compile.names import AVAIL
+
+    if not pending or previous is None:
+        return None
+    since = pa.scalar(dt.datetime.fromisoformat(previous), pa.timestamp("us"))
+    keys = [k.name for k in view.entity.keys]
+    parts = []
+    for blob in pending:
+        t = pa.ipc.open_stream(blob).read_all()
+        # a row with a null key part belongs to no entity of this view (it counts nowhere)
+        whole = [pc.is_valid(t[k]) for k in keys]
+        keep = pc.less(t[AVAIL], since)
+        for w in whole:
+            keep = pc.and_(keep, w)
+        parts.append(t.filter(keep).select(keys))
+    late = pa.concat_tables(parts).group_by(keys).aggregate([])
+    return late if late.num_rows else None
 
 
 def _written(run: ViewRun, wrote_empty: bool, previous: str | None) -> str:
@@ -281,6 +427,8 @@ def _repair(
 ) -> None:
     """Rewrite the entities readers found damaged (`repair.py`), in place like the run's
     own rows (and, like them, only while the run holds its lock)."""
+    from fsdsl.online.repair import recompute
+
     fixed = recompute(repo, view, wh, at, keys)
     for batch in fixed.to_batches(max_chunksize=BATCH):
         put, gone, _ = _encode_batch(view, batch, empty, ns)

@@ -13,13 +13,26 @@ the commit (`set_state`) compare the lock's owner atomically with the write itse
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 
 from fsdsl.diagnostics import UsageError
 from fsdsl.online.store import PREFIX, LockLost, OnlineStore
 
 
 class RunLock:
-    def __init__(self, online: OnlineStore, view: str, owner: str):
+    def __init__(
+        self,
+        online: OnlineStore,
+        view: str,
+        owner: str,
+        wait: float = 0.0,
+        waiting: Callable[[str], None] | None = None,
+    ):
+        """With `wait`, a lock held by another run is waited for up to that many seconds
+        (pushes and stream batches queue behind a run); `waiting(message)` is told once."""
+        self.wait = wait
+        self.waiting = waiting
         self.online = online
         self.view = view
         self.owner = owner
@@ -28,12 +41,20 @@ class RunLock:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> RunLock:
-        if not self.online.lock(self.view, self.owner):
-            raise UsageError(
-                f"another run of view `{self.view}` is in progress (lock "
-                f"{PREFIX}:lock:{self.view}); wait for it or delete the lock",
-                "E0506",
-            )
+        deadline = time.monotonic() + self.wait
+        delay, said = 0.002, False
+        while not self.online.lock(self.view, self.owner):
+            if time.monotonic() >= deadline:
+                raise UsageError(
+                    f"another run of view `{self.view}` is in progress (lock "
+                    f"{PREFIX}:lock:{self.view}); wait for it or delete the lock",
+                    "E0506",
+                )
+            if not said and self.waiting is not None:
+                self.waiting(f"waiting for another run of view `{self.view}` to finish")
+                said = True
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
         self._thread = threading.Thread(
             target=self._renew, name=f"fsdsl-lock-{self.view}", daemon=True
         )

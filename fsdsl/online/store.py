@@ -11,6 +11,9 @@ Layout (one namespace per view, definition fingerprint and full-refresh generati
     fsdsl:agg:{ns}           hash: the aggregate state of every entity (Arrow IPC, in parts),
                              what the next incremental run merges new events into; "__" is
                              a SHA-256 of the namespace and the parts (damaged: a full run)
+    fsdsl:pending:{view}     list: Arrow IPC batches (keys, visibility) of rows pushed since
+                             the state's time, appended before the rows reach the warehouse;
+                             the next run recomputes the late ones and trims what it read
     fsdsl:lock:{view}        a run in progress: "host:pid:owner", held (and renewed) by that
                              run only — see `runlock.py`
 
@@ -178,6 +181,7 @@ class OnlineStore:
         state: dict[str, str],
         aggregates: bytes | None = None,
         owner: str | None = None,
+        pending_done: int = 0,
     ) -> None:
         """Advance what serves; with `aggregates`, replace the namespace's aggregate state in
         the same transaction, so that the state always matches the as-of time it is for.
@@ -192,11 +196,55 @@ class OnlineStore:
                 parts = [aggregates[i : i + AGG_PART] for i in range(0, len(aggregates), AGG_PART)]
                 named = {f"{i:06d}".encode(): p for i, p in enumerate(parts or [b""])}
                 pipe.hset(key, mapping={**named, _MARKER: _agg_digest(state["ns"], named)})
+            if pending_done:  # the pushed batches this run read: counted from now on
+                pipe.ltrim(f"{PREFIX}:pending:{view}", pending_done, -1)
             key = f"{PREFIX}:state:{view}"
             pipe.delete(key)
             pipe.hset(key, mapping=fields_with_checksum(key, state))
 
         self._as_owner(view, owner, queue)
+
+    def state_commands(
+        self,
+        view: str,
+        state: dict[str, str],
+        aggregates: bytes | None = None,
+        pending_done: int = 0,
+    ) -> tuple[bytes, int]:
+        """The commands of `set_state`, encoded (see `resp.py`): for a run that writes its
+        entities and its state in one MULTI, so that a reader never sees values newer than
+        the as-of time the state beside them says."""
+        from fsdsl.online.resp import command
+
+        out, n = [], 0
+        if aggregates is not None:
+            key = f"{PREFIX}:agg:{state['ns']}"
+            parts = [aggregates[i : i + AGG_PART] for i in range(0, len(aggregates), AGG_PART)]
+            named = {f"{i:06d}".encode(): p for i, p in enumerate(parts or [b""])}
+            flat = [
+                x
+                for k, v in {**named, _MARKER: _agg_digest(state["ns"], named)}.items()
+                for x in (k, v)
+            ]
+            out += [command("DEL", key), command("HSET", key, *flat)]
+            n += 2
+        if pending_done:
+            out.append(command("LTRIM", f"{PREFIX}:pending:{view}", str(pending_done), "-1"))
+            n += 1
+        key = f"{PREFIX}:state:{view}"
+        fields = [x for k, v in fields_with_checksum(key, state).items() for x in (k, v)]
+        out += [command("DEL", key), command("HSET", key, *fields)]
+        return b"".join(out), n + 2
+
+    def add_pending(self, view: str, batch: bytes, owner: str) -> None:
+        """Record a pushed batch's keys and visibility times before its rows reach the
+        warehouse (only while `owner` holds the view's lock): whichever run comes next, even
+        after a crash between the two, recomputes the entities it made late."""
+        self._as_owner(view, owner, lambda pipe: pipe.rpush(f"{PREFIX}:pending:{view}", batch))
+
+    def read_pending(self, view: str) -> list[bytes]:
+        with self.errors():
+            return self.client.lrange(f"{PREFIX}:pending:{view}", 0, -1)
 
     def _as_owner(self, view: str | None, owner: str | None, queue, lost: str = "") -> None:
         """One MULTI of the commands `queue(pipe)` adds; with `owner`, only while that run holds
@@ -240,6 +288,12 @@ class OnlineStore:
             )
             return None
         return b"".join(raw[k] for k in sorted(raw))
+
+    def aggregates_digest(self, ns: str) -> bytes | None:
+        """The digest `set_state` stored with a namespace's aggregate state: one small read,
+        so a process that kept the state it wrote last can tell it is still the stored one."""
+        with self.errors():
+            return self.client.hget(f"{PREFIX}:agg:{ns}", _MARKER)
 
     def lock(self, view: str, owner: str, seconds: float | None = None) -> bool:
         """Take the view's run lock for `seconds` (default `lock_seconds`). Its value names
@@ -454,23 +508,34 @@ class OnlineStore:
                 self.client.srem(f"{PREFIX}:repair:{ns}", *keys)
 
     # ---- reads ----
-    def lookup(self, requests: list[tuple[str, str, list[str], list[str]]]) -> list:
+    def lookup(
+        self, requests: list[tuple[str, str, list[str], list[str]]], as_of: bool = False
+    ) -> list:
         """[(view, fp, fields, key_texts)] -> per view None or (empty, [hash per key],
-        [indexes of damaged hashes]): `empty` and each hash a {field bytes: value bytes} dict
-        without the checksum field, a missing or damaged entity None. When the view's empty
-        values are damaged, `empty` is {} (nulls: they are not served) and every entity
-        without a hash counts as damaged; when they are absent, {} too (status `missing`).
+        [indexes of damaged hashes], as-of time): `empty` and each hash a {field bytes: value
+        bytes} dict without the checksum field, a missing or damaged entity None. When the
+        view's empty values are damaged, `empty` is {} (nulls: they are not served) and every
+        entity without a hash counts as damaged; when they are absent, {} too (status
+        `missing`). The as-of time (the ISO text `set_state` stored) only with `as_of`, else
+        None.
 
         One round trip: the serving namespace and empty values of each view are cached for
         STATE_TTL seconds; past that (or for a definition the cache does not hold) `state` is
         read in the same pipeline as the entities and checked. All keys of one call are read
-        from one namespace, so a lookup never mixes two definitions."""
+        from one namespace, so a lookup never mixes two definitions.
+
+        With `as_of`, `state` is read on every call, in one MULTI/EXEC with the entities: an
+        incremental run rewrites the serving namespace in place and advances its as-of time
+        without changing the namespace, so a cached as-of time could be older than the values
+        read, and a non-atomic read could see a state written between two of its commands."""
         now = time.monotonic()
-        fresh = all(self._fresh((v, tuple(f)), fp, now) for v, fp, f, _ in requests)
-        replies = self._read(requests, with_state=not fresh)
+        fresh = not as_of and all(self._fresh((v, tuple(f)), fp, now) for v, fp, f, _ in requests)
+        replies = self._read(requests, with_state=not fresh, atomic=as_of)
         if not fresh:
             stale = False
-            for (view, _fp, fields, _keys), (state, _rows) in zip(requests, replies, strict=True):
+            for (view, _fp, fields, _keys), (state, _rows, _as_of) in zip(
+                requests, replies, strict=True
+            ):
                 cached = self._cache.get((view, tuple(fields)))
                 # degraded empty values are looked at again (the next run rewrites them)
                 if cached is None or cached.serving != _decode_state(state) or cached.degraded:
@@ -479,9 +544,9 @@ class OnlineStore:
                 else:
                     self._cache[(view, tuple(fields))] = cached._replace(checked=now)
             if stale:
-                replies = self._read(requests, with_state=True)
+                replies = self._read(requests, with_state=True, atomic=as_of)
         out = []
-        for (view, fp, fields, keys), (state, rows) in zip(requests, replies, strict=True):
+        for (view, fp, fields, keys), (state, rows, when) in zip(requests, replies, strict=True):
             cached = self._cache.get((view, tuple(fields)))
             served = _decode_state(state) if state is not None else (cached or (None,))[:2]
             if cached is None or served[0] != fp or cached.serving != served:
@@ -490,7 +555,9 @@ class OnlineStore:
                 found, damaged = self._checked(view, cached.ns, keys, rows)
                 if cached.degraded == "corrupt":  # no trusted values for an entity without a hash
                     damaged = sorted({*damaged, *(i for i, r in enumerate(found) if r is None)})
-                out.append((cached.empty, found, damaged))
+                # `when` was read with these rows, from the state naming the namespace they
+                # come from (checked just above)
+                out.append((cached.empty, found, damaged, when.decode() if when else None))
         return out
 
     def _checked(self, view: str, ns: str, keys: list[str], hashes: list) -> tuple[list, list]:
@@ -542,16 +609,18 @@ class OnlineStore:
         cached = self._cache.get(key)
         return cached is not None and cached.fp == fp and now - cached.checked < STATE_TTL
 
-    def _read(self, requests, with_state: bool):
+    def _read(self, requests, with_state: bool, atomic: bool = False):
+        """Per request (state (fp, ns) or None, the entity hashes, the state's as_of or
+        None); `atomic`: as one MULTI/EXEC, a snapshot no other client's write splits."""
         if not with_state and len(requests) == 1 and len(requests[0][3]) == 1:
             # one hash: the command itself is the round trip, without a pipeline's overhead
             view, _fp, fields, (key,) = requests[0]
             cached = self._cache.get((view, tuple(fields)))
             if cached is not None:
                 with self.errors():
-                    return [(None, [self.client.hgetall(f"{PREFIX}:v:{cached.ns}:{key}")])]
+                    return [(None, [self.client.hgetall(f"{PREFIX}:v:{cached.ns}:{key}")], None)]
         with self.errors():
-            pipe = self.client.pipeline(transaction=False)
+            pipe = self.client.pipeline(transaction=atomic)
             plan = []
             for view, _fp, fields, keys in requests:
                 if with_state:
@@ -566,12 +635,12 @@ class OnlineStore:
             flat = pipe.execute()
         out, i = [], 0
         for view, n in plan:
-            state = None
+            state, when = None, None
             if with_state:
                 row = self._checked_state(view, flat[i]) or {}
-                state = (row.get(b"fp"), row.get(b"ns"))
+                state, when = (row.get(b"fp"), row.get(b"ns")), row.get(b"as_of")
                 i += 1
-            out.append((state, flat[i : i + n]))
+            out.append((state, flat[i : i + n], when))
             i += n
         return out
 
@@ -671,6 +740,12 @@ def _prefix_crc(ns: str) -> int:
 def _decode_state(state) -> tuple[str | None, str | None]:
     fp, ns = state
     return (fp.decode() if fp else None, ns.decode() if ns else None)
+
+
+def aggregates_digest_of(ns: str, aggregates: bytes) -> bytes:
+    """The digest `set_state` stores for `aggregates` under namespace `ns`."""
+    parts = [aggregates[i : i + AGG_PART] for i in range(0, len(aggregates), AGG_PART)]
+    return _agg_digest(ns, {f"{i:06d}".encode(): p for i, p in enumerate(parts or [b""])})
 
 
 def _agg_digest(ns: str, parts: dict[bytes, bytes]) -> bytes:

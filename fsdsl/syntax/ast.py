@@ -149,6 +149,7 @@ class Source:
     description: Text | None
     owner: Text | None
     span: Span
+    stream: Text | None = None  # the Redis Stream key the stream worker reads, if not the default
 
 
 @dataclass(frozen=True)

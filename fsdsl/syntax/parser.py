@@ -249,6 +249,10 @@ class _Build(Transformer_NonRecursive):
         return self._text("table", meta, children)
 
     @v_args(meta=True)
+    def stream(self, meta, children):
+        return self._text("stream", meta, children)
+
+    @v_args(meta=True)
     def timestamp(self, meta, children):
         return ("timestamp", self.ident(children[0]), self.sp(meta))
 
@@ -338,6 +342,7 @@ class _Build(Transformer_NonRecursive):
             seen.get("description"),
             seen.get("owner"),
             self.sp(meta),
+            seen.get("stream"),
         )
 
     @v_args(meta=True)

@@ -11,7 +11,13 @@ WITH `user_browsing__events` AS (
     `src`.`product_id` AS `__a5`
   FROM `web`.`page_views` AS `src`
   WHERE
-    NOT `src`.`visitor_id` IS NULL AND NOT `src`.`viewed_at` IS NULL
+    (
+      NOT `src`.`visitor_id` IS NULL AND NOT `src`.`viewed_at` IS NULL
+    )
+    AND (
+      CAST(@watermark AS DATETIME) IS NULL
+      OR `src`.`viewed_at` >= CAST(@watermark AS DATETIME) - INTERVAL '30' DAY
+    )
 ), `user_browsing__delta` AS (
   SELECT
     `user_id`,
@@ -23,7 +29,8 @@ WITH `user_browsing__events` AS (
       )
       THEN 1
       ELSE 0
-    END AS `__new`
+    END AS `__new`,
+    0 AS `__dirty`
   FROM `user_browsing__events`
   WHERE
     (
@@ -47,6 +54,13 @@ WITH `user_browsing__events` AS (
       AND `__ts` >= CAST(@watermark AS DATETIME) - INTERVAL '30' DAY
       AND `__ts` < CAST(@as_of AS DATETIME) - INTERVAL '30' DAY
     )
+  UNION ALL
+  SELECT
+    `user_id`,
+    CAST(NULL AS DATETIME) AS `__ts`,
+    0 AS `__new`,
+    1 AS `__dirty`
+  FROM `__fsdsl_dirty_user_browsing`
 ), `user_browsing__changed` AS (
   SELECT
     `user_id`,
@@ -85,7 +99,8 @@ WITH `user_browsing__events` AS (
         THEN 1
         ELSE 0
       END
-    ) AS `__l3`
+    ) AS `__l3`,
+    MAX(`__dirty`) AS `__dirty`
   FROM `user_browsing__delta`
   GROUP BY
     `user_id`
@@ -111,7 +126,8 @@ WITH `user_browsing__events` AS (
     `f`.`__l0`,
     `f`.`__l1`,
     `f`.`__l2`,
-    `f`.`__l3`
+    `f`.`__l3`,
+    `f`.`__dirty`
   FROM `user_browsing__events` AS `e`
   INNER JOIN `user_browsing__changed` AS `f`
     ON `e`.`user_id` = `f`.`user_id`
@@ -123,6 +139,7 @@ WITH `user_browsing__events` AS (
         CAST(@watermark AS DATETIME) IS NULL
         OR `e`.`__avail` >= CAST(@watermark AS DATETIME)
       )
+      OR `f`.`__dirty` = 1
       OR `f`.`__l0` = 1
       AND `e`.`__ts` >= CAST(@as_of AS DATETIME) - INTERVAL '1' HOUR
       OR `f`.`__l1` = 1
@@ -135,14 +152,28 @@ WITH `user_browsing__events` AS (
 ), `user_browsing__parts` AS (
   SELECT
     `s`.`user_id`,
-    CAST(CASE WHEN NOT `f`.`__l0` = 1 THEN `s`.`__c0` END AS INT64) AS `__c0`,
-    CAST(CASE WHEN NOT `f`.`__l1` = 1 THEN `s`.`__c1` END AS INT64) AS `__c1`,
-    CAST(CASE WHEN NOT `f`.`__l2` = 1 THEN `s`.`__c2` END AS INT64) AS `__c2`,
-    CAST(CASE WHEN NOT `f`.`__l2` = 1 THEN `s`.`__s3` END AS FLOAT64) AS `__s3`,
-    CAST(CASE WHEN NOT `f`.`__l2` = 1 THEN `s`.`__c3` END AS INT64) AS `__c3`,
-    CAST(CASE WHEN NOT `f`.`__l2` = 1 THEN `s`.`__s4` END AS FLOAT64) AS `__s4`,
-    CAST(`s`.`__m7` AS DATETIME) AS `__m7`,
-    CAST(CASE WHEN NOT `f`.`__l1` = 1 THEN `s`.`__c10` END AS INT64) AS `__c10`,
+    CAST(CASE WHEN NOT (
+      `f`.`__l0` = 1 OR `f`.`__dirty` = 1
+    ) THEN `s`.`__c0` END AS INT64) AS `__c0`,
+    CAST(CASE WHEN NOT (
+      `f`.`__l1` = 1 OR `f`.`__dirty` = 1
+    ) THEN `s`.`__c1` END AS INT64) AS `__c1`,
+    CAST(CASE WHEN NOT (
+      `f`.`__l2` = 1 OR `f`.`__dirty` = 1
+    ) THEN `s`.`__c2` END AS INT64) AS `__c2`,
+    CAST(CASE WHEN NOT (
+      `f`.`__l2` = 1 OR `f`.`__dirty` = 1
+    ) THEN `s`.`__s3` END AS FLOAT64) AS `__s3`,
+    CAST(CASE WHEN NOT (
+      `f`.`__l2` = 1 OR `f`.`__dirty` = 1
+    ) THEN `s`.`__c3` END AS INT64) AS `__c3`,
+    CAST(CASE WHEN NOT (
+      `f`.`__l2` = 1 OR `f`.`__dirty` = 1
+    ) THEN `s`.`__s4` END AS FLOAT64) AS `__s4`,
+    CAST(CASE WHEN NOT `f`.`__dirty` = 1 THEN `s`.`__m7` END AS DATETIME) AS `__m7`,
+    CAST(CASE WHEN NOT (
+      `f`.`__l1` = 1 OR `f`.`__dirty` = 1
+    ) THEN `s`.`__c10` END AS INT64) AS `__c10`,
     `s`.`__lt`
   FROM `__fsdsl_state_user_browsing` AS `s`
   INNER JOIN `user_browsing__changed` AS `f`
@@ -153,7 +184,9 @@ WITH `user_browsing__events` AS (
     CAST(CASE
       WHEN `__ts` >= CAST(@as_of AS DATETIME) - INTERVAL '1' HOUR
       AND (
-        `__new` = 1 OR `__l0` = 1
+        `__new` = 1 OR (
+          `__l0` = 1 OR `__dirty` = 1
+        )
       )
       THEN 1
       ELSE 0
@@ -161,7 +194,9 @@ WITH `user_browsing__events` AS (
     CAST(CASE
       WHEN `__ts` >= CAST(@as_of AS DATETIME) - INTERVAL '24' HOUR
       AND (
-        `__new` = 1 OR `__l1` = 1
+        `__new` = 1 OR (
+          `__l1` = 1 OR `__dirty` = 1
+        )
       )
       THEN 1
       ELSE 0
@@ -169,7 +204,9 @@ WITH `user_browsing__events` AS (
     CAST(CASE
       WHEN `__ts` >= CAST(@as_of AS DATETIME) - INTERVAL '7' DAY
       AND (
-        `__new` = 1 OR `__l2` = 1
+        `__new` = 1 OR (
+          `__l2` = 1 OR `__dirty` = 1
+        )
       )
       THEN 1
       ELSE 0
@@ -177,14 +214,18 @@ WITH `user_browsing__events` AS (
     CAST(CASE
       WHEN `__ts` >= CAST(@as_of AS DATETIME) - INTERVAL '7' DAY
       AND (
-        `__new` = 1 OR `__l2` = 1
+        `__new` = 1 OR (
+          `__l2` = 1 OR `__dirty` = 1
+        )
       )
       THEN CAST(`__a0` AS FLOAT64)
     END AS FLOAT64) AS `__s3`,
     CAST(CASE
       WHEN `__ts` >= CAST(@as_of AS DATETIME) - INTERVAL '7' DAY
       AND (
-        `__new` = 1 OR `__l2` = 1
+        `__new` = 1 OR (
+          `__l2` = 1 OR `__dirty` = 1
+        )
       )
       AND NOT `__a0` IS NULL
       THEN 1
@@ -193,15 +234,21 @@ WITH `user_browsing__events` AS (
     CAST(CASE
       WHEN `__ts` >= CAST(@as_of AS DATETIME) - INTERVAL '7' DAY
       AND (
-        `__new` = 1 OR `__l2` = 1
+        `__new` = 1 OR (
+          `__l2` = 1 OR `__dirty` = 1
+        )
       )
       THEN `__a1`
     END AS FLOAT64) AS `__s4`,
-    CAST(CASE WHEN `__new` = 1 THEN `__a4` END AS DATETIME) AS `__m7`,
+    CAST(CASE WHEN (
+      `__new` = 1 OR `__dirty` = 1
+    ) THEN `__a4` END AS DATETIME) AS `__m7`,
     CAST(CASE
       WHEN `__ts` >= CAST(@as_of AS DATETIME) - INTERVAL '24' HOUR
       AND (
-        `__new` = 1 OR `__l1` = 1
+        `__new` = 1 OR (
+          `__l1` = 1 OR `__dirty` = 1
+        )
       )
       AND NOT `__a1` IS NULL
       THEN 1
@@ -258,7 +305,9 @@ WITH `user_browsing__events` AS (
       `__ts` AS `__t`
     FROM `user_browsing__rows`
     WHERE
-      `__new` = 1
+      (
+        `__new` = 1 OR `__dirty` = 1
+      )
       AND NOT `__a2` IS NULL
       AND `__ts` >= CAST(@as_of AS DATETIME) - INTERVAL '7' DAY
   ) AS `c`
@@ -289,7 +338,7 @@ WITH `user_browsing__events` AS (
     INNER JOIN `user_browsing__changed` AS `f`
       ON `s`.`user_id` = `f`.`user_id`
     WHERE
-      NOT `s`.`__p6_1_v` IS NULL
+      NOT `s`.`__p6_1_v` IS NULL AND NOT `f`.`__dirty` = 1
     UNION ALL
     SELECT
       `user_id`,
@@ -297,7 +346,9 @@ WITH `user_browsing__events` AS (
       `__ts`
     FROM `user_browsing__rows`
     WHERE
-      NOT `__a3` IS NULL AND `__new` = 1
+      NOT `__a3` IS NULL AND (
+        `__new` = 1 OR `__dirty` = 1
+      )
   ) AS `c`
 ), `user_browsing__top6` AS (
   SELECT
@@ -326,7 +377,9 @@ WITH `user_browsing__events` AS (
     WHERE
       NOT `s`.`__p8_1_v` IS NULL
       AND `s`.`__p8_1_t` >= CAST(@as_of AS DATETIME) - INTERVAL '14' DAY
-      AND NOT `f`.`__l3` = 1
+      AND NOT (
+        `f`.`__l3` = 1 OR `f`.`__dirty` = 1
+      )
     UNION ALL
     SELECT
       `user_id`,
@@ -337,7 +390,9 @@ WITH `user_browsing__events` AS (
       NOT `__a4` IS NULL
       AND `__ts` >= CAST(@as_of AS DATETIME) - INTERVAL '14' DAY
       AND (
-        `__new` = 1 OR `__l3` = 1
+        `__new` = 1 OR (
+          `__l3` = 1 OR `__dirty` = 1
+        )
       )
   ) AS `c`
 ), `user_browsing__top8` AS (
@@ -367,7 +422,9 @@ WITH `user_browsing__events` AS (
     WHERE
       NOT `s`.`__p9_1_v` IS NULL
       AND `s`.`__p9_1_t` >= CAST(@as_of AS DATETIME) - INTERVAL '7' DAY
-      AND NOT `f`.`__l2` = 1
+      AND NOT (
+        `f`.`__l2` = 1 OR `f`.`__dirty` = 1
+      )
     UNION ALL
     SELECT
       `s`.`user_id`,
@@ -379,7 +436,9 @@ WITH `user_browsing__events` AS (
     WHERE
       NOT `s`.`__p9_2_v` IS NULL
       AND `s`.`__p9_2_t` >= CAST(@as_of AS DATETIME) - INTERVAL '7' DAY
-      AND NOT `f`.`__l2` = 1
+      AND NOT (
+        `f`.`__l2` = 1 OR `f`.`__dirty` = 1
+      )
     UNION ALL
     SELECT
       `s`.`user_id`,
@@ -391,7 +450,9 @@ WITH `user_browsing__events` AS (
     WHERE
       NOT `s`.`__p9_3_v` IS NULL
       AND `s`.`__p9_3_t` >= CAST(@as_of AS DATETIME) - INTERVAL '7' DAY
-      AND NOT `f`.`__l2` = 1
+      AND NOT (
+        `f`.`__l2` = 1 OR `f`.`__dirty` = 1
+      )
     UNION ALL
     SELECT
       `s`.`user_id`,
@@ -403,7 +464,9 @@ WITH `user_browsing__events` AS (
     WHERE
       NOT `s`.`__p9_4_v` IS NULL
       AND `s`.`__p9_4_t` >= CAST(@as_of AS DATETIME) - INTERVAL '7' DAY
-      AND NOT `f`.`__l2` = 1
+      AND NOT (
+        `f`.`__l2` = 1 OR `f`.`__dirty` = 1
+      )
     UNION ALL
     SELECT
       `s`.`user_id`,
@@ -415,7 +478,9 @@ WITH `user_browsing__events` AS (
     WHERE
       NOT `s`.`__p9_5_v` IS NULL
       AND `s`.`__p9_5_t` >= CAST(@as_of AS DATETIME) - INTERVAL '7' DAY
-      AND NOT `f`.`__l2` = 1
+      AND NOT (
+        `f`.`__l2` = 1 OR `f`.`__dirty` = 1
+      )
     UNION ALL
     SELECT
       `user_id`,
@@ -426,7 +491,9 @@ WITH `user_browsing__events` AS (
       NOT `__a5` IS NULL
       AND `__ts` >= CAST(@as_of AS DATETIME) - INTERVAL '7' DAY
       AND (
-        `__new` = 1 OR `__l2` = 1
+        `__new` = 1 OR (
+          `__l2` = 1 OR `__dirty` = 1
+        )
       )
   ) AS `c`
 ), `user_browsing__top9` AS (

@@ -7,15 +7,21 @@ WITH "user_category_browsing__events" AS (
     "src"."dwell_seconds" AS "__a0"
   FROM "web"."page_views" AS "src"
   WHERE
-    NOT "src"."visitor_id" IS NULL
-    AND NOT "src"."category" IS NULL
-    AND NOT "src"."viewed_at" IS NULL
-    AND (
-      (
-        "src"."dwell_seconds" >= 2
-      ) AND (
-        NOT "src"."category" IS NULL
+    (
+      NOT "src"."visitor_id" IS NULL
+      AND NOT "src"."category" IS NULL
+      AND NOT "src"."viewed_at" IS NULL
+      AND (
+        (
+          "src"."dwell_seconds" >= 2
+        ) AND (
+          NOT "src"."category" IS NULL
+        )
       )
+    )
+    AND (
+      CAST($2 AS TIMESTAMP) IS NULL
+      OR "src"."viewed_at" >= CAST($2 AS TIMESTAMP) - INTERVAL '14 DAY'
     )
 ), "user_category_browsing__delta" AS (
   SELECT
@@ -29,7 +35,8 @@ WITH "user_category_browsing__events" AS (
       )
       THEN 1
       ELSE 0
-    END AS "__new"
+    END AS "__new",
+    0 AS "__dirty"
   FROM "user_category_browsing__events"
   WHERE
     (
@@ -44,6 +51,14 @@ WITH "user_category_browsing__events" AS (
       AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '14 DAY'
       AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '14 DAY'
     )
+  UNION ALL
+  SELECT
+    "user_id",
+    "category",
+    CAST(NULL AS TIMESTAMP) AS "__ts",
+    0 AS "__new",
+    1 AS "__dirty"
+  FROM "__fsdsl_dirty_user_category_browsing"
 ), "user_category_browsing__changed" AS (
   SELECT
     "user_id",
@@ -56,7 +71,8 @@ WITH "user_category_browsing__events" AS (
         THEN 1
         ELSE 0
       END
-    ) AS "__l0"
+    ) AS "__l0",
+    MAX("__dirty") AS "__dirty"
   FROM "user_category_browsing__delta"
   GROUP BY
     "user_id",
@@ -75,7 +91,8 @@ WITH "user_category_browsing__events" AS (
       THEN 1
       ELSE 0
     END AS "__new",
-    "f"."__l0"
+    "f"."__l0",
+    "f"."__dirty"
   FROM "user_category_browsing__events" AS "e"
   INNER JOIN "user_category_browsing__changed" AS "f"
     ON "e"."user_id" = "f"."user_id" AND "e"."category" = "f"."category"
@@ -86,6 +103,7 @@ WITH "user_category_browsing__events" AS (
       AND (
         CAST($2 AS TIMESTAMP) IS NULL OR "e"."__avail" >= CAST($2 AS TIMESTAMP)
       )
+      OR "f"."__dirty" = 1
       OR "f"."__l0" = 1
       AND "e"."__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
     )
@@ -93,8 +111,12 @@ WITH "user_category_browsing__events" AS (
   SELECT
     "s"."user_id",
     "s"."category",
-    CAST(CASE WHEN NOT "f"."__l0" = 1 THEN "s"."__c0" END AS BIGINT) AS "__c0",
-    CAST(CASE WHEN NOT "f"."__l0" = 1 THEN "s"."__s1" END AS DOUBLE PRECISION) AS "__s1",
+    CAST(CASE WHEN NOT (
+      "f"."__l0" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__c0" END AS BIGINT) AS "__c0",
+    CAST(CASE WHEN NOT (
+      "f"."__l0" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__s1" END AS DOUBLE PRECISION) AS "__s1",
     "s"."__lt"
   FROM "__fsdsl_state_user_category_browsing" AS "s"
   INNER JOIN "user_category_browsing__changed" AS "f"
@@ -106,7 +128,9 @@ WITH "user_category_browsing__events" AS (
     CAST(CASE
       WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
-        "__new" = 1 OR "__l0" = 1
+        "__new" = 1 OR (
+          "__l0" = 1 OR "__dirty" = 1
+        )
       )
       THEN 1
       ELSE 0
@@ -114,7 +138,9 @@ WITH "user_category_browsing__events" AS (
     CAST(CASE
       WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
-        "__new" = 1 OR "__l0" = 1
+        "__new" = 1 OR (
+          "__l0" = 1 OR "__dirty" = 1
+        )
       )
       THEN "__a0"
     END AS DOUBLE PRECISION) AS "__s1",

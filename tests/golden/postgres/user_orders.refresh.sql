@@ -12,11 +12,18 @@ WITH "user_orders__events" AS (
     DATE_TRUNC('DAY', "src"."event_timestamp") AS "__a1"
   FROM "orders" AS "src"
   WHERE
-    NOT "src"."user_id" IS NULL
-    AND NOT "src"."event_timestamp" IS NULL
-    AND NOT "src"."created_at" IS NULL
+    (
+      NOT "src"."user_id" IS NULL
+      AND NOT "src"."event_timestamp" IS NULL
+      AND NOT "src"."created_at" IS NULL
+      AND (
+        "src"."status" = 'completed'
+      )
+    )
     AND (
-      "src"."status" = 'completed'
+      CAST($2 AS TIMESTAMP) IS NULL
+      OR "src"."event_timestamp" >= CAST($2 AS TIMESTAMP) - INTERVAL '90 DAY'
+      OR "src"."created_at" >= CAST($2 AS TIMESTAMP)
     )
 ), "user_orders__delta" AS (
   SELECT
@@ -29,7 +36,8 @@ WITH "user_orders__events" AS (
       )
       THEN 1
       ELSE 0
-    END AS "__new"
+    END AS "__new",
+    0 AS "__dirty"
   FROM "user_orders__events"
   WHERE
     (
@@ -50,6 +58,13 @@ WITH "user_orders__events" AS (
       AND "__ts" >= CAST($2 AS TIMESTAMP) - INTERVAL '60 DAY'
       AND "__ts" < CAST($1 AS TIMESTAMP) - INTERVAL '60 DAY'
     )
+  UNION ALL
+  SELECT
+    "user_id",
+    CAST(NULL AS TIMESTAMP) AS "__ts",
+    0 AS "__new",
+    1 AS "__dirty"
+  FROM "__fsdsl_dirty_user_orders"
 ), "user_orders__changed" AS (
   SELECT
     "user_id",
@@ -79,7 +94,8 @@ WITH "user_orders__events" AS (
         THEN 1
         ELSE 0
       END
-    ) AS "__l2"
+    ) AS "__l2",
+    MAX("__dirty") AS "__dirty"
   FROM "user_orders__delta"
   GROUP BY
     "user_id"
@@ -100,7 +116,8 @@ WITH "user_orders__events" AS (
     END AS "__new",
     "f"."__l0",
     "f"."__l1",
-    "f"."__l2"
+    "f"."__l2",
+    "f"."__dirty"
   FROM "user_orders__events" AS "e"
   INNER JOIN "user_orders__changed" AS "f"
     ON "e"."user_id" = "f"."user_id"
@@ -111,6 +128,7 @@ WITH "user_orders__events" AS (
       AND (
         CAST($2 AS TIMESTAMP) IS NULL OR "e"."__avail" >= CAST($2 AS TIMESTAMP)
       )
+      OR "f"."__dirty" = 1
       OR "f"."__l0" = 1
       AND "e"."__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       OR "f"."__l1" = 1
@@ -121,14 +139,30 @@ WITH "user_orders__events" AS (
 ), "user_orders__parts" AS (
   SELECT
     "s"."user_id",
-    CAST(CASE WHEN NOT "f"."__l0" = 1 THEN "s"."__c0" END AS BIGINT) AS "__c0",
-    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__c1" END AS BIGINT) AS "__c1",
-    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__s2" END AS DOUBLE PRECISION) AS "__s2",
-    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__s3" END AS DOUBLE PRECISION) AS "__s3",
-    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__c3" END AS BIGINT) AS "__c3",
-    CAST(CASE WHEN NOT "f"."__l0" = 1 THEN "s"."__m4" END AS DOUBLE PRECISION) AS "__m4",
-    CAST(CASE WHEN NOT "f"."__l2" = 1 THEN "s"."__m5" END AS DOUBLE PRECISION) AS "__m5",
-    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__c6" END AS BIGINT) AS "__c6",
+    CAST(CASE WHEN NOT (
+      "f"."__l0" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__c0" END AS BIGINT) AS "__c0",
+    CAST(CASE WHEN NOT (
+      "f"."__l1" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__c1" END AS BIGINT) AS "__c1",
+    CAST(CASE WHEN NOT (
+      "f"."__l1" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__s2" END AS DOUBLE PRECISION) AS "__s2",
+    CAST(CASE WHEN NOT (
+      "f"."__l1" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__s3" END AS DOUBLE PRECISION) AS "__s3",
+    CAST(CASE WHEN NOT (
+      "f"."__l1" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__c3" END AS BIGINT) AS "__c3",
+    CAST(CASE WHEN NOT (
+      "f"."__l0" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__m4" END AS DOUBLE PRECISION) AS "__m4",
+    CAST(CASE WHEN NOT (
+      "f"."__l2" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__m5" END AS DOUBLE PRECISION) AS "__m5",
+    CAST(CASE WHEN NOT (
+      "f"."__l1" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__c6" END AS BIGINT) AS "__c6",
     "s"."__lt"
   FROM "__fsdsl_state_user_orders" AS "s"
   INNER JOIN "user_orders__changed" AS "f"
@@ -139,7 +173,9 @@ WITH "user_orders__events" AS (
     CAST(CASE
       WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
-        "__new" = 1 OR "__l0" = 1
+        "__new" = 1 OR (
+          "__l0" = 1 OR "__dirty" = 1
+        )
       )
       THEN 1
       ELSE 0
@@ -147,7 +183,9 @@ WITH "user_orders__events" AS (
     CAST(CASE
       WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
-        "__new" = 1 OR "__l1" = 1
+        "__new" = 1 OR (
+          "__l1" = 1 OR "__dirty" = 1
+        )
       )
       THEN 1
       ELSE 0
@@ -155,21 +193,27 @@ WITH "user_orders__events" AS (
     CAST(CASE
       WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
-        "__new" = 1 OR "__l1" = 1
+        "__new" = 1 OR (
+          "__l1" = 1 OR "__dirty" = 1
+        )
       )
       THEN "__a0"
     END AS DOUBLE PRECISION) AS "__s2",
     CAST(CASE
       WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
-        "__new" = 1 OR "__l1" = 1
+        "__new" = 1 OR (
+          "__l1" = 1 OR "__dirty" = 1
+        )
       )
       THEN CAST("__a0" AS DOUBLE PRECISION)
     END AS DOUBLE PRECISION) AS "__s3",
     CAST(CASE
       WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
-        "__new" = 1 OR "__l1" = 1
+        "__new" = 1 OR (
+          "__l1" = 1 OR "__dirty" = 1
+        )
       )
       AND NOT "__a0" IS NULL
       THEN 1
@@ -178,21 +222,27 @@ WITH "user_orders__events" AS (
     CAST(CASE
       WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
-        "__new" = 1 OR "__l0" = 1
+        "__new" = 1 OR (
+          "__l0" = 1 OR "__dirty" = 1
+        )
       )
       THEN "__a0"
     END AS DOUBLE PRECISION) AS "__m4",
     CAST(CASE
       WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '90 DAY'
       AND (
-        "__new" = 1 OR "__l2" = 1
+        "__new" = 1 OR (
+          "__l2" = 1 OR "__dirty" = 1
+        )
       )
       THEN "__a0"
     END AS DOUBLE PRECISION) AS "__m5",
     CAST(CASE
       WHEN "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
-        "__new" = 1 OR "__l1" = 1
+        "__new" = 1 OR (
+          "__l1" = 1 OR "__dirty" = 1
+        )
       )
       AND NOT "__a0" IS NULL
       THEN 1
@@ -246,7 +296,7 @@ WITH "user_orders__events" AS (
     INNER JOIN "user_orders__changed" AS "f"
       ON "s"."user_id" = "f"."user_id"
     WHERE
-      NOT "s"."__p7_1_v" IS NULL
+      NOT "s"."__p7_1_v" IS NULL AND NOT "f"."__dirty" = 1
     UNION ALL
     SELECT
       "user_id",
@@ -255,7 +305,9 @@ WITH "user_orders__events" AS (
       "__created"
     FROM "user_orders__rows"
     WHERE
-      NOT "__a0" IS NULL AND "__new" = 1
+      NOT "__a0" IS NULL AND (
+        "__new" = 1 OR "__dirty" = 1
+      )
   ) AS "c"
 ), "user_orders__top7" AS (
   SELECT
@@ -287,7 +339,9 @@ WITH "user_orders__events" AS (
     WHERE
       NOT "s"."__p8_1_v" IS NULL
       AND "s"."__p8_1_t" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
-      AND NOT "f"."__l1" = 1
+      AND NOT (
+        "f"."__l1" = 1 OR "f"."__dirty" = 1
+      )
     UNION ALL
     SELECT
       "user_id",
@@ -299,7 +353,9 @@ WITH "user_orders__events" AS (
       NOT "__a0" IS NULL
       AND "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
-        "__new" = 1 OR "__l1" = 1
+        "__new" = 1 OR (
+          "__l1" = 1 OR "__dirty" = 1
+        )
       )
   ) AS "c"
 ), "user_orders__top8" AS (
@@ -333,7 +389,7 @@ WITH "user_orders__events" AS (
     INNER JOIN "user_orders__changed" AS "f"
       ON "s"."user_id" = "f"."user_id"
     WHERE
-      NOT "s"."__p9_1_v" IS NULL
+      NOT "s"."__p9_1_v" IS NULL AND NOT "f"."__dirty" = 1
     UNION ALL
     SELECT
       "s"."user_id",
@@ -344,7 +400,7 @@ WITH "user_orders__events" AS (
     INNER JOIN "user_orders__changed" AS "f"
       ON "s"."user_id" = "f"."user_id"
     WHERE
-      NOT "s"."__p9_2_v" IS NULL
+      NOT "s"."__p9_2_v" IS NULL AND NOT "f"."__dirty" = 1
     UNION ALL
     SELECT
       "s"."user_id",
@@ -355,7 +411,7 @@ WITH "user_orders__events" AS (
     INNER JOIN "user_orders__changed" AS "f"
       ON "s"."user_id" = "f"."user_id"
     WHERE
-      NOT "s"."__p9_3_v" IS NULL
+      NOT "s"."__p9_3_v" IS NULL AND NOT "f"."__dirty" = 1
     UNION ALL
     SELECT
       "user_id",
@@ -364,7 +420,9 @@ WITH "user_orders__events" AS (
       "__created"
     FROM "user_orders__rows"
     WHERE
-      NOT "__a0" IS NULL AND "__new" = 1
+      NOT "__a0" IS NULL AND (
+        "__new" = 1 OR "__dirty" = 1
+      )
   ) AS "c"
 ), "user_orders__top9" AS (
   SELECT
@@ -407,7 +465,9 @@ WITH "user_orders__events" AS (
       "__ts" AS "__t"
     FROM "user_orders__rows"
     WHERE
-      "__new" = 1
+      (
+        "__new" = 1 OR "__dirty" = 1
+      )
       AND NOT "__a1" IS NULL
       AND "__ts" >= CAST($1 AS TIMESTAMP) - INTERVAL '30 DAY'
   ) AS "c"

@@ -11,7 +11,13 @@ WITH "user_browsing__events" AS (
     "src"."product_id" AS "__a5"
   FROM "web"."page_views" AS "src"
   WHERE
-    NOT "src"."visitor_id" IS NULL AND NOT "src"."viewed_at" IS NULL
+    (
+      NOT "src"."visitor_id" IS NULL AND NOT "src"."viewed_at" IS NULL
+    )
+    AND (
+      CAST(:watermark AS TIMESTAMP) IS NULL
+      OR "src"."viewed_at" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '30 DAY'
+    )
 ), "user_browsing__delta" AS (
   SELECT
     "user_id",
@@ -24,7 +30,8 @@ WITH "user_browsing__events" AS (
       )
       THEN 1
       ELSE 0
-    END AS "__new"
+    END AS "__new",
+    0 AS "__dirty"
   FROM "user_browsing__events"
   WHERE
     (
@@ -49,6 +56,13 @@ WITH "user_browsing__events" AS (
       AND "__ts" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '30 DAY'
       AND "__ts" < CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
     )
+  UNION ALL
+  SELECT
+    "user_id",
+    CAST(NULL AS TIMESTAMP) AS "__ts",
+    0 AS "__new",
+    1 AS "__dirty"
+  FROM "__fsdsl_dirty_user_browsing"
 ), "user_browsing__changed" AS (
   SELECT
     "user_id",
@@ -87,7 +101,8 @@ WITH "user_browsing__events" AS (
         THEN 1
         ELSE 0
       END
-    ) AS "__l3"
+    ) AS "__l3",
+    MAX("__dirty") AS "__dirty"
   FROM "user_browsing__delta"
   GROUP BY
     "user_id"
@@ -113,7 +128,8 @@ WITH "user_browsing__events" AS (
     "f"."__l0",
     "f"."__l1",
     "f"."__l2",
-    "f"."__l3"
+    "f"."__l3",
+    "f"."__dirty"
   FROM "user_browsing__events" AS "e"
   INNER JOIN "user_browsing__changed" AS "f"
     ON "e"."user_id" = "f"."user_id"
@@ -125,6 +141,7 @@ WITH "user_browsing__events" AS (
         CAST(:watermark AS TIMESTAMP) IS NULL
         OR "e"."__avail" >= CAST(:watermark AS TIMESTAMP)
       )
+      OR "f"."__dirty" = 1
       OR "f"."__l0" = 1
       AND "e"."__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '1 HOUR'
       OR "f"."__l1" = 1
@@ -137,14 +154,28 @@ WITH "user_browsing__events" AS (
 ), "user_browsing__parts" AS (
   SELECT
     "s"."user_id",
-    CAST(CASE WHEN NOT "f"."__l0" = 1 THEN "s"."__c0" END AS BIGINT) AS "__c0",
-    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__c1" END AS BIGINT) AS "__c1",
-    CAST(CASE WHEN NOT "f"."__l2" = 1 THEN "s"."__c2" END AS BIGINT) AS "__c2",
-    CAST(CASE WHEN NOT "f"."__l2" = 1 THEN "s"."__s3" END AS DOUBLE) AS "__s3",
-    CAST(CASE WHEN NOT "f"."__l2" = 1 THEN "s"."__c3" END AS BIGINT) AS "__c3",
-    CAST(CASE WHEN NOT "f"."__l2" = 1 THEN "s"."__s4" END AS DOUBLE) AS "__s4",
-    CAST("s"."__m7" AS TIMESTAMP) AS "__m7",
-    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__c10" END AS BIGINT) AS "__c10",
+    CAST(CASE WHEN NOT (
+      "f"."__l0" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__c0" END AS BIGINT) AS "__c0",
+    CAST(CASE WHEN NOT (
+      "f"."__l1" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__c1" END AS BIGINT) AS "__c1",
+    CAST(CASE WHEN NOT (
+      "f"."__l2" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__c2" END AS BIGINT) AS "__c2",
+    CAST(CASE WHEN NOT (
+      "f"."__l2" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__s3" END AS DOUBLE) AS "__s3",
+    CAST(CASE WHEN NOT (
+      "f"."__l2" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__c3" END AS BIGINT) AS "__c3",
+    CAST(CASE WHEN NOT (
+      "f"."__l2" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__s4" END AS DOUBLE) AS "__s4",
+    CAST(CASE WHEN NOT "f"."__dirty" = 1 THEN "s"."__m7" END AS TIMESTAMP) AS "__m7",
+    CAST(CASE WHEN NOT (
+      "f"."__l1" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__c10" END AS BIGINT) AS "__c10",
     "s"."__lt"
   FROM "__fsdsl_state_user_browsing" AS "s"
   INNER JOIN "user_browsing__changed" AS "f"
@@ -155,7 +186,9 @@ WITH "user_browsing__events" AS (
     CAST(CASE
       WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '1 HOUR'
       AND (
-        "__new" = 1 OR "__l0" = 1
+        "__new" = 1 OR (
+          "__l0" = 1 OR "__dirty" = 1
+        )
       )
       THEN 1
       ELSE 0
@@ -163,7 +196,9 @@ WITH "user_browsing__events" AS (
     CAST(CASE
       WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '24 HOUR'
       AND (
-        "__new" = 1 OR "__l1" = 1
+        "__new" = 1 OR (
+          "__l1" = 1 OR "__dirty" = 1
+        )
       )
       THEN 1
       ELSE 0
@@ -171,7 +206,9 @@ WITH "user_browsing__events" AS (
     CAST(CASE
       WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
-        "__new" = 1 OR "__l2" = 1
+        "__new" = 1 OR (
+          "__l2" = 1 OR "__dirty" = 1
+        )
       )
       THEN 1
       ELSE 0
@@ -179,14 +216,18 @@ WITH "user_browsing__events" AS (
     CAST(CASE
       WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
-        "__new" = 1 OR "__l2" = 1
+        "__new" = 1 OR (
+          "__l2" = 1 OR "__dirty" = 1
+        )
       )
       THEN CAST("__a0" AS DOUBLE)
     END AS DOUBLE) AS "__s3",
     CAST(CASE
       WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
-        "__new" = 1 OR "__l2" = 1
+        "__new" = 1 OR (
+          "__l2" = 1 OR "__dirty" = 1
+        )
       )
       AND NOT "__a0" IS NULL
       THEN 1
@@ -195,15 +236,21 @@ WITH "user_browsing__events" AS (
     CAST(CASE
       WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
-        "__new" = 1 OR "__l2" = 1
+        "__new" = 1 OR (
+          "__l2" = 1 OR "__dirty" = 1
+        )
       )
       THEN "__a1"
     END AS DOUBLE) AS "__s4",
-    CAST(CASE WHEN "__new" = 1 THEN "__a4" END AS TIMESTAMP) AS "__m7",
+    CAST(CASE WHEN (
+      "__new" = 1 OR "__dirty" = 1
+    ) THEN "__a4" END AS TIMESTAMP) AS "__m7",
     CAST(CASE
       WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '24 HOUR'
       AND (
-        "__new" = 1 OR "__l1" = 1
+        "__new" = 1 OR (
+          "__l1" = 1 OR "__dirty" = 1
+        )
       )
       AND NOT "__a1" IS NULL
       THEN 1
@@ -260,7 +307,9 @@ WITH "user_browsing__events" AS (
       "__ts" AS "__t"
     FROM "user_browsing__rows"
     WHERE
-      "__new" = 1
+      (
+        "__new" = 1 OR "__dirty" = 1
+      )
       AND NOT "__a2" IS NULL
       AND "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
   ) AS "c"
@@ -293,7 +342,7 @@ WITH "user_browsing__events" AS (
     INNER JOIN "user_browsing__changed" AS "f"
       ON "s"."user_id" = "f"."user_id"
     WHERE
-      NOT "s"."__p6_1_v" IS NULL
+      NOT "s"."__p6_1_v" IS NULL AND NOT "f"."__dirty" = 1
     UNION ALL
     SELECT
       "user_id",
@@ -301,7 +350,9 @@ WITH "user_browsing__events" AS (
       "__ts"
     FROM "user_browsing__rows"
     WHERE
-      NOT "__a3" IS NULL AND "__new" = 1
+      NOT "__a3" IS NULL AND (
+        "__new" = 1 OR "__dirty" = 1
+      )
   ) AS "c"
 ), "user_browsing__top6" AS (
   SELECT
@@ -330,7 +381,9 @@ WITH "user_browsing__events" AS (
     WHERE
       NOT "s"."__p8_1_v" IS NULL
       AND "s"."__p8_1_t" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '14 DAY'
-      AND NOT "f"."__l3" = 1
+      AND NOT (
+        "f"."__l3" = 1 OR "f"."__dirty" = 1
+      )
     UNION ALL
     SELECT
       "user_id",
@@ -341,7 +394,9 @@ WITH "user_browsing__events" AS (
       NOT "__a4" IS NULL
       AND "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '14 DAY'
       AND (
-        "__new" = 1 OR "__l3" = 1
+        "__new" = 1 OR (
+          "__l3" = 1 OR "__dirty" = 1
+        )
       )
   ) AS "c"
 ), "user_browsing__top8" AS (
@@ -371,7 +426,9 @@ WITH "user_browsing__events" AS (
     WHERE
       NOT "s"."__p9_1_v" IS NULL
       AND "s"."__p9_1_t" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
-      AND NOT "f"."__l2" = 1
+      AND NOT (
+        "f"."__l2" = 1 OR "f"."__dirty" = 1
+      )
     UNION ALL
     SELECT
       "s"."user_id",
@@ -383,7 +440,9 @@ WITH "user_browsing__events" AS (
     WHERE
       NOT "s"."__p9_2_v" IS NULL
       AND "s"."__p9_2_t" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
-      AND NOT "f"."__l2" = 1
+      AND NOT (
+        "f"."__l2" = 1 OR "f"."__dirty" = 1
+      )
     UNION ALL
     SELECT
       "s"."user_id",
@@ -395,7 +454,9 @@ WITH "user_browsing__events" AS (
     WHERE
       NOT "s"."__p9_3_v" IS NULL
       AND "s"."__p9_3_t" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
-      AND NOT "f"."__l2" = 1
+      AND NOT (
+        "f"."__l2" = 1 OR "f"."__dirty" = 1
+      )
     UNION ALL
     SELECT
       "s"."user_id",
@@ -407,7 +468,9 @@ WITH "user_browsing__events" AS (
     WHERE
       NOT "s"."__p9_4_v" IS NULL
       AND "s"."__p9_4_t" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
-      AND NOT "f"."__l2" = 1
+      AND NOT (
+        "f"."__l2" = 1 OR "f"."__dirty" = 1
+      )
     UNION ALL
     SELECT
       "s"."user_id",
@@ -419,7 +482,9 @@ WITH "user_browsing__events" AS (
     WHERE
       NOT "s"."__p9_5_v" IS NULL
       AND "s"."__p9_5_t" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
-      AND NOT "f"."__l2" = 1
+      AND NOT (
+        "f"."__l2" = 1 OR "f"."__dirty" = 1
+      )
     UNION ALL
     SELECT
       "user_id",
@@ -430,7 +495,9 @@ WITH "user_browsing__events" AS (
       NOT "__a5" IS NULL
       AND "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
-        "__new" = 1 OR "__l2" = 1
+        "__new" = 1 OR (
+          "__l2" = 1 OR "__dirty" = 1
+        )
       )
   ) AS "c"
 ), "user_browsing__top9" AS (

@@ -12,11 +12,18 @@ WITH "user_orders__events" AS (
     DATE_TRUNC('DAY', "src"."event_timestamp") AS "__a1"
   FROM "orders" AS "src"
   WHERE
-    NOT "src"."user_id" IS NULL
-    AND NOT "src"."event_timestamp" IS NULL
-    AND NOT "src"."created_at" IS NULL
+    (
+      NOT "src"."user_id" IS NULL
+      AND NOT "src"."event_timestamp" IS NULL
+      AND NOT "src"."created_at" IS NULL
+      AND (
+        "src"."status" = 'completed'
+      )
+    )
     AND (
-      "src"."status" = 'completed'
+      CAST(:watermark AS TIMESTAMP) IS NULL
+      OR "src"."event_timestamp" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '90 DAY'
+      OR "src"."created_at" >= CAST(:watermark AS TIMESTAMP)
     )
 ), "user_orders__delta" AS (
   SELECT
@@ -30,7 +37,8 @@ WITH "user_orders__events" AS (
       )
       THEN 1
       ELSE 0
-    END AS "__new"
+    END AS "__new",
+    0 AS "__dirty"
   FROM "user_orders__events"
   WHERE
     (
@@ -52,6 +60,13 @@ WITH "user_orders__events" AS (
       AND "__ts" >= CAST(:watermark AS TIMESTAMP) - INTERVAL '60 DAY'
       AND "__ts" < CAST(:as_of AS TIMESTAMP) - INTERVAL '60 DAY'
     )
+  UNION ALL
+  SELECT
+    "user_id",
+    CAST(NULL AS TIMESTAMP) AS "__ts",
+    0 AS "__new",
+    1 AS "__dirty"
+  FROM "__fsdsl_dirty_user_orders"
 ), "user_orders__changed" AS (
   SELECT
     "user_id",
@@ -81,7 +96,8 @@ WITH "user_orders__events" AS (
         THEN 1
         ELSE 0
       END
-    ) AS "__l2"
+    ) AS "__l2",
+    MAX("__dirty") AS "__dirty"
   FROM "user_orders__delta"
   GROUP BY
     "user_id"
@@ -103,7 +119,8 @@ WITH "user_orders__events" AS (
     END AS "__new",
     "f"."__l0",
     "f"."__l1",
-    "f"."__l2"
+    "f"."__l2",
+    "f"."__dirty"
   FROM "user_orders__events" AS "e"
   INNER JOIN "user_orders__changed" AS "f"
     ON "e"."user_id" = "f"."user_id"
@@ -115,6 +132,7 @@ WITH "user_orders__events" AS (
         CAST(:watermark AS TIMESTAMP) IS NULL
         OR "e"."__avail" >= CAST(:watermark AS TIMESTAMP)
       )
+      OR "f"."__dirty" = 1
       OR "f"."__l0" = 1
       AND "e"."__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
       OR "f"."__l1" = 1
@@ -125,14 +143,30 @@ WITH "user_orders__events" AS (
 ), "user_orders__parts" AS (
   SELECT
     "s"."user_id",
-    CAST(CASE WHEN NOT "f"."__l0" = 1 THEN "s"."__c0" END AS BIGINT) AS "__c0",
-    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__c1" END AS BIGINT) AS "__c1",
-    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__s2" END AS DOUBLE) AS "__s2",
-    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__s3" END AS DOUBLE) AS "__s3",
-    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__c3" END AS BIGINT) AS "__c3",
-    CAST(CASE WHEN NOT "f"."__l0" = 1 THEN "s"."__m4" END AS DOUBLE) AS "__m4",
-    CAST(CASE WHEN NOT "f"."__l2" = 1 THEN "s"."__m5" END AS DOUBLE) AS "__m5",
-    CAST(CASE WHEN NOT "f"."__l1" = 1 THEN "s"."__c6" END AS BIGINT) AS "__c6",
+    CAST(CASE WHEN NOT (
+      "f"."__l0" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__c0" END AS BIGINT) AS "__c0",
+    CAST(CASE WHEN NOT (
+      "f"."__l1" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__c1" END AS BIGINT) AS "__c1",
+    CAST(CASE WHEN NOT (
+      "f"."__l1" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__s2" END AS DOUBLE) AS "__s2",
+    CAST(CASE WHEN NOT (
+      "f"."__l1" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__s3" END AS DOUBLE) AS "__s3",
+    CAST(CASE WHEN NOT (
+      "f"."__l1" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__c3" END AS BIGINT) AS "__c3",
+    CAST(CASE WHEN NOT (
+      "f"."__l0" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__m4" END AS DOUBLE) AS "__m4",
+    CAST(CASE WHEN NOT (
+      "f"."__l2" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__m5" END AS DOUBLE) AS "__m5",
+    CAST(CASE WHEN NOT (
+      "f"."__l1" = 1 OR "f"."__dirty" = 1
+    ) THEN "s"."__c6" END AS BIGINT) AS "__c6",
     "s"."__lt"
   FROM "__fsdsl_state_user_orders" AS "s"
   INNER JOIN "user_orders__changed" AS "f"
@@ -143,7 +177,9 @@ WITH "user_orders__events" AS (
     CAST(CASE
       WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
-        "__new" = 1 OR "__l0" = 1
+        "__new" = 1 OR (
+          "__l0" = 1 OR "__dirty" = 1
+        )
       )
       THEN 1
       ELSE 0
@@ -151,7 +187,9 @@ WITH "user_orders__events" AS (
     CAST(CASE
       WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
-        "__new" = 1 OR "__l1" = 1
+        "__new" = 1 OR (
+          "__l1" = 1 OR "__dirty" = 1
+        )
       )
       THEN 1
       ELSE 0
@@ -159,21 +197,27 @@ WITH "user_orders__events" AS (
     CAST(CASE
       WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
-        "__new" = 1 OR "__l1" = 1
+        "__new" = 1 OR (
+          "__l1" = 1 OR "__dirty" = 1
+        )
       )
       THEN "__a0"
     END AS DOUBLE) AS "__s2",
     CAST(CASE
       WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
-        "__new" = 1 OR "__l1" = 1
+        "__new" = 1 OR (
+          "__l1" = 1 OR "__dirty" = 1
+        )
       )
       THEN CAST("__a0" AS DOUBLE)
     END AS DOUBLE) AS "__s3",
     CAST(CASE
       WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
-        "__new" = 1 OR "__l1" = 1
+        "__new" = 1 OR (
+          "__l1" = 1 OR "__dirty" = 1
+        )
       )
       AND NOT "__a0" IS NULL
       THEN 1
@@ -182,21 +226,27 @@ WITH "user_orders__events" AS (
     CAST(CASE
       WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '7 DAY'
       AND (
-        "__new" = 1 OR "__l0" = 1
+        "__new" = 1 OR (
+          "__l0" = 1 OR "__dirty" = 1
+        )
       )
       THEN "__a0"
     END AS DOUBLE) AS "__m4",
     CAST(CASE
       WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '90 DAY'
       AND (
-        "__new" = 1 OR "__l2" = 1
+        "__new" = 1 OR (
+          "__l2" = 1 OR "__dirty" = 1
+        )
       )
       THEN "__a0"
     END AS DOUBLE) AS "__m5",
     CAST(CASE
       WHEN "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
-        "__new" = 1 OR "__l1" = 1
+        "__new" = 1 OR (
+          "__l1" = 1 OR "__dirty" = 1
+        )
       )
       AND NOT "__a0" IS NULL
       THEN 1
@@ -251,7 +301,7 @@ WITH "user_orders__events" AS (
     INNER JOIN "user_orders__changed" AS "f"
       ON "s"."user_id" = "f"."user_id"
     WHERE
-      NOT "s"."__p7_1_v" IS NULL
+      NOT "s"."__p7_1_v" IS NULL AND NOT "f"."__dirty" = 1
     UNION ALL
     SELECT
       "user_id",
@@ -260,7 +310,9 @@ WITH "user_orders__events" AS (
       "__created"
     FROM "user_orders__rows"
     WHERE
-      NOT "__a0" IS NULL AND "__new" = 1
+      NOT "__a0" IS NULL AND (
+        "__new" = 1 OR "__dirty" = 1
+      )
   ) AS "c"
 ), "user_orders__top7" AS (
   SELECT
@@ -292,7 +344,9 @@ WITH "user_orders__events" AS (
     WHERE
       NOT "s"."__p8_1_v" IS NULL
       AND "s"."__p8_1_t" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
-      AND NOT "f"."__l1" = 1
+      AND NOT (
+        "f"."__l1" = 1 OR "f"."__dirty" = 1
+      )
     UNION ALL
     SELECT
       "user_id",
@@ -304,7 +358,9 @@ WITH "user_orders__events" AS (
       NOT "__a0" IS NULL
       AND "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
       AND (
-        "__new" = 1 OR "__l1" = 1
+        "__new" = 1 OR (
+          "__l1" = 1 OR "__dirty" = 1
+        )
       )
   ) AS "c"
 ), "user_orders__top8" AS (
@@ -338,7 +394,7 @@ WITH "user_orders__events" AS (
     INNER JOIN "user_orders__changed" AS "f"
       ON "s"."user_id" = "f"."user_id"
     WHERE
-      NOT "s"."__p9_1_v" IS NULL
+      NOT "s"."__p9_1_v" IS NULL AND NOT "f"."__dirty" = 1
     UNION ALL
     SELECT
       "s"."user_id",
@@ -349,7 +405,7 @@ WITH "user_orders__events" AS (
     INNER JOIN "user_orders__changed" AS "f"
       ON "s"."user_id" = "f"."user_id"
     WHERE
-      NOT "s"."__p9_2_v" IS NULL
+      NOT "s"."__p9_2_v" IS NULL AND NOT "f"."__dirty" = 1
     UNION ALL
     SELECT
       "s"."user_id",
@@ -360,7 +416,7 @@ WITH "user_orders__events" AS (
     INNER JOIN "user_orders__changed" AS "f"
       ON "s"."user_id" = "f"."user_id"
     WHERE
-      NOT "s"."__p9_3_v" IS NULL
+      NOT "s"."__p9_3_v" IS NULL AND NOT "f"."__dirty" = 1
     UNION ALL
     SELECT
       "user_id",
@@ -369,7 +425,9 @@ WITH "user_orders__events" AS (
       "__created"
     FROM "user_orders__rows"
     WHERE
-      NOT "__a0" IS NULL AND "__new" = 1
+      NOT "__a0" IS NULL AND (
+        "__new" = 1 OR "__dirty" = 1
+      )
   ) AS "c"
 ), "user_orders__top9" AS (
   SELECT
@@ -412,7 +470,9 @@ WITH "user_orders__events" AS (
       "__ts" AS "__t"
     FROM "user_orders__rows"
     WHERE
-      "__new" = 1
+      (
+        "__new" = 1 OR "__dirty" = 1
+      )
       AND NOT "__a1" IS NULL
       AND "__ts" >= CAST(:as_of AS TIMESTAMP) - INTERVAL '30 DAY'
   ) AS "c"
