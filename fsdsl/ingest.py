@@ -211,6 +211,38 @@ def split(
     return pa.Table.from_pylist(good, schema=cols.schema), kept, bad
 
 
+def _parse_column(values: list, t: ir.Type, name: str, bad: dict[int, str]) -> pa.Array:
+    """A column parsed value by value (`parse_value`); the reason of each bad row in `bad`."""
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(None if v is None else parse_value(v, t))
+        except ValueError as e:
+            bad.setdefault(i, f"column `{name}`: {e}")
+            out.append(None)
+    return pa.array(out, type=arrow_type(t))
+
+
+def _unkeyed(cols: Columns, table: pa.Table) -> dict[int, str]:
+    """Rows without a timestamp, or without the whole key of any view: index -> reason."""
+    import pyarrow.compute as pc
+
+    ok = pc.is_valid(table[cols.source.timestamp])
+    if cols.key_sets:
+        some = None
+        for ks in cols.key_sets:
+            whole = pc.is_valid(table[ks[0]])
+            for c in ks[1:]:
+                whole = pc.and_(whole, pc.is_valid(table[c]))
+            some = whole if some is None else pc.or_(some, whole)
+        ok = pc.and_(ok, some)
+    out = {}
+    for i in pc.indices_nonzero(pc.invert(ok)).to_pylist():
+        row = {c: table[c][i].is_valid for c in table.column_names}
+        out[i] = cols.missing(lambda c, row=row: row[c]) or "missing key"
+    return out
+
+
 def split_texts(
     cols: Columns, rows: list[dict[str, str]], accepted_at: dt.datetime | None
 ) -> tuple[pa.Table, list[int], list[tuple[int, str]]]:
@@ -243,27 +275,10 @@ def split_texts(
             continue
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
-        values = []
-        for i, text in enumerate(texts.to_pylist()):
-            try:
-                values.append(None if text is None else parse_value(text, t))
-            except ValueError as e:
-                bad.setdefault(i, f"column `{name}`: {e}")
-                values.append(None)
-        arrays[name] = pa.array(values, type=want)
+        arrays[name] = _parse_column(texts.to_pylist(), t, name, bad)
     table = pa.table(arrays, schema=cols.schema)
-    ok = pc.is_valid(table[src.timestamp])
-    if cols.key_sets:
-        some = None
-        for ks in cols.key_sets:
-            whole = pc.is_valid(table[ks[0]])
-            for c in ks[1:]:
-                whole = pc.and_(whole, pc.is_valid(table[c]))
-            some = whole if some is None else pc.or_(some, whole)
-        ok = pc.and_(ok, some)
-    for i in pc.indices_nonzero(pc.invert(ok)).to_pylist():
-        row = {c: table[c][i].is_valid for c in table.column_names}
-        bad.setdefault(i, cols.missing(lambda c, row=row: row[c]) or "missing key")
+    for i, why in _unkeyed(cols, table).items():
+        bad.setdefault(i, why)
     kept = [i for i in range(len(rows)) if i not in bad]
     if bad:
         table = table.take(pa.array(kept, pa.int64()))
@@ -306,7 +321,8 @@ def _arrow(cols: Columns, data: pa.Table, accepted_at: dt.datetime | None) -> pa
     if unknown:
         raise BadRows(src.name, [(0, f"unknown column `{unknown[0]}`")])
     n = data.num_rows
-    arrays, bad = {}, []
+    arrays: dict = {}
+    bad: dict[int, str] = {}
     for name, t in src.columns.items():
         want = arrow_type(t)
         if name not in data.column_names:
@@ -322,28 +338,12 @@ def _arrow(cols: Columns, data: pa.Table, accepted_at: dt.datetime | None) -> pa
                 continue
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 pass
-        values = []
-        for i, v in enumerate(column.to_pylist()):
-            try:
-                values.append(None if v is None else parse_value(v, t))
-            except ValueError as e:
-                bad.append((i, f"column `{name}`: {e}"))
-                values.append(None)
-        arrays[name] = pa.array(values, type=want)
+        arrays[name] = _parse_column(column.to_pylist(), t, name, bad)
     table = pa.table(arrays, schema=cols.schema)
-    ok = pc.is_valid(table[src.timestamp])
-    if cols.key_sets:
-        some = None
-        for ks in cols.key_sets:
-            whole = pc.and_(*[pc.is_valid(table[c]) for c in ks]) if len(ks) > 1 else None
-            whole = whole if whole is not None else pc.is_valid(table[ks[0]])
-            some = whole if some is None else pc.or_(some, whole)
-        ok = pc.and_(ok, some)
-    for i in pc.indices_nonzero(pc.invert(ok)).to_pylist()[:3]:
-        row = {c: table[c][i].is_valid for c in table.column_names}
-        bad.append((i, cols.missing(lambda c, row=row: row[c]) or "missing key"))
+    for i, why in list(_unkeyed(cols, table).items())[:3]:
+        bad.setdefault(i, why)
     if bad:
-        raise BadRows(src.name, sorted(bad))
+        raise BadRows(src.name, sorted(bad.items()))
     if src.created is not None and accepted_at is not None:
         filled = pc.fill_null(table[src.created], pa.scalar(accepted_at, pa.timestamp("us")))
         table = table.set_column(table.schema.get_field_index(src.created), src.created, filled)
