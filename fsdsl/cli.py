@@ -751,6 +751,14 @@ def stream(
     group: Annotated[
         str, typer.Option(help="The consumer group: workers of one group share the work.")
     ] = "fsc",
+    consumer: Annotated[
+        str | None,
+        typer.Option(
+            help="This worker's name in its group (default $FSC_STREAM_CONSUMER, else "
+            "host:pid:nonce); restarted under its name, it resumes what it left unacked.",
+            show_default=False,
+        ),
+    ] = None,
     report_every: Annotated[
         float, typer.Option("--report-every", help="Seconds between reports.")
     ] = 5.0,
@@ -790,6 +798,7 @@ def stream(
                 tick=tick,
                 batch=batch,
                 group=group,
+                consumer=consumer,
                 report_every=report_every,
                 on_report=json_line,
             )
@@ -806,6 +815,7 @@ def stream(
                 tick=tick,
                 batch=batch,
                 group=group,
+                consumer=consumer,
                 report_every=report_every,
                 on_report=show,
             )

@@ -387,11 +387,14 @@ class FeatureStore:
         on_report: Callable | None = None,
         group: str | None = None,
         until_idle: bool = False,
+        consumer: str | None = None,
     ):
         """Run the stream worker (`fsdsl/online/stream.py`) until SIGTERM/SIGINT: consume each
         source's Redis Stream (`stream "..."`, else `fsc:stream:<source>`) in micro-batches
         through a consumer group, apply them as pushes, tick every `tick` seconds. Returns the
-        final `Report`; `on_report(report)` is called every `report_every` seconds."""
+        final `Report`; `on_report(report)` is called every `report_every` seconds.
+        `consumer`: this worker's name in its group (default $FSC_STREAM_CONSUMER, else
+        host:pid:nonce); a worker restarted under its name resumes what it left unacked."""
         from fsdsl.online.stream import BATCH, GROUP, Worker
 
         self._profile_first()
@@ -403,6 +406,7 @@ class FeatureStore:
             report_every=report_every,
             on_report=on_report,
             group=group or GROUP,
+            consumer=consumer or "",
         )
         return worker.run(until_idle=until_idle)
 

@@ -364,3 +364,20 @@ service s { features v.* }
         assert store.online_features("s", {"user_id": "c"})["total"] == 1.0
     with connect(url, {}) as wh:
         assert wh.execute_sql('SELECT count(*) AS n FROM "push_events"')["n"][0].as_py() == 4
+
+
+def test_a_stream_worker_takes_its_consumer_name(project):
+    """`FeatureStore.stream(consumer=...)` (`fsc stream --consumer`): the name the group knows
+    the worker by, the one a restarted worker resumes its unacknowledged entries under."""
+    root, url = project
+    with FeatureStore(root / "definitions", online=url) as store:
+        client = store.online().client
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        fields = {k: str(v) for k, v in view(1, "u_named", now - dt.timedelta(seconds=1)).items()}
+        client.xadd("fsc:stream:page_views", fields)
+        report = store.stream(["page_views"], consumer="worker-7", until_idle=True)
+        assert report.events == 1
+        names = {c["name"] for c in client.xinfo_consumers("fsc:stream:page_views", "fsc")}
+        assert names == {b"worker-7"} or names == {"worker-7"}
+        got = store.online_features("recommender", {"user_id": "u_named", "category": "shoes"})
+        assert got["views_1h"] == 1

@@ -249,6 +249,7 @@ class Worker:
         reader: StreamReader | None = None,
         clock: Callable[[], dt.datetime] | None = None,
         group: str = GROUP,
+        consumer: str = "",
     ):
         from fsdsl.online.push import now, source_named
 
@@ -277,7 +278,10 @@ class Worker:
         online = store.online()
         self.online = online
         self.reader = reader or RedisStreamReader(
-            online.client, {n: s.stream_key for n, s in self.sources.items()}, group=group
+            online.client,
+            {n: s.stream_key for n, s in self.sources.items()},
+            group=group,
+            consumer=consumer,
         )
 
     def stop(self, *_sig) -> None:
