@@ -33,7 +33,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from fsdsl import ir
-from fsdsl.compile import dialects, names
+from fsdsl.compile import dialects
 from fsdsl.compile.names import (
     ALIVE,
     AVAIL,
@@ -58,30 +58,16 @@ from fsdsl.compile.pit import (
 )
 from fsdsl.compile.plan import DISTINCT, MERGE, PICK, plan_view
 
+# The stored state's layout comes from the plan alone (`state.py`, imported by runs that need
+# no SQL builder); re-exported here for the query that reads and writes it.
+from fsdsl.compile.state import (  # noqa: F401
+    dirty_table,
+    distinct_tables,
+    state_columns,
+    state_table,
+)
+
 AS_OF, WATERMARK = ir.AS_OF_COLUMN, "watermark"
-
-
-def state_table(view: ir.View) -> str:
-    """The name under which a run registers the previous state for the refresh query."""
-    return names.state_table(view.name)
-
-
-def state_columns(view: ir.View) -> list[tuple[str, ir.Type]]:
-    """The state row of an entity: its keys, then each aggregation's partial aggregate (the
-    view's plan, from the IR alone: the stored state reads the same whatever the backend)."""
-    return plan_view(view).state_columns()
-
-
-def dirty_table(view: ir.View) -> str:
-    """The name under which a run registers the keys of the entities to recompute in full
-    (one column per entity key; empty when there are none)."""
-    return names.dirty_table(view.name)
-
-
-def distinct_tables(view: ir.View) -> list[tuple[str, str, str]]:
-    """Per `count_distinct`: the relation the query reads its state from (keys, `names.VALUE`,
-    `names.SEEN_AT`), and the two stored state lists (values, timestamps) it is made of."""
-    return plan_view(view).distinct_tables()
 
 
 def refresh_query(view: ir.View, dialect: str = "duckdb", dirty: bool = False) -> exp.Select:

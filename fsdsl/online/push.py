@@ -77,7 +77,7 @@ def apply(
     source: ir.Source,
     data,
     wh,
-    online: OnlineStore | None,
+    online: OnlineStore,
     *,
     mode: str = "online_and_offline",
     ids: list[str] | None = None,
@@ -98,10 +98,6 @@ def apply(
         (v for v in repo.views.values() if v.source.name == source.name), key=lambda v: v.name
     )
     result = PushResult(source.name, mode, data.num_rows, None)
-    if mode == "offline" and online is None:
-        wh.append(source.table, data, source.name, ids)
-        result.seconds = time.perf_counter() - started
-        return result
     owner = owner or uuid.uuid4().hex
     with ExitStack() as held:
         # every view's lock, in name order (two pushes never wait for each other in a cycle)

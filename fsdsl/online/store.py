@@ -189,20 +189,8 @@ class OnlineStore:
         With `owner`, only while that run holds the view's lock (checked under WATCH, so a
         lock lost between the check and EXEC aborts the transaction): raises LockLost."""
 
-        def queue(pipe) -> None:
-            if aggregates is not None:
-                key = f"{PREFIX}:agg:{state['ns']}"
-                pipe.delete(key)
-                parts = [aggregates[i : i + AGG_PART] for i in range(0, len(aggregates), AGG_PART)]
-                named = {f"{i:06d}".encode(): p for i, p in enumerate(parts or [b""])}
-                pipe.hset(key, mapping={**named, _MARKER: _agg_digest(state["ns"], named)})
-            if pending_done:  # the pushed batches this run read: counted from now on
-                pipe.ltrim(f"{PREFIX}:pending:{view}", pending_done, -1)
-            key = f"{PREFIX}:state:{view}"
-            pipe.delete(key)
-            pipe.hset(key, mapping=fields_with_checksum(key, state))
-
-        self._as_owner(view, owner, queue)
+        buffer, count = self.state_commands(view, state, aggregates, pending_done)
+        self.send_commands(buffer, count, transaction=True, view=view, owner=owner)
 
     def state_commands(
         self,
@@ -219,8 +207,7 @@ class OnlineStore:
         out, n = [], 0
         if aggregates is not None:
             key = f"{PREFIX}:agg:{state['ns']}"
-            parts = [aggregates[i : i + AGG_PART] for i in range(0, len(aggregates), AGG_PART)]
-            named = {f"{i:06d}".encode(): p for i, p in enumerate(parts or [b""])}
+            named = _agg_parts(aggregates)
             flat = [
                 x
                 for k, v in {**named, _MARKER: _agg_digest(state["ns"], named)}.items()
@@ -742,10 +729,15 @@ def _decode_state(state) -> tuple[str | None, str | None]:
     return (fp.decode() if fp else None, ns.decode() if ns else None)
 
 
+def _agg_parts(aggregates: bytes) -> dict[bytes, bytes]:
+    """The aggregate state cut into hash fields of at most AGG_PART bytes, named in order."""
+    parts = [aggregates[i : i + AGG_PART] for i in range(0, len(aggregates), AGG_PART)]
+    return {f"{i:06d}".encode(): p for i, p in enumerate(parts or [b""])}
+
+
 def aggregates_digest_of(ns: str, aggregates: bytes) -> bytes:
     """The digest `set_state` stores for `aggregates` under namespace `ns`."""
-    parts = [aggregates[i : i + AGG_PART] for i in range(0, len(aggregates), AGG_PART)]
-    return _agg_digest(ns, {f"{i:06d}".encode(): p for i, p in enumerate(parts or [b""])})
+    return _agg_digest(ns, _agg_parts(aggregates))
 
 
 def _agg_digest(ns: str, parts: dict[bytes, bytes]) -> bytes:
