@@ -4,6 +4,7 @@
     python bench/training_set.py --scale M --shape last_ttl     # one shape of bench/shapes/
     python bench/training_set.py --scale M --shape all --repeat 2
     python bench/training_set.py --scale L --shape all          # fsc only, unless --baselines
+    python bench/training_set.py --scale M --shape fraud_by_device  # issue #12: device vs user
 
 Each shape is a service of bench/shapes/shapes.feat (churn_core: of definitions/) with the
 baselines an expert would write for it (bench/baselines/<shape>*.sql; a shape with two credible
@@ -31,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from generate import ensure, late_path  # noqa: E402
+from generate import ensure, ensure_links, late_path  # noqa: E402
 from scales import DATA  # noqa: E402
 
 SERVICE = "churn_core"
@@ -51,6 +52,11 @@ class Shape:
     baselines: dict[str, Path] = field(default_factory=dict)
     late: bool = False
     """Reads `orders_late`, which lives in the scale's `*_late.duckdb` (bench/generate.py)."""
+    by_user: str | None = None
+    """Entity resolution (issue #12): the shape is a device-keyed service, measured against
+    fsc itself serving the same features keyed by user (this service) on the same labels with
+    the user each device resolves to at T, by plain SQL (`generate.ensure_links`). Both outputs
+    have the same columns (labels, `user_id`, features), compared cell by cell."""
 
 
 SHAPES = {
@@ -87,7 +93,9 @@ SHAPES = {
         },
     ),
     SERVICE: Shape(ROOT / "definitions", BASELINES),
+    "fraud_by_device": Shape(HERE / "resolution", by_user="fraud_by_user"),
 }
+BY_USER = "fsc_by_user"
 
 
 def measure(cmd: list[str]) -> dict:
@@ -182,9 +190,14 @@ def bench_shape(shape: str, args: argparse.Namespace) -> dict:
     db, labels = ensure(args.scale)
     if spec.late:
         db = late_path(db)
+    resolved = None
+    if spec.by_user:
+        db, labels, resolved = ensure_links(args.scale)
     contenders = ["fsc"]
     if args.scale != "L" or args.baselines:
         contenders += list(spec.baselines)
+    if spec.by_user:
+        contenders.append(BY_USER)
     outputs = {c: DATA / f"{args.scale.lower()}_{shape}_{c}.parquet" for c in contenders}
     runs: dict[str, list[dict]] = {c: [] for c in contenders}
     for rep in range(args.repeat):
@@ -192,9 +205,20 @@ def bench_shape(shape: str, args: argparse.Namespace) -> dict:
         for c in contenders[k:] + contenders[:k]:
             if c == "fsc":
                 r = run_fsc(shape, spec, db, labels, outputs[c], args.memory_limit, args.fsc_src)
+            elif c == BY_USER:
+                assert spec.by_user is not None and resolved is not None
+                r = run_fsc(
+                    spec.by_user, spec, db, resolved, outputs[c], args.memory_limit, args.fsc_src
+                )
             else:
                 r = run_baseline(spec.baselines[c], db, labels, outputs[c], args.memory_limit)
             runs[c].append(r)
+        if rep == 0 and spec.by_user and not args.no_check:
+            # timings of two services that disagree would measure nothing: stop at once
+            columns: dict[str, int] = {}
+            bad = mismatches(outputs["fsc"], outputs[BY_USER], columns)
+            if bad:
+                raise SystemExit(f"{shape}: {bad} cell(s) differ from {BY_USER}: {columns}")
 
     secs = {c: statistics.median(r["seconds"] for r in rs) for c, rs in runs.items()}
     fastest = {c: min(r["seconds"] for r in rs) for c, rs in runs.items()}

@@ -37,6 +37,7 @@ class LintFormat(StrEnum):
     text = "text"
     json = "json"
     github = "github"
+    sarif = "sarif"
 
 
 def _console(stderr: bool = False):
@@ -78,6 +79,20 @@ def guarded(fn: Callable) -> Callable:
             )
 
     return run
+
+
+_OWN_PROCESS = False  # set by main(): the process is fsc's own, not a caller's (tests, embedders)
+
+
+def _one_shot() -> None:
+    """For a command that reads definitions, reports and exits (lint, fmt): no cyclic garbage
+    collection for the rest of fsc's own process. What it builds stays alive to the end and
+    holds no cycles, so a collection (and the one at exit) only rescans it: 0.1 s of `fsc lint`
+    on 1,000 views. A process that goes on after the command keeps its collector."""
+    if _OWN_PROCESS:
+        import gc
+
+        gc.disable()
 
 
 PathArg = Annotated[
@@ -169,18 +184,32 @@ def lint(
             "--format",
             "-f",
             help="text: located messages with the source line and a caret; "
-            "json: a list of objects; github: workflow annotations.",
+            "json: a list of objects; github: workflow annotations; sarif: SARIF 2.1.0 (code "
+            "scanning).",
         ),
     ] = LintFormat.text,
 ) -> None:
-    """Check .feat files: syntax, names, types, durations, cycles. Exit 1 on any error."""
+    """Check .feat files: syntax, names, types, durations, cycles; then warn about duplicate
+    features and names that contradict their window. Exit 1 on any error (warnings: 0)."""
     from fsdsl.check import load_repository
     from fsdsl.diagnostics import render_github, render_json, render_text
 
-    _, diags = load_repository(path)
+    _one_shot()
+    repo, diags = load_repository(path)
+    if repo is not None:
+        from fsdsl.lint import lint_repository
+
+        diags = sorted(
+            [*diags, *lint_repository(repo)],
+            key=lambda d: (d.span.file, d.span.line, d.span.col, d.code),
+        )
     errors = sum(d.is_error for d in diags)
     if format is LintFormat.json:
         typer.echo(render_json(diags))
+    elif format is LintFormat.sarif:
+        from fsdsl.lint.sarif import render_sarif
+
+        typer.echo(render_sarif(diags))
     elif format is LintFormat.github:
         for d in diags:
             typer.echo(render_github(d))
@@ -215,6 +244,7 @@ def fmt(
     from fsdsl.diagnostics import render_text
     from fsdsl.fmt import format_paths
 
+    _one_shot()
     changed, broken = 0, 0
     for r in format_paths(paths, check=check):
         if r.status == "broken":
@@ -233,6 +263,249 @@ def fmt(
     if broken:
         raise typer.Exit(1)
     raise typer.Exit(1 if check and changed else 0)
+
+
+class ListKind(StrEnum):
+    entities = "entities"
+    sources = "sources"
+    views = "views"
+    features = "features"
+    services = "services"
+    links = "links"
+
+
+RICH_ROWS = 1000  # rich lays out ~0.4 ms a row: longer listings are printed as plain columns
+
+
+def _print_entries(rows, title: str | None, scores: list[float] | None = None) -> None:
+    """A table of entries: rich's, or for more than RICH_ROWS rows the same columns aligned as
+    plain text (one line per entry, which `grep` and a pager also like), in a tenth of the
+    time."""
+    from rich.markup import escape
+
+    heads = (["score"] if scores is not None else []) + [
+        "kind",
+        "name",
+        "type",
+        "window",
+        "owner",
+        "description",
+    ]
+    cells = [
+        ([f"{scores[i]:.0f}"] if scores is not None else [])
+        + [e.kind, e.name, e.type or "", e.window or "", e.owner or "", e.description or ""]
+        for i, e in enumerate(rows)
+    ]
+    if len(rows) > RICH_ROWS:
+        widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+        lines = [title] if title else []
+        for row in [heads, *cells]:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        typer.echo("\n".join(lines))
+        return
+    from rich.table import Table
+
+    table = Table(title=title and escape(title), title_justify="left")
+    for h in heads:
+        table.add_column(
+            h,
+            justify="right" if h == "score" else "left",
+            no_wrap=h in ("score", "kind", "name"),
+            overflow="fold",
+        )
+    for row in cells:
+        table.add_row(*(escape(c) for c in row))
+    _console().print(table)
+
+
+@app.command("list")
+@guarded
+def list_(
+    path: PathArg,
+    kind: Annotated[
+        ListKind | None,
+        typer.Argument(help="Only these: entities, sources, views, features, services, links."),
+    ] = None,
+    format: Annotated[
+        Format,
+        typer.Option("--format", "-f", help="text: a table; json: one object per definition."),
+    ] = Format.text,
+) -> None:
+    """List what the repository defines: names, types, owners, descriptions, windows."""
+    from fsdsl.store import FeatureStore
+
+    cat = FeatureStore(path).catalogue
+    singular = {"entities": "entity"}.get(kind, kind and kind.value[:-1])
+    rows = cat.entries if kind is None else cat.of_kind(singular)
+    if format is Format.json:
+        typer.echo(json.dumps([e.to_dict() for e in rows], indent=2))
+        return
+    _print_entries(rows, f"{len(rows)} definition(s) in {path}")
+
+
+@app.command()
+@guarded
+def describe(
+    path: PathArg,
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="A feature (view.feature, or its name alone if unique), view, source, service, "
+            "entity or link; kind:name picks a kind.",
+            show_default=False,
+        ),
+    ],
+    dialect: Annotated[
+        str, typer.Option("--dialect", "-d", help="The dialect of the SQL shown.")
+    ] = "duckdb",
+    format: Annotated[
+        Format,
+        typer.Option("--format", "-f", help="text: a summary and the SQL; json: every field."),
+    ] = Format.text,
+) -> None:
+    """Everything about one definition: its text and file:line, type, owner, window, TTL,
+    filter, the source columns it reads, what it derives from and what derives from it, the
+    services that use it, and its SQL (a view's refresh query, a feature's or a service's
+    training query)."""
+    from fsdsl.store import FeatureStore
+
+    entry, sql = FeatureStore(path).describe(name, dialect)
+    if format is Format.json:
+        typer.echo(json.dumps({**entry.to_dict(), "dialect": dialect, "sql": sql}, indent=2))
+        return
+    _describe_text(entry, sql, dialect)
+
+
+def _describe_text(entry, sql: str | None, dialect: str) -> None:
+    from rich.markup import escape
+    from rich.syntax import Syntax
+    from rich.table import Table
+
+    console = _console()
+    console.print(f"[bold]{entry.kind} {escape(entry.name)}[/bold]  {escape(entry.location)}")
+    console.print(escape(entry.definition), highlight=False)
+    console.print("")
+    listed = lambda xs: ", ".join(xs) or "-"  # noqa: E731
+    fields = {
+        "feature": ("type", "owner", "window", "ttl", "filter", "entity", "source"),
+        "view": ("owner", "description", "entity", "source", "ttl", "filter"),
+        "service": ("owner", "description"),
+        "source": ("owner", "description"),
+        "entity": ("description",),
+        "link": ("type", "owner", "description", "entity", "source", "ttl"),
+    }[entry.kind]
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for f in fields:
+        table.add_row(f, escape(getattr(entry, f) or "-"))
+    lists = {
+        {"entity": "keys", "link": "to keys"}.get(entry.kind, "columns"): (
+            entry.columns if entry.kind in ("source", "entity", "link") else None
+        ),
+        "features": entry.features if entry.kind in ("view", "service") else None,
+        "views": entry.views if entry.kind in ("source", "entity") else None,
+        "reads": entry.reads if entry.kind not in ("source", "entity") else None,
+        "derives from": entry.derives_from if entry.kind == "feature" else None,
+        "derived by": entry.derived_by if entry.kind == "feature" else None,
+        "used by": entry.used_by if entry.kind != "service" else None,
+    }
+    for label, xs in lists.items():
+        if xs is not None:
+            table.add_row(label, escape(listed(xs)))
+    console.print(table)
+    if sql is None:
+        return
+    what = {"view": "refresh", "feature": "training", "service": "training"}[entry.kind]
+    text = f"-- {what} query of {entry.kind} {entry.name} ({dialect})\n{sql};"
+    console.print("")
+    if console.is_terminal:
+        console.print(Syntax(text, "sql", theme="ansi_dark", word_wrap=True))
+    else:
+        typer.echo(text)
+
+
+@app.command()
+@guarded
+def search(
+    path: PathArg,
+    text: Annotated[
+        str, typer.Argument(help="Words to find (all of them), any case.", show_default=False)
+    ],
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many matches.")] = 20,
+    format: Annotated[
+        Format,
+        typer.Option("--format", "-f", help="text: a ranked table; json: scored objects."),
+    ] = Format.text,
+) -> None:
+    """Find definitions by name, description, owner or the source columns they read, best
+    first: an exact name, a name prefix, a word of a name, then descriptions and owners, then
+    columns."""
+    from fsdsl.store import FeatureStore
+
+    hits = FeatureStore(path).catalogue.search(text, limit=limit)
+    if format is Format.json:
+        typer.echo(json.dumps([{"score": s, **e.to_dict()} for s, e in hits], indent=2))
+        return
+    if not hits:
+        typer.echo(f"no match for `{text}`")
+        return
+    _print_entries([e for _, e in hits], None, scores=[s for s, _ in hits])
+
+
+@app.command()
+@guarded
+def docs(
+    path: PathArg,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="The folder to write the site into: new, empty, or one `fsc docs` wrote before.",
+        ),
+    ],
+    dialect: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dialect",
+            "-d",
+            help="Print each view's SQL in this dialect (repeatable; default: all eight).",
+        ),
+    ] = None,
+    sql: Annotated[
+        bool,
+        typer.Option(
+            "--sql/--no-sql",
+            help="Include each view's refresh query. Printing SQL is most of a first build's "
+            "time on a large repository; texts are cached in .fsc/cache/docs for the next one.",
+        ),
+    ] = True,
+    format: Annotated[
+        Format,
+        typer.Option("--format", "-f", help="text: a summary; json: one object."),
+    ] = Format.text,
+) -> None:
+    """Write the catalogue as a static site that opens from file:// with no server: an index,
+    a page per view, feature, service and source, search, lineage graphs and SQL."""
+    from fsdsl.docs_site import generate
+
+    with _live(format is Format.text, bars=True) as progress:
+        site = generate(path, out, dialects=dialect, sql=sql, progress=progress)
+    if format is Format.json:
+        typer.echo(json.dumps(site.to_dict()))
+        return
+    sql_note = (
+        f"SQL in {len(site.dialects)} dialect(s): {site.sql_printed:,} printed, "
+        f"{site.sql_cached:,} from the cache, {site.sql_kept:,} unchanged"
+        if site.dialects
+        else "no SQL"
+    )
+    typer.echo(
+        f"{site.views:,} views, {site.features:,} features, {site.services:,} services; "
+        f"{sql_note}; {site.seconds:.2f}s"
+    )
+    typer.echo(f"open {site.index.resolve().as_uri()}")
 
 
 @app.command("demo-data")
@@ -506,12 +779,26 @@ def run(
     from fsdsl.store import FeatureStore
 
     started = time.perf_counter()
+    plans = []
+    # On a terminal the plan is shown before anything is written; in a log (no terminal) it
+    # heads the output once the run is done, so that an error stays the output's one line.
+    at_once = format is Format.text and _console().is_terminal
+
+    def shown(plan) -> None:
+        plans.append(plan)
+        if at_once:
+            _print_plan(plan)
+
     with FeatureStore(path, warehouse=warehouse, profile=profile, online=online) as store:
         with _live(format is Format.text, bars=True) as progress:
-            runs = store.run(at, views=view, full=full, progress=progress)
+            runs = store.run(at, views=view, full=full, progress=progress, on_plan=shown)
     seconds = time.perf_counter() - started
+    if format is Format.text and not at_once and plans:
+        _print_plan(plans[0])
     if format is Format.json:
-        typer.echo(json.dumps({"views": [r.to_dict() for r in runs], "seconds": round(seconds, 3)}))
+        plan = plans[0].to_dict() if plans else None
+        views = [r.to_dict() for r in runs]
+        typer.echo(json.dumps({"plan": plan, "views": views, "seconds": round(seconds, 3)}))
         return
     from rich.table import Table
 
@@ -531,6 +818,82 @@ def run(
         )
     _console().print(table)
     typer.echo(f"done in {seconds:.2f}s")
+
+
+def _print_plan(plan) -> None:
+    """The plan as two tables (views, services) of what changes; unchanged ones are counted."""
+    from rich.table import Table
+
+    console = _console()
+    style = {"changed": "yellow", "new": "green", "removed": "red", "breaking": "red"}
+    views = [v for v in plan.views if v.status != "unchanged"]
+    if views:
+        table = Table(title="views", title_justify="left")
+        for col in ("view", "status", "rows to scan", "why"):
+            table.add_column(col, justify="right" if col == "rows to scan" else "left")
+        for v in views:
+            rows = "" if v.rows_to_scan is None else f"{v.rows_to_scan:,}"
+            color = style.get(v.status)
+            status = f"[{color}]{v.status}[/{color}]" if color else v.status
+            table.add_row(v.name, status, rows, "; ".join(v.changes))
+        console.print(table)
+    services = [s for s in plan.services if s.status != "unchanged"]
+    if services:
+        table = Table(title="services", title_justify="left")
+        for col in ("service", "status", "changes"):
+            table.add_column(col)
+        for s in services:
+            color = "red" if s.breaking else "green" if s.status == "new" else None
+            status = f"[{color}]{s.status}[/{color}]" if color else s.status
+            table.add_row(s.name, status, "; ".join(s.changes))
+        console.print(table)
+    recompute = [v for v in plan.views if v.recompute]
+    scan = f" (~{plan.rows_to_scan:,} rows to scan)" if plan.rows_to_scan is not None else ""
+    breaking = [s.name for s in plan.services if s.breaking]
+    typer.echo(
+        f"{len(recompute)} view(s) to recompute in full{scan}, "
+        f"{sum(v.status == 'metadata-only' for v in plan.views)} metadata-only, "
+        f"{sum(v.status == 'unchanged' for v in plan.views)} unchanged; "
+        + (f"breaking: {', '.join(breaking)}" if breaking else "no breaking change")
+    )
+
+
+@app.command()
+@guarded
+def plan(
+    path: PathArg,
+    online: OnlineOpt = None,
+    warehouse: WarehouseOpt = None,
+    profile: ProfileOpt = None,
+    view: Annotated[
+        list[str] | None,
+        typer.Option("--view", "-v", help="Plan only this view (repeatable). Default: every view."),
+    ] = None,
+    estimate: Annotated[
+        bool,
+        typer.Option(
+            "--estimate/--no-estimate",
+            help="Count the rows each view to recompute reads (one COUNT per source on the "
+            "warehouse); --no-estimate connects to the online store only.",
+        ),
+    ] = True,
+    format: Annotated[
+        Format,
+        typer.Option("--format", "-f", help="text: tables of what changes; json: the full plan."),
+    ] = Format.text,
+) -> None:
+    """Show what `fsc run` would change, without changing anything: per view unchanged,
+    metadata-only, changed (full refresh into a new namespace), new or removed; per service
+    breaking or not. Exit 1 when a service changes in a breaking way, for CI."""
+    from fsdsl.store import FeatureStore
+
+    with FeatureStore(path, warehouse=warehouse, profile=profile, online=online) as store:
+        result = store.plan_changes(views=view, estimate=estimate)
+    if format is Format.json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        _print_plan(result)
+    raise typer.Exit(1 if result.breaking else 0)
 
 
 class GetFormat(StrEnum):
@@ -656,16 +1019,27 @@ def verify(
                 str(r.compared),
                 f"[red]{r.mismatches}[/red]" if r.mismatches else "0",
             )
+        for s in result.services:  # a service with a `key`, end to end (links resolved)
+            bad_s = f"[red]{s.mismatches}[/red]" if s.mismatches else "0"
+            table.add_row(f"{s.service} (service)", s.column, str(s.compared), bad_s)
         console = _console()
         console.print(table)
         for name, why in skipped.items():
             typer.echo(f"skipped {name}: {why}")
+        for name, why in result.unchecked.items():
+            typer.echo(f"service {name} not compared end to end: {why}")
         for name, why in stale.items():
             typer.echo(f"stale {name}: {why}")
         for r in reports:
             for ex in r.examples:
                 typer.echo(
                     f"mismatch {r.view}.{r.feature} at {ex['key']}: training "
+                    f"{ex['training']} != online {ex['online']}"
+                )
+        for s in result.services:
+            for ex in s.examples:
+                typer.echo(
+                    f"mismatch {s.service}.{s.column} at {ex['key']} (as of {s.at}): training "
                     f"{ex['training']} != online {ex['online']}"
                 )
         typer.echo(f"{bad} mismatch(es) in {result.compared:,} values")
@@ -822,7 +1196,63 @@ def stream(
     typer.echo(f"stopped: {line(report)}")
 
 
+@app.command()
+@guarded
+def serve(
+    path: PathArg,
+    host: Annotated[
+        str,
+        typer.Option(help="Address to listen on (loopback by default: say 0.0.0.0 to open it)."),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="Port to listen on (Feast's default; 0: any free).")
+    ] = 6566,
+    online: OnlineOpt = None,
+    warehouse: WarehouseOpt = None,
+    profile: ProfileOpt = None,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes sharing the port (about one per core).")
+    ] = 1,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FSC_SERVE_TOKEN",
+            help="Require `Authorization: Bearer TOKEN` on every request but /health, /metrics "
+            "and the docs; push and reload are refused without one. Prefer $FSC_SERVE_TOKEN "
+            "(a command line is visible to other users).",
+            show_default=False,
+            show_envvar=True,
+        ),
+    ] = None,
+) -> None:
+    """Serve features over HTTP: POST /get-online-features (Feast's request and response),
+    POST /push, POST /reload, GET /health, GET /metrics (Prometheus), /openapi.json, /docs.
+    Runs until SIGTERM or Ctrl-C, which finish the requests in flight; SIGHUP reloads the
+    definitions (refused, the old ones serving, if they do not check)."""
+    from fsdsl.serve.app import ServeConfig
+    from fsdsl.serve.run import serve as run_server
+
+    if workers < 1:
+        fail("--workers must be at least 1", "E0004")
+    if not 0 <= port <= 65535:
+        fail(f"--port {port} is not a port number", "E0004")
+    if token is not None and not token.strip():
+        fail("the token is empty", "E0004")
+    config = ServeConfig(
+        str(path),
+        online=online,
+        warehouse=warehouse,
+        profile=profile,
+        token=token,
+        workers=workers,
+    )
+    code = run_server(config, host, port, lambda text: print(text, file=sys.stderr, flush=True))
+    raise typer.Exit(code)
+
+
 def main() -> None:
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
     app()
 
 

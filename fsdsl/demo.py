@@ -1,15 +1,22 @@
 """Seeded example data for the feature repository in `definitions/`.
 
-`generate()` writes three tables into a DuckDB file:
+`generate()` writes five tables into a DuckDB file:
 
 - `orders`          the source `orders` (definitions/orders.feat)
 - `web.page_views`  the source `page_views` (definitions/web.feat)
+- `device_links`    the source `device_links` (definitions/identity.feat): which user a device
+                    belongs to, from when
 - `labels`          a training spine: (user_id, event_timestamp, churned)
+- `device_labels`   a training spine for a service keyed by device: (device_id, event_timestamp)
 
 The data is meant to exercise the point-in-time rules, not just to fill tables: user activity
 is skewed and some users never order, ~2% of amounts are null, most rows are ingested seconds to
 minutes after their event time but ~1% arrive hours to days late, some orders of one user share
-the exact same timestamp, and a few labels sit exactly on the timestamp of an order.
+the exact same timestamp, and a few labels sit exactly on the timestamp of an order. Devices
+(~1.5 per user) are linked to their owner at some time in the period, then now and then
+re-linked to another user, unlinked (a null `user_id`) or signed in to again, with exact ties
+and late rows too; a few device labels name devices never linked, and a few sit exactly on a
+device's first link (not visible yet: T is exclusive).
 
 Determinism: the output depends only on the arguments, never on `chunk_size`. Rows are generated
 in fixed blocks of `BLOCK` rows, each block from its own `numpy.random.default_rng((seed, table,
@@ -34,7 +41,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
-__all__ = ["BLOCK", "CHURN_HORIZON", "DemoData", "fill", "generate"]
+__all__ = ["BLOCK", "CHURN_HORIZON", "TABLES", "DemoData", "fill", "generate"]
+
+TABLES = ("orders", "web.page_views", "device_links", "labels", "device_labels")
+"""The tables `generate()` writes, in the order it writes them."""
 
 BLOCK = 1 << 16
 """Rows per random block. Part of the determinism contract: changing it changes the data."""
@@ -48,8 +58,9 @@ _US = 1_000_000
 _DAY_US = 86_400 * _US
 _EPOCH = datetime(1970, 1, 1)
 
-# Table ids in the random streams; user-level attributes use 0.
+# Table ids in the random streams; user-level attributes use 0, device-level ones 5.
 _USERS, _ORDERS, _VIEWS, _LABELS, _PRODUCTS = 0, 1, 2, 3, 4
+_DEVICES, _LINKS, _DEVICE_LABELS = 5, 6, 7
 
 _STATUSES = ["completed", "cancelled", "refunded"]
 _STATUS_P = [0.90, 0.07, 0.03]
@@ -82,6 +93,18 @@ CREATE OR REPLACE TABLE orders (
     status VARCHAR,
     event_timestamp TIMESTAMP,
     created_at TIMESTAMP
+)"""
+_LINKS_SQL = """
+CREATE OR REPLACE TABLE device_links (
+    device_id VARCHAR,
+    user_id VARCHAR,
+    linked_at TIMESTAMP,
+    ingested_at TIMESTAMP
+)"""
+_DEVICE_LABELS_SQL = """
+CREATE OR REPLACE TABLE device_labels (
+    device_id VARCHAR,
+    event_timestamp TIMESTAMP
 )"""
 _VIEWS_SQL = """
 CREATE OR REPLACE TABLE web.page_views (
@@ -127,15 +150,22 @@ def generate(
     labels_path: Path | str | None = None,
     progress: Progress | None = None,
     chunk_size: int = 1 << 20,
+    devices: int | None = None,
 ) -> dict[str, int]:
-    """Create (or replace) `orders`, `web.page_views` and `labels` in the DuckDB file `warehouse`.
+    """Create (or replace) `orders`, `web.page_views`, `device_links`, `labels` and
+    `device_labels` in the DuckDB file `warehouse`.
 
-    Events fall in [start, start + days). `labels_path`, when given, also receives the labels as
+    Events fall in [start, start + days). `devices` (default `users * 3 // 2`) devices get link
+    rows (one each, plus ~2/3 of a re-link, unlink or sign-in on average); `labels` is the row
+    count of each label table. `labels_path`, when given, also receives the (user) labels as
     CSV when its name ends in `.csv`, else as Parquet. `progress(stage, done, total)` is called
-    after every chunk written, with stage one of "orders", "page_views", "labels".
-    Returns the number of rows of each table: {"orders": ..., "web.page_views": ..., "labels": ...}.
+    after every chunk written, with stage one of "orders", "page_views", "device_links",
+    "labels", "device_labels". Returns the number of rows of each table, by table name.
     """
-    for name, value in (("orders", orders), ("page_views", page_views), ("labels", labels)):
+    if devices is None:
+        devices = users * 3 // 2
+    sizes = (("orders", orders), ("page_views", page_views), ("labels", labels))
+    for name, value in (*sizes, ("devices", devices)):
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
     if users < 1:
@@ -153,22 +183,29 @@ def generate(
         con.execute("CREATE SCHEMA IF NOT EXISTS web")
         con.execute(_ORDERS_SQL)
         con.execute(_VIEWS_SQL)
+        con.execute(_LINKS_SQL)
+        con.execute(_DEVICE_LABELS_SQL)
         _write(con, "orders", "orders", _Orders(world, orders), chunk_size, progress)
         _write(
             con, "web.page_views", "page_views", _PageViews(world, page_views), chunk_size, progress
         )
-        _write_labels(con, _Labels(world, labels, orders), chunk_size, progress)
+        owners = _Devices(world, devices)
+        _write(con, "device_links", "device_links", _Links(world, owners), chunk_size, progress)
+        spine = _Labels(world, labels, orders)
+        _write_labels(con, spine, chunk_size, progress)
+        device_labels = _DeviceLabels(world, labels, owners, spine.lo, spine.hi)
+        _write(con, "device_labels", "device_labels", device_labels, chunk_size, progress)
         if labels_path is not None:
             _export(con, "labels", Path(labels_path))
-        return {t: con.table(t).shape[0] for t in ("orders", "web.page_views", "labels")}
+        return {t: con.table(t).shape[0] for t in TABLES}
     finally:
         con.close()
 
 
 @dataclass(frozen=True)
 class DemoData:
-    """What `fill()` wrote: the row count of each table, and where (a DuckDB file by its path,
-    any other warehouse by its URL)."""
+    """What `fill()` wrote: the row count of each table (by name, in `TABLES` order), and where
+    (a DuckDB file by its path, any other warehouse by its URL)."""
 
     counts: dict[str, int]
     warehouse: str
@@ -283,6 +320,41 @@ class _World:
         return _ids("u", index + 1, self.id_width)
 
 
+class _Devices:
+    """Per-device attributes (a few arrays of `devices` entries): the owner it is first linked
+    to, when, and how many link rows it has; the rows of device d are rows
+    [end[d] - rows[d], end[d]) of `device_links`."""
+
+    def __init__(self, world: _World, devices: int):
+        rng = np.random.default_rng((world.seed, _DEVICES))
+        self.n = devices
+        self.owner = rng.integers(0, world.users, devices)  # ~1.5 devices per user on average
+        # while the owner is active, most early on (a customer signs in from the devices they
+        # have soon after arriving), so that most labels find a device linked
+        t = world.event_times(rng, self.owner)
+        since = world.win_start[self.owner]
+        self.first = since + ((t - since) * rng.random(devices) ** 2).astype(np.int64)
+        # the first link, and a geometric number more (mean 2/3): re-links, unlinks, sign-ins
+        self.rows = rng.geometric(0.6, devices).astype(np.int64)
+        self.end = np.cumsum(self.rows)
+        # Device labels may name devices never linked: ids after the last generated device.
+        self.never_pool = max(5, devices // 50)
+        self.id_width = max(6, len(str(devices + self.never_pool)))
+
+    def ids(self, index: np.ndarray) -> pa.Array:
+        return _ids("d", index + 1, self.id_width)
+
+
+def _ingestion_delay(rng: np.random.Generator, m: int) -> np.ndarray:
+    """Microseconds from event to ingestion: 1 s + a few tens of seconds, at most 20 minutes;
+    ~1% are late rows ingested 1 hour to 4 days after the event."""
+    delay = np.minimum(1.0 + rng.exponential(40.0, m), 1200.0)
+    late = rng.random(m) < 0.01
+    late_delay = np.exp(rng.uniform(np.log(3600.0), np.log(4 * 86400.0), m))
+    delay = np.where(late, late_delay, delay)
+    return np.round(delay * _US).astype(np.int64)
+
+
 def _ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
     digits = pc.utf8_lpad(
         pc.cast(pa.array(numbers, pa.int64()), pa.string()), width=width, padding="0"
@@ -344,13 +416,7 @@ class _Orders(_Blocked):
         status = rng.choice(len(_STATUSES), m, p=_STATUS_P).astype(np.int8)
         amount = np.round(rng.lognormal(3.3, 0.9, m), 2)
         amount_null = rng.random(m) < 0.02
-        # Ingestion delay: 1 s + a few tens of seconds, at most 20 minutes; ~1% are late rows
-        # ingested 1 hour to 4 days after the event.
-        delay = np.minimum(1.0 + rng.exponential(40.0, m), 1200.0)
-        late = rng.random(m) < 0.01
-        late_delay = np.exp(rng.uniform(np.log(3600.0), np.log(4 * 86400.0), m))
-        delay = np.where(late, late_delay, delay)
-        created = ts + np.round(delay * _US).astype(np.int64)
+        created = ts + _ingestion_delay(rng, m)
         return {
             "user": user,
             "ts": ts,
@@ -428,6 +494,81 @@ class _PageViews(_Blocked):
                 "is_mobile": pa.array(c["mobile"], pa.bool_()),
                 "viewed_at": _timestamps(c["ts"]),
             }
+        )
+
+
+class _Links(_Blocked):
+    """`device_links`: each device's rows in turn, the first linking it to its owner."""
+
+    table_id = _LINKS
+
+    def __init__(self, world: _World, devices: _Devices):
+        super().__init__(world, int(devices.end[-1]) if devices.n else 0)
+        self.devices = devices
+
+    def make(self, rng, first, m):
+        w, dv = self.world, self.devices
+        row = np.arange(first, first + m)
+        device = np.searchsorted(dv.end, row, side="right")
+        later = row > dv.end[device] - dv.rows[device]  # not the device's first row
+        start = dv.first[device]
+        # the other rows fall anywhere after the first link; the latest visible one decides
+        ts = np.where(later, start + (rng.random(m) * (w.end_us - start)).astype(np.int64), start)
+        kind = rng.random(m)
+        user = np.where(later & (kind < 0.45), rng.integers(0, w.users, m), dv.owner[device])
+        unlinked = later & (kind >= 0.45) & (kind < 0.75)  # the rest: the owner signs in again
+        # Exact ties: an odd row may repeat the time of the even row before it, of the same
+        # device (`later`); blocks start at even rows, so the pair never straddles a block.
+        idx = np.arange(m)
+        tie = (idx % 2 == 1) & later & (rng.random(m) < 0.05)
+        ts[tie] = ts[idx[tie] - 1]
+        return {
+            "device": device,
+            "user": user,
+            "unlinked": unlinked,
+            "ts": ts,
+            "created": ts + _ingestion_delay(rng, m),
+        }
+
+    def to_arrow(self, first, c):
+        no_user = pa.scalar(None, pa.string())
+        return pa.table(
+            {
+                "device_id": self.devices.ids(c["device"]),
+                "user_id": pc.if_else(
+                    pa.array(c["unlinked"]), no_user, self.world.user_ids(c["user"])
+                ),
+                "linked_at": _timestamps(c["ts"]),
+                "ingested_at": _timestamps(c["created"]),
+            }
+        )
+
+
+class _DeviceLabels(_Blocked):
+    """`device_labels`: devices at times in [lo, hi), ~4% never linked, ~3% at the very time
+    of the device's first link."""
+
+    table_id = _DEVICE_LABELS
+
+    def __init__(self, world: _World, n: int, devices: _Devices, lo: int, hi: int):
+        super().__init__(world, n)
+        self.devices, self.lo, self.hi = devices, lo, hi
+
+    def make(self, rng, first, m):
+        dv = self.devices
+        kind = rng.random(m)
+        device = rng.integers(0, max(dv.n, 1), m)
+        never = dv.n + rng.integers(0, dv.never_pool, m)
+        device = np.where((kind < 0.04) | (dv.n == 0), never, device)
+        ts = rng.integers(self.lo, self.hi, m, dtype=np.int64)
+        if dv.n:
+            at_link = (kind >= 0.04) & (kind < 0.07)
+            ts = np.where(at_link, dv.first[np.minimum(device, dv.n - 1)], ts)
+        return {"device": device, "ts": ts}
+
+    def to_arrow(self, first, c):
+        return pa.table(
+            {"device_id": self.devices.ids(c["device"]), "event_timestamp": _timestamps(c["ts"])}
         )
 
 

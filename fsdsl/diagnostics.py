@@ -33,12 +33,33 @@ class Severity(StrEnum):
 
 
 @dataclass(frozen=True)
+class Note:
+    """A second place a diagnostic is about (the feature a duplicate repeats): printed with its
+    own `file:line:col`, so an editor or CI annotation can jump to it."""
+
+    message: str
+    span: Span
+
+    def to_dict(self) -> dict:
+        s = self.span
+        return {
+            "message": self.message,
+            "file": s.file,
+            "line": s.line,
+            "col": s.col,
+            "end_line": s.end_line,
+            "end_col": s.end_col,
+        }
+
+
+@dataclass(frozen=True)
 class Diagnostic:
     code: str
     message: str
     span: Span
     severity: Severity = Severity.ERROR
     hints: tuple[str, ...] = field(default=())
+    notes: tuple[Note, ...] = field(default=())
 
     @property
     def is_error(self) -> bool:
@@ -55,6 +76,7 @@ class Diagnostic:
             "end_line": self.span.end_line,
             "end_col": self.span.end_col,
             "hints": list(self.hints),
+            "notes": [n.to_dict() for n in self.notes],
         }
 
 
@@ -104,12 +126,25 @@ def _source_line(span: Span, sources: dict[str, str] | None) -> str | None:
 
 
 def render_text(diag: Diagnostic, sources: dict[str, str] | None = None) -> str:
-    """`file:line:col: CODE message`, then the source line with a caret under the span."""
+    """`file:line:col: CODE message`, then the source line with a caret under the span; each
+    note the same way under its own `file:line:col`, then the hints."""
     s = diag.span
     head = f"{s.file}:{s.line}:{s.col}: {diag.code} {diag.message}"
     if diag.severity is Severity.WARNING:
         head = f"{s.file}:{s.line}:{s.col}: {diag.code} warning: {diag.message}"
-    out = [head]
+    out = [head, *_excerpt(s, sources)]
+    for note in diag.notes:
+        n = note.span
+        out.append(f"{n.file}:{n.line}:{n.col}: note: {note.message}")
+        out.extend(_excerpt(n, sources))
+    for hint in diag.hints:
+        out.append(f"  = help: {hint}")
+    return "\n".join(out)
+
+
+def _excerpt(s: Span, sources: dict[str, str] | None) -> list[str]:
+    """The source line of `s` with a caret under it (nothing when the file cannot be read)."""
+    out: list[str] = []
     line = _source_line(s, sources)
     if line is not None:
         line = line.replace("\t", " ")
@@ -120,15 +155,15 @@ def render_text(diag: Diagnostic, sources: dict[str, str] | None = None) -> str:
         out.append(f"{pad} |")
         out.append(f"{gutter} | {line}")
         out.append(f"{pad} | {' ' * (s.col - 1)}{'^' * width}")
-    for hint in diag.hints:
-        out.append(f"  = help: {hint}")
-    return "\n".join(out)
+    return out
 
 
 def render_github(diag: Diagnostic) -> str:
     s = diag.span
     kind = "error" if diag.is_error else "warning"
-    msg = diag.message.replace("%", "%25").replace("\n", "%0A")
+    # an annotation has one location: a note's goes into the message
+    notes = "".join(f" ({n.message}, at {n.span.file}:{n.span.line})" for n in diag.notes)
+    msg = (diag.message + notes).replace("%", "%25").replace("\n", "%0A")
     return (
         f"::{kind} file={s.file},line={s.line},col={s.col},endLine={s.end_line},"
         f"endColumn={s.end_col},title={diag.code}::{msg}"

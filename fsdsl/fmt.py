@@ -26,9 +26,15 @@ from typing import Literal
 from lark import Lark, Token, Tree
 
 from fsdsl.diagnostics import Diagnostic, Span, UsageError
-from fsdsl.project import feat_files
+from fsdsl.project import feat_files, gc_paused
 from fsdsl.syntax import ast
-from fsdsl.syntax.parser import grammar_text, parse_text, read_source
+from fsdsl.syntax.parser import (
+    grammar_text,
+    module_from_tree,
+    parse_text,
+    read_source,
+    skip_unit_reductions,
+)
 
 __all__ = ["FormatResult", "format_file", "format_paths", "format_text", "unified_diff"]
 
@@ -38,7 +44,8 @@ INDENT = "  "
 _ENTITY_ORDER = ("key", "description")
 _SOURCE_ORDER = ("table", "timestamp", "created", "stream", "description", "owner", "columns")
 _VIEW_ORDER = ("entity", "from", "where", "ttl", "owner", "description")
-_SERVICE_ORDER = ("description", "owner", "features")
+_SERVICE_ORDER = ("key", "description", "owner", "full_feature_names", "features")
+_LINK_ORDER = ("from", "map", "ttl", "owner", "description")
 
 # lark rule names of statements whose keyword differs from the rule name.
 _STMT_KEYS = {
@@ -46,6 +53,8 @@ _STMT_KEYS = {
     "view_entity": "entity",
     "view_from": "from",
     "service_features": "features",
+    "service_key": "key",
+    "link_map": "map",
     "column_decl": "column",
 }
 _BLOCK_TYPES = {
@@ -53,6 +62,7 @@ _BLOCK_TYPES = {
     "source": ast.Source,
     "view": ast.View,
     "service": ast.Service,
+    "link": ast.Link,
 }
 
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?|\.[0-9]+([eE][+-]?[0-9]+)?")
@@ -94,14 +104,23 @@ def format_text(text: str, file: str = "<string>") -> tuple[str | None, list[Dia
     A file the parser reports errors for (including a statement written twice, which the syntax
     tree keeps only once) is refused rather than formatted, so no text is ever dropped.
     """
+    # One lark pass gives both the syntax tree and the layout (comments, where each statement
+    # was written); a file it cannot parse goes through the parser again for the diagnostics.
     try:
-        module, diags = parse_text(text, file)
+        layout: tuple[Tree, list[_Comment]] | None = _layout_parse(text)
+    except Exception:
+        layout = None
+    try:
+        if layout is None:
+            module, diags = parse_text(text, file)
+        else:
+            module, diags = module_from_tree(layout[0], text, file)
     except Exception as e:  # e.g. RecursionError on absurdly deep nesting
         return None, [_internal(file, f"could not read this file: {e!r}")]
     if module is None or any(d.is_error for d in diags):
         return None, diags
     try:
-        out, emitted, written = _format_module(module)
+        out, emitted, written = _format_module(module, layout)
         problem = _verify(module, out, emitted, written, file)
     except Exception as e:  # a formatter bug must come out as a diagnostic
         return None, [*diags, _internal(file, f"the formatter failed: {e!r}")]
@@ -155,7 +174,9 @@ def format_paths(paths: Iterable[str | Path], *, check: bool = False) -> Iterato
         if not root.exists():
             raise UsageError(f"no such file or folder: {root}", "E0001")
         for f in feat_files(root):
-            yield format_file(f, write=not check)
+            with gc_paused():  # not across the yield: the caller's code runs there
+                result = format_file(f, write=not check)
+            yield result
 
 
 def unified_diff(old: str, new: str, path: str) -> str:
@@ -194,7 +215,7 @@ def _shape(node: object) -> list[object]:
     while todo:
         item = todo.pop()
         if isinstance(item, ast.Module):
-            todo.append((item.entities, item.sources, item.views, item.services))
+            todo.append((item.entities, item.sources, item.views, item.services, item.links))
         elif dataclasses.is_dataclass(item) and not isinstance(item, type):
             fields = [
                 getattr(item, f.name)
@@ -215,6 +236,8 @@ def _verify(
     before: ast.Module, out: str, emitted: list[str], written: list[str], file: str
 ) -> str | None:
     """Why `out` is not a faithful re-layout of `before`, or None when it is."""
+    if out == before.text:  # the text `before` was parsed from: nothing to compare
+        return None
     after, diags = parse_text(out, file)
     if after is None or any(d.is_error for d in diags):
         first = diags[0] if diags else None
@@ -242,12 +265,15 @@ def _collect_comment(tok: Token) -> Token:
 def _layout_parser() -> Lark:
     # The same grammar as the parser, so comments are found exactly where its lexer skips them
     # (a `#` inside a string is part of the string).
-    return Lark(
-        grammar_text(),
-        parser="lalr",
-        propagate_positions=True,
-        maybe_placeholders=True,
-        lexer_callbacks={"COMMENT": _collect_comment},
+    return skip_unit_reductions(
+        Lark(
+            grammar_text(),
+            parser="lalr",
+            propagate_positions=True,
+            maybe_placeholders=True,
+            lexer_callbacks={"COMMENT": _collect_comment},
+            cache=True,  # as the parser's; lark keys it by grammar and options, callbacks aside
+        )
     )
 
 
@@ -329,8 +355,11 @@ def _layout_parse(text: str) -> tuple[Tree, list[_Comment]]:
     return tree, comments
 
 
-def _layout(text: str) -> tuple[_Node, list[_Comment]]:
-    tree, comments = _layout_parse(text)
+def _layout(
+    text: str, parsed: tuple[Tree, list[_Comment]] | None = None
+) -> tuple[_Node, list[_Comment]]:
+    """`parsed`: what `_layout_parse(text)` returned, when the caller has it already."""
+    tree, comments = parsed if parsed is not None else _layout_parse(text)
     lines = _Lines(text)
 
     def node(t: Tree, key: str) -> _Node:
@@ -419,8 +448,9 @@ def _with(text: str, trailing: _Comment | None, w: _Writer) -> str:
 
 
 class _Printer:
-    def __init__(self, module: ast.Module):
+    def __init__(self, module: ast.Module, parsed: tuple[Tree, list[_Comment]] | None = None):
         self.module = module
+        self.parsed = parsed  # the layout parse of module.text, if already done
         self.lines = _Lines(module.text)
         self.w = _Writer()
         self.written: list[str] = []  # every comment of the input
@@ -488,10 +518,10 @@ class _Printer:
     def print(self) -> str:
         m = self.module
         blocks = sorted(
-            (*m.entities, *m.sources, *m.views, *m.services),
+            (*m.entities, *m.sources, *m.views, *m.services, *m.links),
             key=lambda b: (b.span.line, b.span.col),
         )
-        root, comments = _layout(m.text)
+        root, comments = _layout(m.text, self.parsed)
         self.written = [c.text for c in comments]
         if len(blocks) != len(root.children):
             raise ValueError("the layout and the syntax tree disagree on the blocks")
@@ -579,14 +609,37 @@ class _Printer:
             self.stmt(INDENT, text, [fnode], True if i == 0 else None)
 
     def b_service(self, s: ast.Service, node: _Node) -> None:
-        refs = ", ".join(f"{r.view.name}.{r.feature.name if r.feature else '*'}" for r in s.refs)
+        refs = ", ".join(
+            f"{r.view.name}.{r.feature.name if r.feature else '*'}"
+            + "".join(f" via {v.name}" for v in r.via)
+            for r in s.refs
+        )
         self.simple(
             node,
             _SERVICE_ORDER,
             {
+                "key": f"key {s.key.name}" if s.key else None,
+                "full_feature_names": "full_feature_names" if s.full_names else None,
                 "description": _text("description", s.description),
                 "owner": _text("owner", s.owner),
                 "features": f"features {refs}" if s.refs else None,
+            },
+        )
+
+    def b_link(self, a: ast.Link, node: _Node) -> None:
+        def end(e: ast.LinkEnd) -> str:
+            by = ", ".join(i.name for i in e.by)
+            return e.entity.name + (f" by {by}" if by else "")
+
+        self.simple(
+            node,
+            _LINK_ORDER,
+            {
+                "from": f"from {a.source.name}" if a.source else None,
+                "map": f"{end(a.from_end)} -> {end(a.to_end)}" if a.from_end else None,
+                "ttl": f"ttl {a.ttl.text}" if a.ttl else None,
+                "owner": _text("owner", a.owner),
+                "description": _text("description", a.description),
             },
         )
 
@@ -728,9 +781,11 @@ def _join(pieces: list[str | _Sign]) -> str:
     return "".join(reversed(out))
 
 
-def _format_module(module: ast.Module) -> tuple[str, list[str], list[str]]:
+def _format_module(
+    module: ast.Module, parsed: tuple[Tree, list[_Comment]] | None = None
+) -> tuple[str, list[str], list[str]]:
     """The text, the comments it carries and the comments the input had."""
-    printer = _Printer(module)
+    printer = _Printer(module, parsed)
     out = printer.print()
     return out, printer.w.comments, printer.written
 

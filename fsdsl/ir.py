@@ -253,6 +253,9 @@ class View:
     description: str | None
     features: tuple[Feature, ...]
     span: Span = field(compare=False, repr=False)
+    # Set on the view a `link` compiles to (see `Link`): the link's name. Such a view is
+    # refreshed, served and verified like any other; catalogues list it as a link.
+    link: str | None = None
 
     def feature(self, name: str) -> Feature:
         return next(f for f in self.features if f.name == name)
@@ -304,15 +307,67 @@ class View:
         return list(seen)
 
 
+# The feature of a link's view that says the latest link row unlinks (a null target key): 1,
+# else 0 (null when there is no visible row, or under the link's TTL).
+UNLINKED = "unlinked"
+MAX_LINK_DEPTH = 3  # links followed from a service's key: device -> user -> household -> ...
+FULL_NAME_SEPARATOR = "__"  # `view__feature`, as Feast's full_feature_names
+
+
+@dataclass(frozen=True)
+class Link:
+    """Which `to_entity` a `from_entity` belongs to, as of any time: the latest visible row of
+    `source` for the from-entity's keys names the to-entity's keys (nulls unlink).
+
+    It compiles to `view`, an ordinary view keyed by the from-entity whose features are the
+    to-entity's key names (plus `UNLINKED`), so that training, refresh, the online store, push,
+    stream and verify resolve links with the machinery and semantics they have for features."""
+
+    name: str
+    source: Source
+    from_entity: Entity
+    from_columns: tuple[str, ...]
+    to_entity: Entity
+    to_columns: tuple[str, ...]
+    ttl: Duration | None
+    owner: str | None
+    description: str | None
+    view: View
+    span: Span = field(compare=False, repr=False)
+
+
 @dataclass(frozen=True)
 class Service:
     name: str
     features: tuple[tuple[str, str], ...]  # (view, feature), in the order written
     description: str | None
     span: Span = field(compare=False, repr=False)
+    # `key ENTITY`: requests and labels carry this entity's keys; every other view's entity is
+    # resolved through `paths` ((view, (link, ...)), the links from `key` to the view's entity).
+    key: Entity | None = None
+    paths: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # `full_feature_names`: each feature's column is `view__feature` (Feast's naming), so two
+    # views' features of the same name can be served side by side
+    full_names: bool = False
 
     def views(self) -> list[str]:
         return list(dict.fromkeys(v for v, _ in self.features))
+
+    def column(self, view: str, feature: str) -> str:
+        """The name of a feature's column in this service's training sets and served rows."""
+        return f"{view}{FULL_NAME_SEPARATOR}{feature}" if self.full_names else feature
+
+    def path(self, view: str) -> tuple[str, ...]:
+        return dict(self.paths).get(view, ())
+
+    def links(self) -> list[str]:
+        """The links to resolve, each after the links its from-entity is resolved by."""
+        out: dict[str, None] = {}
+        for depth in range(MAX_LINK_DEPTH):
+            for _, path in self.paths:
+                if len(path) > depth:
+                    out.setdefault(path[depth], None)
+        return list(out)
 
 
 @dataclass(frozen=True)
@@ -322,3 +377,4 @@ class Repository:
     views: dict[str, View]
     services: dict[str, Service]
     files: tuple[str, ...] = ()
+    links: dict[str, Link] = field(default_factory=dict)  # each also in `views`, as its view

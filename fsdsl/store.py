@@ -17,8 +17,10 @@ from fsdsl import ir
 from fsdsl.diagnostics import FeatError, UsageError
 
 if TYPE_CHECKING:
+    from fsdsl.catalogue import Catalogue, Entry
     from fsdsl.compile.render import CompiledQuery
     from fsdsl.demo import DemoData
+    from fsdsl.online.plan import Plan as ChangePlan
     from fsdsl.online.refresh import ViewRun
     from fsdsl.project import Profile
     from fsdsl.verify import VerifyResult
@@ -140,9 +142,12 @@ class FeatureStore:
         end: dt.date | None = None,
         labels_path: FileName | None = None,
         progress: Callable[[str, int, int], None] | None = None,
+        devices: int | None = None,
     ) -> DemoData:
         """Fill a warehouse with seeded example data for the `definitions/` example: the
-        tables `orders`, `web.page_views` and `labels`, created or replaced.
+        tables `orders`, `web.page_views`, `device_links`, `labels` and `device_labels`,
+        created or replaced (`devices`: default 1.5 per user; `labels` rows in each label
+        table).
 
         A class method: the data comes before there is anything to check, so `path` is only
         where the project (its profile) is found, and need not hold valid definitions.
@@ -168,6 +173,7 @@ class FeatureStore:
             seed=seed,
             labels_path=None if labels_path is None else Path(labels_path),
             progress=progress,
+            devices=devices,
         )
 
     def compile(
@@ -197,6 +203,26 @@ class FeatureStore:
             dialect=dialect,
             timestamp_column=timestamp_column,
         )
+
+    # ---- the catalogue (`fsc list / describe / search`) ----
+    @cached_property
+    def catalogue(self) -> Catalogue:
+        """What the repository defines, with its text, owners and lineage: for finding a
+        feature before writing it again."""
+        from fsdsl.catalogue import build
+
+        return build(self.repo)
+
+    def describe(self, name: str, dialect: str = "duckdb") -> tuple[Entry, str | None]:
+        """The entry `name` means (`Catalogue.get`) and its SQL in `dialect`: a view's refresh
+        query, a feature's or a service's training query; None for other kinds."""
+        from fsdsl.catalogue import SQL_KINDS, entry_sql
+        from fsdsl.compile import dialects
+
+        dialects.get(dialect)  # an unknown dialect is a usage error, whatever the name
+        entry = self.catalogue.find(name)
+        sql = entry_sql(self.repo, entry, dialect) if entry.kind in SQL_KINDS else None
+        return entry, sql
 
     def service_features(self, service: str) -> list[tuple[str, str]]:
         if service not in self.repo.services:
@@ -256,6 +282,7 @@ class FeatureStore:
             where=where,
             progress=progress,
             shares=shares,
+            service=self.repo.services[service],
         )
         if out is not None:
             say(f"writing {out}")
@@ -280,6 +307,7 @@ class FeatureStore:
         views: list[str] | None = None,
         full: bool = False,
         progress: Callable[[str, int, int | None], None] | None = None,
+        on_plan: Callable[[ChangePlan], None] | None = None,
     ) -> list[ViewRun]:
         """Refresh the online store as of `at` (datetime or ISO text; default now): every
         view, or those named in `views`, in the order the definitions list them. The first
@@ -287,7 +315,12 @@ class FeatureStore:
         only the entities whose values can have changed since the previous run.
 
         `progress(view, done, total)` is called once per view with (0, None) before any work,
-        so a caller can lay out one bar per view, then as each view's entities are written."""
+        so a caller can lay out one bar per view, then as each view's entities are written.
+        `on_plan(plan)` receives the classification of `plan_changes` (without row counts)
+        before anything is written. Each view's definition is recorded with the state that
+        serves it, and each service whose views all serve their definitions after the run, for
+        the next plan to compare with."""
+        from fsdsl.online.plan import applied_views, make_plan, record_services
         from fsdsl.online.refresh import parse_time, refresh_view
         from fsdsl.training_set import check_sources
 
@@ -305,12 +338,39 @@ class FeatureStore:
             # worker writes it and moves the views past the time this call began (E0507)
             when = parse_time(None)
         check_sources(self.repo, targets, wh)
-        return [
+        if on_plan is not None:
+            on_plan(make_plan(self.repo, online, views=views or None))
+        records = applied_views(targets)
+        runs = [
             refresh_view(
-                self.repo, v, wh, online, when, full=full, progress=progress, cache=self.cache_dir
+                self.repo,
+                v,
+                wh,
+                online,
+                when,
+                full=full,
+                progress=progress,
+                cache=self.cache_dir,
+                applied=records[v.name],
             )
             for v in targets
         ]
+        record_services(self.repo, online, complete=not views, refreshed=[v.name for v in targets])
+        return runs
+
+    def plan_changes(self, *, views: list[str] | None = None, estimate: bool = True) -> ChangePlan:
+        """What `run` would change, without changing anything (`fsc plan`): per view unchanged,
+        metadata-only, changed (a full refresh into a new namespace), new or removed; per
+        service breaking or not; compared with what the online store serves and what the last
+        run applied. `estimate`: count the rows each recomputed view's source holds (a query
+        per source on the warehouse)."""
+        from fsdsl.online.plan import make_plan
+
+        self._profile_first()
+        self.views_named(views)
+        online = self.online()
+        wh = self.warehouse() if estimate else None
+        return make_plan(self.repo, online, views=views or None, warehouse=wh)
 
     def push(
         self,

@@ -92,14 +92,29 @@ def prepare_labels(
     features: list[tuple[str, str]],
     timestamp_column: str,
     where: str = "labels",
+    service: ir.Service | None = None,
 ) -> pa.Table:
-    """Check and normalise the labels: keys typed as the entities say, naive UTC microseconds."""
-    from fsdsl.compile.training import label_keys
+    """Check and normalise the labels: keys typed as the entities say, naive UTC microseconds.
+    A service with a `key` needs that entity's keys only (its links resolve the others)."""
+    from fsdsl.compile.training import label_keys, resolved_keys
 
     views = [repo.views[v] for v in dict.fromkeys(v for v, _ in features)]
     names = set(labels.column_names)
-    key_types = {k.name: k.type for v in views for k in v.entity.keys}
-    needed = [*label_keys(views), timestamp_column]
+    if service is not None and service.key is not None:
+        key_types = {k.name: k.type for k in service.key.keys}
+        needed = [*key_types, timestamp_column]
+        resolved = [k for k in resolved_keys(repo, service) if k in names]
+        if resolved:
+            raise UsageError(
+                f"column(s) {', '.join(f'`{c}`' for c in resolved)} would be overwritten by "
+                f"the key(s) service `{service.name}` resolves through its links; rename or "
+                "drop them",
+                "E0405",
+                where,
+            )
+    else:
+        key_types = {k.name: k.type for v in views for k in v.entity.keys}
+        needed = [*label_keys(views), timestamp_column]
     missing = [c for c in needed if c not in names]
     if missing:
         raise UsageError(
@@ -108,7 +123,8 @@ def prepare_labels(
             "E0402",
             where,
         )
-    clash = [f for _, f in features if f in names]
+    columns = [service.column(v, f) if service else f for v, f in features]
+    clash = [c for c in columns if c in names]
     if clash:
         raise UsageError(
             f"column(s) {', '.join(f'`{c}`' for c in clash)} would be "
@@ -210,8 +226,7 @@ def check_source(source: ir.Source, wh: Warehouse) -> None:
     table = ".".join(source.table)
     if cols is None:
         raise UsageError(
-            f"table `{table}` of source `{source.name}` does not exist in the "
-            f"warehouse {wh.url}",
+            f"table `{table}` of source `{source.name}` does not exist in the warehouse {wh.url}",
             "E0401",
             source.table_span or source.span,
         )
@@ -259,17 +274,21 @@ def compute(
     where: str = "labels",
     progress: Progress | None = None,
     shares: int | None = None,
+    service: ir.Service | None = None,
 ) -> pa.Table:
     """The training set: `labels` (any extra columns kept, same order) plus one column a feature.
 
     Labels beyond `LABELS_PER_SHARE` are computed in shares of the entities, one query each
     (`shares` overrides; see `training_query(share=...)`), then put back in label order."""
-    from fsdsl.compile.training import training_query
+    from fsdsl.compile.training import resolved_keys, training_query
 
     say = progress or (lambda _msg: None)
     views = [repo.views[v] for v in dict.fromkeys(v for v, _ in features)]
+    if service is not None and service.key is not None:
+        views = [repo.links[n].view for n in service.links()] + views
+    resolved = resolved_keys(repo, service)
     say("checking labels")
-    prepared = prepare_labels(labels, repo, features, timestamp_column, where)
+    prepared = prepare_labels(labels, repo, features, timestamp_column, where, service)
     row = prepared.column_names[-1]  # see row_column()
     say("checking warehouse tables")
     check_sources(repo, views, wh)
@@ -288,6 +307,7 @@ def compute(
             labels=LABELS_RELATION,
             order_by=row if share is None else None,  # shares: put in order once, below
             share=share,
+            service=service,
         )
         pieces.append(wh.query(tree))
     result = pieces[0] if n == 1 else pa.concat_tables(pieces)
@@ -297,8 +317,10 @@ def compute(
     result = result.drop_columns([row])
     # the original label columns, untouched (types as given), then the features
     # one Arrow type per feature whatever the backend returned (Decimal, tz-aware, ...)
-    types = {f.name: f.type for v in views for f in v.features}
-    feature_cols = [conform(result[f], types[f]) for _, f in features]
-    return pa.table(
-        [*labels.columns, *feature_cols], names=[*labels.column_names, *[f for _, f in features]]
-    )
+    # (a link's view has a feature per key it resolves: the types of the resolved keys)
+    types = {k: next(f.type for v in views for f in v.features if f.name == k) for k in resolved}
+    named = [(service.column(v, f) if service else f, v, f) for v, f in features]
+    types.update({c: repo.views[v].feature(f).type for c, v, f in named})
+    added = [*resolved, *(c for c, _, _ in named)]  # the resolved keys next to the features
+    cols = [conform(result[f], types[f]) for f in added]
+    return pa.table([*labels.columns, *cols], names=[*labels.column_names, *added])

@@ -22,7 +22,8 @@ SQL_TYPES = {
     "date": "DATE",
 }
 SMALL = dict(users=300, orders=6000, page_views=8000, labels=1500)
-TABLES = ("orders", "web.page_views", "labels")
+DEVICES = SMALL["users"] * 3 // 2  # the default: ~1.5 devices per user
+TABLES = ("orders", "web.page_views", "device_links", "labels", "device_labels")
 
 
 def _checksum(path: Path, table: str) -> tuple[int, str]:
@@ -41,7 +42,10 @@ def _checksums(path: Path) -> dict[str, tuple[int, str]]:
 def warehouse(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("demo") / "warehouse.duckdb"
     counts = demo.generate(path, **SMALL)
-    assert counts == {"orders": 6000, "web.page_views": 8000, "labels": 1500}
+    links = counts.pop("device_links")
+    assert counts == {"orders": 6000, "web.page_views": 8000, "labels": 1500, "device_labels": 1500}
+    # one row per device linked, and now and then another: a re-link, an unlink, a sign-in
+    assert DEVICES < links < 3 * DEVICES
     return path
 
 
@@ -56,7 +60,7 @@ def _one(con, sql: str):
 
 
 # ---- shape --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("source", ["orders", "page_views"])
+@pytest.mark.parametrize("source", ["orders", "page_views", "device_links"])
 def test_columns_match_the_source_declarations(con, source):
     repo, diags = load_repository(DEFINITIONS)
     assert repo is not None, diags
@@ -191,6 +195,98 @@ def test_labels_include_unseen_users_and_order_moments(con):
     assert wrong == 0
 
 
+def test_device_links_relink_unlink_and_arrive_late(con):
+    """The ID graph (definitions/identity.feat): every device linked at some time, to its owner
+    first; some re-linked to another user, some unlinked (null user), ties, late rows."""
+    n = _one(con, "SELECT count(*) FROM device_links")
+    assert _one(con, "SELECT count(DISTINCT device_id) FROM device_links") == DEVICES
+    assert (
+        _one(
+            con,
+            "SELECT count(*) FROM device_links WHERE NOT regexp_full_match(device_id, 'd[0-9]{6}')",
+        )
+        == 0
+    )
+    assert (
+        _one(
+            con,
+            "SELECT count(*) FROM device_links WHERE NOT regexp_full_match(user_id, 'u[0-9]{6}')",
+        )
+        == 0
+    )
+    # each device's first row links it (a device is linked before it can be unlinked)
+    first_unlinked = _one(
+        con,
+        "SELECT count(*) FROM (SELECT device_id, "
+        "arg_min(user_id IS NULL, (linked_at, user_id IS NULL)) u "
+        "FROM device_links GROUP BY device_id) WHERE u",
+    )
+    assert first_unlinked == 0
+    per_user = _one(
+        con,
+        "SELECT count(DISTINCT device_id) / count(DISTINCT user_id) FROM "
+        "(SELECT device_id, arg_min(user_id, linked_at) user_id FROM device_links GROUP BY ALL)",
+    )
+    assert 1.2 < per_user < 2.0
+    relinked = _one(
+        con,
+        "SELECT count(*) FROM (SELECT device_id FROM device_links GROUP BY ALL "
+        "HAVING count(DISTINCT user_id) > 1)",
+    )
+    assert 0.1 * DEVICES < relinked < 0.6 * DEVICES
+    unlinks = _one(con, "SELECT count(*) FROM device_links WHERE user_id IS NULL")
+    assert 0.05 * n < unlinks < 0.4 * n
+    # the latest row unlinks (ties: the unlink wins, as for last())
+    unlinked_now = _one(
+        con,
+        "SELECT count(*) FROM (SELECT device_id, arg_max(user_id IS NULL, "
+        "(linked_at, ingested_at, user_id IS NULL)) u FROM device_links GROUP BY ALL) WHERE u",
+    )
+    assert unlinked_now > 0.03 * DEVICES
+    ties = _one(
+        con,
+        "SELECT count(*) FROM (SELECT device_id, linked_at FROM device_links "
+        "GROUP BY ALL HAVING count(*) > 1)",
+    )
+    assert ties > 0
+    assert _one(con, "SELECT count(*) FROM device_links WHERE ingested_at <= linked_at") == 0
+    late = _one(
+        con, "SELECT count(*) FROM device_links WHERE ingested_at >= linked_at + INTERVAL 1 HOUR"
+    )
+    assert 0 < late <= 0.03 * n
+    lo, hi = con.execute("SELECT min(linked_at), max(linked_at) FROM device_links").fetchone()
+    assert datetime(2024, 1, 1) <= lo and hi < datetime(2024, 1, 1) + timedelta(days=180)
+
+
+def test_device_labels_include_never_linked_devices_and_link_moments(con):
+    rows = con.execute("DESCRIBE device_labels").fetchall()
+    assert [(n, t) for n, t, *_ in rows] == [
+        ("device_id", "VARCHAR"),
+        ("event_timestamp", "TIMESTAMP"),
+    ]
+    never = _one(
+        con,
+        "SELECT count(*) FROM device_labels "
+        "WHERE device_id NOT IN (SELECT device_id FROM device_links)",
+    )
+    assert 0 < never < 0.1 * SMALL["labels"]
+    # a label exactly at a device's first link: that link is not visible yet (T is exclusive)
+    at_link = _one(
+        con,
+        "SELECT count(*) FROM device_labels l JOIN (SELECT device_id, min(linked_at) t "
+        "FROM device_links GROUP BY ALL) f "
+        "ON f.device_id = l.device_id AND f.t = l.event_timestamp",
+    )
+    assert at_link > 0
+    assert (
+        _one(
+            con,
+            "SELECT count(*) FROM device_labels WHERE device_id IS NULL OR event_timestamp IS NULL",
+        )
+        == 0
+    )
+
+
 # ---- determinism --------------------------------------------------------------------------------
 def test_same_seed_same_tables(warehouse, tmp_path):
     again = tmp_path / "again.duckdb"
@@ -220,7 +316,8 @@ def test_chunked_is_the_same_as_unchunked(tmp_path, monkeypatch):
     calls = []
     demo.generate(many, **SMALL, chunk_size=777, progress=lambda *a: calls.append(a))
     assert _checksums(one) == _checksums(many)
-    for stage, total in (("orders", 6000), ("page_views", 8000), ("labels", 1500)):
+    stages = (("orders", 6000), ("page_views", 8000), ("labels", 1500), ("device_labels", 1500))
+    for stage, total in stages:
         done = [d for s, d, t in calls if s == stage and t == total]
         assert len(done) == -(-total // 777)
         assert done == sorted(done) and done[-1] == total
@@ -272,3 +369,5 @@ def test_bad_arguments(tmp_path):
         demo.generate(tmp_path / "w.duckdb", users=0)
     with pytest.raises(ValueError):
         demo.generate(tmp_path / "w.duckdb", orders=-1)
+    with pytest.raises(ValueError):
+        demo.generate(tmp_path / "w.duckdb", devices=-1)

@@ -28,15 +28,19 @@ LAYERS: list[tuple[str, int, str]] = [
     ("fsdsl.syntax", 1, "syntax"),
     ("fsdsl.fmt", 2, "fmt"),
     ("fsdsl.check", 2, "check"),
+    ("fsdsl.lint", 2, "lint"),  # rules over a checked repository: warnings, never errors
     ("fsdsl.compile", 3, "compile"),
     ("fsdsl.backends", 4, "backends"),
     ("fsdsl.training_set", 5, "training_set"),
     ("fsdsl.online", 5, "online"),
     ("fsdsl.demo", 5, "demo"),
     ("fsdsl.verify", 6, "verify"),
+    ("fsdsl.catalogue", 6, "catalogue"),  # what a repository defines, for list/describe/docs
     ("fsdsl.store", 7, "store"),
-    ("fsdsl.cli", 8, "cli"),
-    ("fsdsl", 9, "package"),  # the package itself: a lazy re-export of FeatureStore
+    ("fsdsl.docs_site", 7, "docs_site"),  # `fsc docs`: the catalogue as a static site
+    ("fsdsl.serve", 8, "serve"),  # `fsc serve`: HTTP over the FeatureStore
+    ("fsdsl.cli", 9, "cli"),
+    ("fsdsl", 10, "package"),  # the package itself: a lazy re-export of FeatureStore
 ]
 
 

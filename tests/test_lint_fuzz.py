@@ -241,9 +241,11 @@ WHERE_LINE = re.compile(rb"^  where .*$", re.M)
 def mutated(draw) -> tuple[str, bytes]:
     name = draw(st.sampled_from(sorted(DEFINITIONS)))
     data = bytearray(DEFINITIONS[name])
-    if draw(st.integers(0, 2)) == 0:  # one new or changed feature or condition: a mostly valid file
-        features = list(FEATURE_LINE.finditer(bytes(data)))
-        where = list(WHERE_LINE.finditer(bytes(data)))
+    features = list(FEATURE_LINE.finditer(bytes(data)))
+    where = list(WHERE_LINE.finditer(bytes(data)))
+    # one new or changed feature or condition: a mostly valid file (where the file has any: a
+    # file of links and sources has none)
+    if (features or where) and draw(st.integers(0, 2)) == 0:
         m = draw(st.sampled_from(features + where))
         if m in where:
             data[m.start() : m.end()] = f"  where {draw(expression)}".encode()

@@ -69,7 +69,12 @@ def test_run_get_verify_with_each_server(project, redis_urls):
         )
         assert r.exit_code == 0, (name, r.output)
         views = {v["view"]: v for v in json.loads(r.output)["views"]}
-        assert set(views) == {"user_orders", "user_browsing", "user_category_browsing"}
+        assert set(views) == {
+            "user_orders",
+            "user_browsing",
+            "user_category_browsing",
+            "device_owner",  # a link's view (definitions/identity.feat)
+        }
         assert all(v["mode"] == "full" and v["entities_written"] > 0 for v in views.values())
         r = run(
             "get",

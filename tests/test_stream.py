@@ -39,7 +39,7 @@ from fsdsl.online.stream import CLAIM_IDLE_MS, DEAD_PREFIX, GROUP, Worker
 SOURCE = "page_views"
 KEY = f"fsc:stream:{SOURCE}"
 STREAMED = {"user_browsing", "user_category_browsing"}
-ALL_VIEWS = STREAMED | {"user_orders"}
+ALL_VIEWS = STREAMED | {"user_orders", "device_owner"}
 USERS = 200
 CATEGORIES = ["electronics", "books", "home", "garden", "toys"]
 runner = CliRunner(env={"COLUMNS": "120"})

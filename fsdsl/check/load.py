@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from fsdsl import ir
 from fsdsl.check.expressions import ExprChecker, Scope, _suggest
 from fsdsl.diagnostics import Diagnostic, Span
-from fsdsl.project import feat_files
+from fsdsl.project import feat_files, gc_paused
 from fsdsl.syntax import ast
 from fsdsl.syntax.parser import parse_file, parse_text
 
@@ -37,12 +38,13 @@ def load_repository(path: str | Path) -> tuple[ir.Repository | None, list[Diagno
     files = feat_files(path)
     if not files:
         return None, [Diagnostic("E0001", f"no .feat files in {path}", Span(str(path), 1, 1, 1, 1))]
-    for f in files:
-        module, d = parse_file(f)
-        diags.extend(d)
-        if module is not None:
-            modules.append(module)
-    return _finish(modules, diags, tuple(str(f) for f in files))
+    with gc_paused():
+        for f in files:
+            module, d = parse_file(f)
+            diags.extend(d)
+            if module is not None:
+                modules.append(module)
+        return _finish(modules, diags, tuple(str(f) for f in files))
 
 
 def load_text(text: str, file: str = "<string>") -> tuple[ir.Repository | None, list[Diagnostic]]:
@@ -78,6 +80,7 @@ class Resolver:
             "source": {},
             "view": {},
             "service": {},
+            "link": {},
         }
         for m in modules:
             for kind, items in (
@@ -85,14 +88,21 @@ class Resolver:
                 ("source", m.sources),
                 ("view", m.views),
                 ("service", m.services),
+                ("link", m.links),
             ):
                 for item in items:
                     table = decls[kind]
-                    if item.name.name in table:
-                        first = table[item.name.name].name.span
+                    # a link compiles to a view of its name: the two share one namespace
+                    other = {"view": "link", "link": "view"}.get(kind)
+                    clash = decls[other].get(item.name.name) if other else None
+                    if item.name.name in table or clash is not None:
+                        first = (clash or table[item.name.name]).name.span
                         self.error(
                             "E0200",
-                            f"{kind} `{item.name.name}` is declared twice",
+                            f"{kind} `{item.name.name}` is declared twice"
+                            if clash is None
+                            else f"{kind} `{item.name.name}` is named like a {other} "
+                            "(links and feature views share one namespace)",
                             item.name.span,
                             f"first declared at {first.file}:{first.line}",
                         )
@@ -107,12 +117,19 @@ class Resolver:
             v = self.view(a, entities, sources, decls)
             if v is not None:
                 views[n] = v
+        links = {}
+        for n, a in decls["link"].items():
+            link = self.link(a, entities, sources, decls)
+            if link is not None:
+                links[n] = link
+                views[n] = link.view
+        self.link_cycles(links)
         services = {}
         for n, a in decls["service"].items():
-            s = self.service(a, views, decls)
+            s = self.service(a, views, decls, entities, links)
             if s is not None:
                 services[n] = s
-        return ir.Repository(entities, sources, views, services, files)
+        return ir.Repository(entities, sources, views, services, files, links)
 
     def reserved(self, name: ast.Ident, what: str) -> bool:
         """Report a user name in the compiler's own namespace (E0212); True when it is."""
@@ -534,7 +551,282 @@ class Resolver:
         return order
 
     # ---- service ----
-    def service(self, s: ast.Service, views, decls) -> ir.Service | None:
+    # ---- link ----
+    def link(self, a: ast.Link, entities, sources, decls) -> ir.Link | None:
+        """A link is checked as the view it compiles to (see `ir.Link`), so its `from`, `by`
+        columns, types and TTL get the errors a view's would, located in the link."""
+        name = a.name.name
+        if a.source is None or a.from_end is None:
+            missing = "from" if a.source is None else "A -> B"
+            self.error("E0206", f"link `{name}` has no `{missing}`", a.name.span)
+            return None
+        ends = []
+        for end in (a.from_end, a.to_end):
+            entity = entities.get(end.entity.name)
+            if entity is None:
+                if end.entity.name not in decls["entity"]:
+                    self.error(
+                        "E0201",
+                        f"unknown entity `{end.entity.name}`",
+                        end.entity.span,
+                        _suggest(end.entity.name, decls["entity"]),
+                    )
+                return None
+            ends.append(entity)
+        if ends[0].name == ends[1].name:
+            self.error(
+                "E0214",
+                f"link `{name}` links entity `{ends[0].name}` to itself",
+                a.to_end.entity.span,
+            )
+            return None
+        source = sources.get(a.source.name)
+        if source is None:
+            if a.source.name not in decls["source"]:
+                self.error(
+                    "E0202",
+                    f"unknown source `{a.source.name}`",
+                    a.source.span,
+                    _suggest(a.source.name, decls["source"]),
+                )
+            return None
+        to_columns = self.link_columns(a, a.to_end, ends[1], source)
+        if to_columns is None:
+            return None
+        span = a.span
+        taken = {k.name.casefold() for k in ends[0].keys}
+        for key in ends[1].keys:
+            if key.name.casefold() in taken:
+                self.error(
+                    "E0207",
+                    f"link `{name}`: entities `{ends[0].name}` and `{ends[1].name}` both have a "
+                    f"key named `{key.name}`; a link names its result after the target's keys",
+                    a.to_end.entity.span,
+                    "rename one entity's key",
+                )
+                return None
+
+        def name_(text: str) -> ast.Name:
+            return ast.Name(span, text)
+
+        def lit(value: int) -> ast.Literal:
+            return ast.Literal(span, value, "int")
+
+        nulls: ast.Expr | None = None
+        for column in to_columns:
+            test = ast.IsNull(span, name_(column), False)
+            nulls = test if nulls is None else ast.Binary(span, "or", nulls, test)
+        unlinked = ast.Call(span, "last", (ast.Case(span, ((nulls, lit(1)),), lit(0)),))
+        features = [ast.Feature(ast.Ident(ir.UNLINKED, span), None, unlinked, None, span)]
+        for key, column in zip(ends[1].keys, to_columns, strict=True):
+            linked = ast.Binary(span, "=", name_(ir.UNLINKED), lit(0))
+            value = ast.Case(span, ((linked, ast.Call(span, "last", (name_(column),))),), None)
+            features.append(ast.Feature(ast.Ident(key.name, span), None, value, None, span))
+        view = self.view(
+            ast.View(
+                a.name,
+                a.from_end.entity,
+                a.from_end.by,
+                a.source,
+                None,
+                a.ttl,
+                a.owner,
+                a.description,
+                tuple(features),
+                a.span,
+            ),
+            entities,
+            sources,
+            decls,
+        )
+        if view is None:
+            return None
+        view = replace(view, link=name)
+        return ir.Link(
+            name,
+            source,
+            ends[0],
+            view.key_columns,
+            ends[1],
+            tuple(to_columns),
+            view.ttl,
+            view.owner,
+            view.description,
+            view,
+            a.span,
+        )
+
+    def link_columns(self, a: ast.Link, end: ast.LinkEnd, entity: ir.Entity, source: ir.Source):
+        """The source columns of the target entity's keys: all of them, typed as the keys."""
+        if end.by and len(end.by) != len(entity.keys):
+            self.error(
+                "E0209",
+                f"entity `{entity.name}` has {len(entity.keys)} key(s) but `by` "
+                f"names {len(end.by)} column(s)",
+                end.by[0].span,
+            )
+            return None
+        out = []
+        for i, key in enumerate(entity.keys):
+            ident = end.by[i] if end.by else None
+            column = ident.name if ident else key.name
+            span = ident.span if ident else end.entity.span
+            if column not in source.columns:
+                self.error(
+                    "E0203",
+                    f"link `{a.name.name}`: source `{source.name}` has no column `{column}` "
+                    f"for key `{key.name}` of `{entity.name}`",
+                    span,
+                    _suggest(column, source.columns)
+                    or f"name its column: `{entity.name} by <column>`",
+                )
+                return None
+            if source.columns[column] != key.type:
+                self.error(
+                    "E0306",
+                    f"key `{key.name}` is {key.type} but column `{column}` of "
+                    f"`{source.name}` is {source.columns[column]}",
+                    span,
+                )
+                return None
+            out.append(column)
+        return out
+
+    def link_cycles(self, links: dict[str, ir.Link]) -> None:
+        """Links whose entities lead back to where they started (E0214), once per cycle."""
+        edges: dict[str, list[ir.Link]] = {}
+        for link in links.values():
+            edges.setdefault(link.from_entity.name, []).append(link)
+        reported: set[frozenset[str]] = set()
+        for start in sorted(edges):
+            todo = [(start, ())]
+            while todo:
+                at, path = todo.pop()
+                for link in edges.get(at, []):
+                    if link.name in path:
+                        continue
+                    if link.to_entity.name == start:
+                        cycle = (*path, link.name)
+                        if frozenset(cycle) not in reported:
+                            reported.add(frozenset(cycle))
+                            names = " -> ".join(f"`{n}`" for n in cycle)
+                            self.error(
+                                "E0214",
+                                f"links form a cycle: {names} lead from `{start}` back to "
+                                f"`{start}`",
+                                link.span,
+                                "remove one of the links",
+                            )
+                    elif len(path) < len(links):
+                        todo.append((link.to_entity.name, (*path, link.name)))
+
+    def link_paths(self, start: str, goal: str, links: dict[str, ir.Link]) -> list[tuple[str, ...]]:
+        """Every chain of at most `ir.MAX_LINK_DEPTH` links from entity `start` to `goal`."""
+        out, todo = [], [(start, ())]
+        while todo:
+            at, path = todo.pop()
+            if at == goal and path:
+                out.append(path)
+                continue
+            if len(path) == ir.MAX_LINK_DEPTH:
+                continue
+            for link in links.values():
+                if link.from_entity.name == at and link.name not in path:
+                    todo.append((link.to_entity.name, (*path, link.name)))
+        return sorted(out, key=lambda p: (len(p), p))
+
+    def resolve_paths(self, s: ast.Service, key: ir.Entity, views, links) -> dict | None:
+        """The chain of links to each view's entity from the service's key (E0215 none, E0216
+        two or more without `via`), one way per entity in a service (E0217)."""
+        paths: dict[str, tuple[str, ...]] = {}
+        by_entity: dict[str, tuple[tuple[str, ...], ast.FeatureRef]] = {}
+        ok = True
+        for r in s.refs:
+            view = views.get(r.view.name)
+            if view is None:
+                continue
+            for via in r.via:
+                if via.name not in links:
+                    self.error(
+                        "E0217",
+                        f"`via {via.name}`: unknown link",
+                        via.span,
+                        _suggest(via.name, links),
+                    )
+                    ok = False
+            if not ok:
+                continue
+            goal = view.entity.name
+            if goal == key.name:
+                if r.via:
+                    self.error(
+                        "E0217",
+                        f"`{view.name}` is keyed by `{key.name}`, the service's key: nothing "
+                        "to resolve `via` a link",
+                        r.via[0].span,
+                    )
+                    ok = False
+                continue
+            found = self.link_paths(key.name, goal, links)
+            wanted = {v.name for v in r.via}
+            chosen = [p for p in found if wanted <= set(p)]
+            if not chosen:
+                reach = "no link leads" if not found else "no path through the `via` links leads"
+                self.error(
+                    "E0215",
+                    f"feature view `{view.name}` (entity `{goal}`) is unreachable from the "
+                    f"service's key `{key.name}`: {reach} from `{key.name}` to `{goal}` "
+                    f"(within {ir.MAX_LINK_DEPTH} links)",
+                    r.span,
+                    "declare a `link` from the key's entity to it, or serve it from a service "
+                    f"keyed by `{goal}`"
+                    if not found
+                    else None,
+                )
+                ok = False
+                continue
+            if len(chosen) > 1:
+                shown = "; ".join(" -> ".join(p) for p in chosen)
+                self.error(
+                    "E0216",
+                    f"feature view `{view.name}` (entity `{goal}`) is reachable from "
+                    f"`{key.name}` in {len(chosen)} ways: {shown}",
+                    r.span,
+                    f"say which: `{r.view.name}.{r.feature.name if r.feature else '*'} via "
+                    f"<link>`, one of {', '.join(sorted({n for p in chosen for n in p}))}",
+                )
+                ok = False
+                continue
+            path = chosen[0]
+            earlier = by_entity.get(goal)
+            if earlier is not None and earlier[0] != path:
+                self.error(
+                    "E0217",
+                    f"service `{s.name.name}` resolves entity `{goal}` two ways: "
+                    f"{' -> '.join(earlier[0])} and {' -> '.join(path)}",
+                    r.span,
+                    f"one way per entity in a service: give the same `via` (as at line "
+                    f"{earlier[1].span.line})",
+                )
+                ok = False
+                continue
+            by_entity[goal] = (path, r)
+            paths[view.name] = path
+        if not ok:
+            return None
+        on_path = {n for p in paths.values() for n in p}
+        for r in s.refs:
+            if r.view.name in on_path:
+                self.error(
+                    "E0217",
+                    f"link `{r.view.name}` resolves this service's keys; its features cannot "
+                    "also be served here (the resolved keys already are)",
+                    r.view.span,
+                )
+                return None
+        return paths
+
+    def service(self, s: ast.Service, views, decls, entities=None, links=None) -> ir.Service | None:
         refs: list[tuple[str, str]] = []
         ok = True
         if not s.refs:
@@ -567,32 +859,83 @@ class Resolver:
                     refs.append((view.name, n))
         if not ok:
             return None
-        # Output columns are named after features: two views giving the same name would clash.
+        # Output columns are named after features (`view__feature` with `full_feature_names`):
+        # two views giving the same name would clash.
         seen: dict[str, str] = {}
+        column_of: dict[str, str] = {}
         for vname, fname in refs:
-            if fname in seen and seen[fname] != vname:
+            column = f"{vname}{ir.FULL_NAME_SEPARATOR}{fname}" if s.full_names else fname
+            if column in seen and seen[column] != vname:
                 self.error(
                     "E0207",
-                    f"service `{s.name.name}` has two features named `{fname}` "
-                    f"(from `{seen[fname]}` and `{vname}`)",
+                    f"service `{s.name.name}` has two features named `{column}` "
+                    f"(from `{seen[column]}` and `{vname}`)",
                     s.name.span,
-                    "rename one of them",
+                    "rename one of them, or add `full_feature_names` to the service to name "
+                    "its columns `view__feature`",
                 )
                 return None
-            seen[fname] = vname
-        for fname in _SERVED_TIMES.intersection(seen):
-            named = [r for r in s.refs if r.view.name == seen[fname]]
+            seen[column], column_of[column] = vname, fname
+        for column in _SERVED_TIMES.intersection(seen):
+            fname = column_of[column]
+            named = [r for r in s.refs if r.view.name == seen[column]]
             ref = next((r for r in named if r.feature and r.feature.name == fname), named[0])
             self.error(
                 "E0212",
-                f"feature `{fname}` of `{seen[fname]}` would share its name with `{fname}`, "
+                f"feature `{fname}` of `{seen[column]}` would share its name with `{column}`, "
                 f"the as-of time of every row service `{s.name.name}` serves",
                 ref.feature.span if ref.feature else ref.span,
                 "rename the feature",
             )
             return None
+        key, paths = None, {}
+        if s.key is not None:
+            key = (entities or {}).get(s.key.name)
+            if key is None:
+                self.error(
+                    "E0201",
+                    f"unknown entity `{s.key.name}`",
+                    s.key.span,
+                    _suggest(s.key.name, decls["entity"]),
+                )
+                return None
+            paths = self.resolve_paths(s, key, views, links or {})
+            if paths is None:
+                return None
+            resolved = {
+                k.name
+                for n in {x for p in paths.values() for x in p}
+                for k in links[n].to_entity.keys
+            }
+            clash = sorted(resolved.intersection(seen))
+            if clash:
+                self.error(
+                    "E0207",
+                    f"service `{s.name.name}` serves the resolved key `{clash[0]}` beside its "
+                    "features: a feature of that name would clash",
+                    s.name.span,
+                    "rename the feature",
+                )
+                return None
+        else:
+            for r in s.refs:
+                if r.via:
+                    self.error(
+                        "E0217",
+                        f"`via {r.via[0].name}` in a service without `key`: links resolve "
+                        "from the key a service's requests carry",
+                        r.via[0].span,
+                        f"add `key <entity>` to service `{s.name.name}`",
+                    )
+                    return None
         return ir.Service(
-            s.name.name, tuple(refs), s.description.value if s.description else None, s.span
+            s.name.name,
+            tuple(refs),
+            s.description.value if s.description else None,
+            s.span,
+            key,
+            tuple((v, paths[v]) for v in dict.fromkeys(v for v, _ in refs) if v in paths),
+            s.full_names,
         )
 
 

@@ -90,11 +90,16 @@ def compile_repository(
 
     out = []
     for kind, name, features in groups:
+        svc = repo.services[name] if kind == "service" else None
         if target == "training":
-            tree = training_query(repo, features, dialect, timestamp_column=timestamp_column)
+            tree = training_query(
+                repo, features, dialect, timestamp_column=timestamp_column, service=svc
+            )
             out.append(CompiledQuery(name, kind, target, dialect, sql_text(tree, dialect, pretty)))
         else:
-            for vname in dict.fromkeys(v for v, _ in features):
+            # a service's links are refreshed like views: their online values resolve its keys
+            links = svc.links() if svc is not None and svc.key is not None else []
+            for vname in dict.fromkeys([*links, *(v for v, _ in features)]):
                 tree = refresh_query(repo.views[vname], dialect)
                 out.append(
                     CompiledQuery(vname, "view", target, dialect, sql_text(tree, dialect, pretty))

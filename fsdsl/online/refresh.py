@@ -176,11 +176,13 @@ def refresh_view(
     cache: Path | None = None,
     lock: RunLock | None = None,
     keep_state: bool = False,
+    applied: tuple[str, str] | None = None,
 ) -> ViewRun:
     """Refresh `view` as of `at`. With `lock`, the caller already holds the view's lock (a
     push, which appended its rows under it) and keeps it after this returns. `keep_state`: a
     long-lived process (a stream worker) keeps the aggregate state it wrote and reuses it
-    while Redis holds the same digest, instead of reading it back (`_kept_state`)."""
+    while Redis holds the same digest, instead of reading it back (`_kept_state`). `applied`:
+    the record of the definition (`plan.applied_view`), stored with the state that serves it."""
     started = time.perf_counter()
     fp = fingerprint(view)
     owner = lock.owner if lock is not None else uuid.uuid4().hex
@@ -260,7 +262,9 @@ def refresh_view(
                     put, gone, values = _encode_batch(view, batches[0], empty, ns)
                     buffer, count = hset_rows(put[0], put[1], MARKER, replace=True)
                     extra, more = del_rows(gone)
-                tail, n = online.state_commands(view.name, serving, aggregates, len(pending))
+                tail, n = online.state_commands(
+                    view.name, serving, aggregates, len(pending), applied
+                )
                 online.send_commands(
                     buffer + extra + tail, count + more + n, transaction=True, **guard
                 )
@@ -301,6 +305,7 @@ def refresh_view(
                     aggregates=aggregates,
                     owner=owner,
                     pending_done=len(pending),
+                    applied=applied,
                 )
             committed = True
             if keep_state and aggregates is not None:

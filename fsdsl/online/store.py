@@ -16,6 +16,10 @@ Layout (one namespace per view, definition fingerprint and full-refresh generati
                              the next run recomputes the late ones and trims what it read
     fsdsl:lock:{view}        a run in progress: "host:pid:owner", held (and renewed) by that
                              run only — see `runlock.py`
+    fsdsl:applied            hash: the definitions the last `fsc run` applied, for `fsc plan`
+                             (`plan.py`): "view:{name}" (fingerprint, metadata, feature types),
+                             written in the transaction that switches the view's state, and
+                             "service:{name}" (features, types, keys); each value checksummed
 
 A full refresh (first run, `--full`, or a changed definition) writes a new namespace and switches
 `state` to it only when every write succeeded; incremental runs write in place and advance
@@ -78,6 +82,7 @@ return 0
 # refresh is removed only after RETIRE_AFTER, so no reader ever reads a removed namespace.
 STATE_TTL = 1.0
 RETIRE_AFTER = 5.0
+APPLIED = f"{PREFIX}:applied"  # what the last runs applied, for `fsc plan`
 LAYOUT = 2  # how entity hashes are stored (2: with a checksum); part of every fingerprint
 AGG_PART = 64 << 20  # a Redis value may hold 512 MB; keep each part well below
 
@@ -182,14 +187,16 @@ class OnlineStore:
         aggregates: bytes | None = None,
         owner: str | None = None,
         pending_done: int = 0,
+        applied: tuple[str, str] | None = None,
     ) -> None:
         """Advance what serves; with `aggregates`, replace the namespace's aggregate state in
-        the same transaction, so that the state always matches the as-of time it is for.
+        the same transaction, so that the state always matches the as-of time it is for; with
+        `applied` (a field and value of `fsdsl:applied`), record the definition it serves.
 
         With `owner`, only while that run holds the view's lock (checked under WATCH, so a
         lock lost between the check and EXEC aborts the transaction): raises LockLost."""
 
-        buffer, count = self.state_commands(view, state, aggregates, pending_done)
+        buffer, count = self.state_commands(view, state, aggregates, pending_done, applied)
         self.send_commands(buffer, count, transaction=True, view=view, owner=owner)
 
     def state_commands(
@@ -198,6 +205,7 @@ class OnlineStore:
         state: dict[str, str],
         aggregates: bytes | None = None,
         pending_done: int = 0,
+        applied: tuple[str, str] | None = None,
     ) -> tuple[bytes, int]:
         """The commands of `set_state`, encoded (see `resp.py`): for a run that writes its
         entities and its state in one MULTI, so that a reader never sees values newer than
@@ -218,10 +226,31 @@ class OnlineStore:
         if pending_done:
             out.append(command("LTRIM", f"{PREFIX}:pending:{view}", str(pending_done), "-1"))
             n += 1
+        if applied is not None:
+            out.append(command("HSET", APPLIED, *applied))
+            n += 1
         key = f"{PREFIX}:state:{view}"
         fields = [x for k, v in fields_with_checksum(key, state).items() for x in (k, v)]
         out += [command("DEL", key), command("HSET", key, *fields)]
         return b"".join(out), n + 2
+
+    def read_applied(self) -> dict[str, str]:
+        """Every field of `fsdsl:applied` as text (`plan.py` checks and decodes them)."""
+        with self.errors():
+            raw = self.client.hgetall(APPLIED)
+        return {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
+
+    def write_applied(self, fields: dict[str, str], drop: Iterable[str] = ()) -> None:
+        """Set `fields` of `fsdsl:applied` and remove `drop`, in one transaction."""
+        drop = list(drop)
+        if not fields and not drop:
+            return
+        with self.errors(), self.client.pipeline(transaction=True) as pipe:
+            if drop:
+                pipe.hdel(APPLIED, *drop)
+            if fields:
+                pipe.hset(APPLIED, mapping=fields)
+            pipe.execute()
 
     def add_pending(self, view: str, batch: bytes, owner: str) -> None:
         """Record a pushed batch's keys and visibility times before its rows reach the

@@ -182,6 +182,7 @@ class FeatureRef:
     view: Ident
     feature: Ident | None  # None for `view.*`
     span: Span
+    via: tuple[Ident, ...] = ()  # `via LINK`: the links to resolve the view's entity through
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,28 @@ class Service:
     refs: tuple[FeatureRef, ...]
     description: Text | None
     owner: Text | None
+    span: Span
+    key: Ident | None = None  # `key ENTITY`: what requests carry; links resolve the rest
+    full_names: bool = False  # `full_feature_names`: columns named `view__feature`
+
+
+@dataclass(frozen=True)
+class LinkEnd:
+    entity: Ident
+    by: tuple[Ident, ...]  # the source columns of the entity's keys (default: the keys' names)
+
+
+@dataclass(frozen=True)
+class Link:
+    """`link NAME { from SOURCE  A -> B  ttl D ... }`: which B an A belongs to, over time."""
+
+    name: Ident
+    source: Ident | None
+    from_end: LinkEnd | None
+    to_end: LinkEnd | None
+    ttl: Duration | None
+    owner: Text | None
+    description: Text | None
     span: Span
 
 
@@ -203,3 +226,4 @@ class Module:
     sources: tuple[Source, ...]
     views: tuple[View, ...]
     services: tuple[Service, ...]
+    links: tuple[Link, ...] = ()

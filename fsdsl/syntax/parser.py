@@ -46,9 +46,47 @@ def grammar_text() -> str:
 def _parser() -> Lark:
     # cache=True: lark keeps the built LALR tables in the temp folder, keyed by the grammar's
     # hash, which saves most of the start-up of every `fsc` command.
-    return Lark(
-        grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=True
+    return skip_unit_reductions(
+        Lark(
+            grammar_text(),
+            parser="lalr",
+            propagate_positions=True,
+            maybe_placeholders=True,
+            cache=True,
+        )
     )
+
+
+def skip_unit_reductions(parser: Lark) -> Lark:
+    """Make each `?a: b` reduction hand its child up untouched; returns `parser`.
+
+    Every operand climbs the eight precedence levels of the grammar (`?expr: or_expr`, ...,
+    `?unary: atom`), and lark runs its tree-building wrappers at each level: expand the single
+    child, filter, propagate positions. For a rule whose one symbol is a (kept) rule, they hand
+    back the child as it was, its positions already its own; yet they are a tenth of parsing a
+    file. lark keeps the callbacks in an internal table: should a later lark move it, nothing
+    is skipped and parsing is only slower.
+    """
+    try:
+        callbacks = parser.parser.parser.parser.callbacks
+    except AttributeError:
+        return parser
+    for rule in callbacks:
+        (*rest, symbol) = rule.expansion or (None,)
+        if (
+            not rest
+            and rule.options.expand1
+            and not rule.alias
+            and symbol is not None
+            and not symbol.is_term
+            and not symbol.name.startswith("_")
+        ):
+            callbacks[rule] = _only_child
+    return parser
+
+
+def _only_child(children: list):
+    return children[0]
 
 
 def _span(file: str, meta_or_token) -> Span:
@@ -71,6 +109,8 @@ def _unquote(tok: str) -> str:
     body = tok[1:-1]
     if quote == "'":
         body = body.replace("''", "'")
+    if "\\" not in body:  # the common case: nothing escaped
+        return body
     out, i = [], 0
     while i < len(body):
         c = body[i]
@@ -88,9 +128,47 @@ class _Build(Transformer_NonRecursive):
     """lark tree -> AST. Statements inside blocks come out as (keyword, value) pairs."""
 
     def __init__(self, file: str):
-        super().__init__()
+        super().__init__(visit_tokens=False)  # tokens are read by the rules that hold them
         self.file = file
         self.diagnostics: list[Diagnostic] = []
+
+    def transform(self, tree: Tree):
+        """lark's `Transformer_NonRecursive.transform`, the same post-order walk and the same
+        `VisitError` around a failing callback, with each rule's callback looked up once per
+        file: lark looks it up at every node, and a `v_args` method builds a new wrapper
+        (functools.update_wrapper) at each lookup, a third of the time of the walk."""
+        order, todo = [], [tree]
+        while todo:
+            t = todo.pop()
+            order.append(t)
+            if isinstance(t, Tree):
+                todo += t.children
+        calls: dict[str, object] = {}
+        stack: list = []
+        for x in reversed(order):
+            if not isinstance(x, Tree):
+                stack.append(x)
+                continue
+            n = len(x.children)
+            args = stack[-n:] if n else []
+            if n:
+                del stack[-n:]
+            call = calls.get(x.data) or calls.setdefault(x.data, self._callback(x.data))
+            try:
+                stack.append(call(x, args))
+            except Exception as e:
+                raise VisitError(x.data, x, e) from e
+        (result,) = stack
+        return result
+
+    def _callback(self, data: str):
+        f = getattr(self, data, None)
+        if f is None:
+            return lambda t, children: Tree(data, children, t.meta)
+        wrapper = getattr(f, "visit_wrapper", None)
+        if wrapper is not None:
+            return lambda t, children: wrapper(f, data, children, t.meta)
+        return lambda t, children: f(children)
 
     def sp(self, x) -> Span:
         return _span(self.file, x)
@@ -293,9 +371,27 @@ class _Build(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def feature_ref(self, meta, children):
-        view, feat = children
+        view, feat, *via = children
         f = None if str(feat) == "*" else self.ident(feat)
-        return ast.FeatureRef(self.ident(view), f, self.sp(meta))
+        return ast.FeatureRef(self.ident(view), f, self.sp(meta), tuple(via))
+
+    def via(self, children):
+        return self.ident(children[0])
+
+    @v_args(meta=True)
+    def full_feature_names(self, meta, children):
+        return ("full_feature_names", True, self.sp(meta))
+
+    @v_args(meta=True)
+    def service_key(self, meta, children):
+        return ("key", self.ident(children[0]), self.sp(meta))
+
+    def link_end(self, children):
+        return ast.LinkEnd(self.ident(children[0]), tuple(self.ident(c) for c in children[1:]))
+
+    @v_args(meta=True)
+    def link_map(self, meta, children):
+        return ("map", (children[0], children[1]), self.sp(meta))
 
     @v_args(meta=True)
     def service_features(self, meta, children):
@@ -369,7 +465,29 @@ class _Build(Transformer_NonRecursive):
         seen, many = self._collect("service", stmts)
         refs = tuple(r for group in many["features"] for r in group)
         return ast.Service(
-            self.ident(name), refs, seen.get("description"), seen.get("owner"), self.sp(meta)
+            self.ident(name),
+            refs,
+            seen.get("description"),
+            seen.get("owner"),
+            self.sp(meta),
+            seen.get("key"),
+            seen.get("full_feature_names", False),
+        )
+
+    @v_args(meta=True)
+    def link(self, meta, children):
+        name, *stmts = children
+        seen, _ = self._collect("link", stmts)
+        from_end, to_end = seen.get("map", (None, None))
+        return ast.Link(
+            self.ident(name),
+            seen.get("from"),
+            from_end,
+            to_end,
+            seen.get("ttl"),
+            seen.get("owner"),
+            seen.get("description"),
+            self.sp(meta),
         )
 
 
@@ -431,6 +549,14 @@ def parse_text(text: str, file: str = "<string>") -> tuple[ast.Module | None, li
         return None, [_syntax_diagnostic(file, text, e)]
     except RecursionError:
         return None, [_too_deep(file)]
+    return module_from_tree(tree, text, file)
+
+
+def module_from_tree(
+    tree: Tree, text: str, file: str
+) -> tuple[ast.Module | None, list[Diagnostic]]:
+    """The module of a lark tree of `text`, parsed by a parser of this grammar and options
+    (`fsc fmt` parses once with its own, which also collects comments, and builds from that)."""
     build = _Build(file)
     try:
         items = build.transform(tree)
@@ -453,6 +579,7 @@ def parse_text(text: str, file: str = "<string>") -> tuple[ast.Module | None, li
         sources=tuple(c for c in children if isinstance(c, ast.Source)),
         views=tuple(c for c in children if isinstance(c, ast.View)),
         services=tuple(c for c in children if isinstance(c, ast.Service)),
+        links=tuple(c for c in children if isinstance(c, ast.Link)),
     )
     return module, build.diagnostics
 

@@ -1,0 +1,168 @@
+"""Links online (issue #12): a device-keyed service is served by resolving each device's user
+through the link's view in Redis, then fetching every view for the resolved users — two round
+trips whatever the number of views — and a pushed link row re-links (or unlinks) a device at once,
+through the same refresh path as any event (issue #11's push)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+import redis
+from redis_servers import flush
+
+from fsdsl import FeatureStore
+
+T0 = dt.datetime(2024, 5, 1)
+
+DEFS = """
+entity user {
+  key user_id: string
+}
+
+entity device {
+  key device_id: string
+}
+
+source orders {
+  table "orders"
+  timestamp ts
+  columns {
+    user_id: string
+    amount: float
+    ts: timestamp
+  }
+}
+
+source device_links {
+  table "device_links"
+  timestamp linked_at
+  columns {
+    device_id: string
+    user_id: string
+    linked_at: timestamp
+  }
+}
+
+features spend {
+  entity user
+  from orders
+  spend_7d = sum(amount) over 7d
+}
+
+features counts {
+  entity user
+  from orders
+  orders_7d = count(*) over 7d
+}
+
+features recent {
+  entity user
+  from orders
+  last_amount = last(amount)
+}
+
+link device_owner {
+  from device_links
+  device -> user
+  ttl 30d
+}
+
+service by_device {
+  key device
+  features spend.spend_7d, counts.orders_7d, recent.last_amount
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("links_online")
+    (root / "defs").mkdir()
+    (root / "defs" / "repo.feat").write_text(DEFS)
+    (root / ".fsc").mkdir()
+    con = duckdb.connect(str(root / ".fsc" / "warehouse.duckdb"))
+    con.execute("CREATE TABLE orders (user_id VARCHAR, amount DOUBLE, ts TIMESTAMP)")
+    con.execute(
+        "CREATE TABLE device_links (device_id VARCHAR, user_id VARCHAR, linked_at TIMESTAMP)"
+    )
+    day = dt.timedelta(days=1)
+    con.executemany(
+        "INSERT INTO orders VALUES (?, ?, ?)",
+        [("ua", 10.0, T0 - 2 * day), ("ua", 5.0, T0 - day), ("ub", 7.0, T0 - 3 * day)],
+    )
+    con.executemany(
+        "INSERT INTO device_links VALUES (?, ?, ?)",
+        [
+            ("d1", "ua", T0 - 10 * day),
+            ("d2", "ub", T0 - 5 * day),
+            ("d3", "ua", T0 - 9 * day),
+            ("d3", None, T0 - 4 * day),  # unlinked since
+            ("d4", "ub", T0 - 40 * day),  # older than the link's ttl
+        ],
+    )
+    con.close()
+    return root
+
+
+def store(project: Path, url: str) -> FeatureStore:
+    return FeatureStore(
+        project / "defs", warehouse=f"duckdb:///{project / '.fsc' / 'warehouse.duckdb'}", online=url
+    )
+
+
+def values(rows: list[dict]) -> dict:
+    return {
+        r["device_id"]: (r["user_id"], r["spend_7d"], r["orders_7d"], r["last_amount"])
+        for r in rows
+    }
+
+
+def test_devices_resolve_in_two_round_trips_and_pushes_relink(project, redis_urls):
+    url = redis_urls["embedded"]
+    flush(url)
+    client = redis.Redis.from_url(url)
+
+    def exec_calls() -> int:
+        return client.info("commandstats").get("cmdstat_exec", {}).get("calls", 0)
+
+    with store(project, url) as fs:
+        fs.run(at=T0)
+        keys = [{"device_id": d} for d in ("d1", "d2", "d3", "d4", "never")]
+        fs.online_features("by_device", keys, with_as_of=True)  # definitions read and cached
+        before = exec_calls()
+        rows = fs.online_features("by_device", keys, with_as_of=True)
+        # with as-of times every read is one MULTI/EXEC: the link's, then all three views'
+        assert exec_calls() - before == 2
+        assert values(rows) == {
+            "d1": ("ua", 15.0, 2, 5.0),
+            "d2": ("ub", 7.0, 1, 7.0),
+            "d3": (None, None, 0, None),  # unlinked: an unseen user's values
+            "d4": (None, None, 0, None),  # its link is older than the ttl
+            "never": (None, None, 0, None),
+        }
+        assert rows[0]["_as_of_views"].keys() == {"device_owner", "spend", "counts", "recent"}
+        # the training query for the same devices at the served time agrees
+        at = rows[0]["_as_of"]
+        labels = pa.table(
+            {"device_id": [k["device_id"] for k in keys], "event_timestamp": [at] * 5}
+        )
+        trained = fs.training_set(labels, "by_device").to_pylist()
+        assert values(trained) == values(rows)
+
+        # a push re-links d2 to ua and unlinks d1: served at once, by the push's refresh
+        now = rows[0]["_as_of"] + dt.timedelta(minutes=1)
+        result = fs.push(
+            "device_links",
+            [
+                {"device_id": "d2", "user_id": "ua", "linked_at": now},
+                {"device_id": "d1", "user_id": None, "linked_at": now},
+            ],
+            at=now + dt.timedelta(seconds=1),
+        )
+        assert result.to_dict()["rows"] == 2
+        rows = fs.online_features("by_device", keys[:2], with_as_of=True)
+        assert values(rows) == {"d1": (None, None, 0, None), "d2": ("ua", 15.0, 2, 5.0)}
