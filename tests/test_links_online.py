@@ -1,6 +1,7 @@
 """Links online (issue #12): a device-keyed service is served by resolving each device's user
-through the link's view in Redis, then fetching every view for the resolved users — two round
-trips whatever the number of views — and a pushed link row re-links (or unlinks) a device at once,
+through the link's view in Redis, then fetching every view for the resolved users — one round
+trip, the lookup script resolving in Redis, whatever the number of views (checked in
+tests/test_lookup_script.py) — and a pushed link row re-links (or unlinks) a device at once,
 through the same refresh path as any event (issue #11's push)."""
 
 from __future__ import annotations
@@ -121,22 +122,24 @@ def values(rows: list[dict]) -> dict:
     }
 
 
-def test_devices_resolve_in_two_round_trips_and_pushes_relink(project, redis_urls):
+def test_devices_resolve_in_one_round_trip_and_pushes_relink(project, redis_urls):
     url = redis_urls["embedded"]
     flush(url)
     client = redis.Redis.from_url(url)
 
-    def exec_calls() -> int:
-        return client.info("commandstats").get("cmdstat_exec", {}).get("calls", 0)
+    def calls() -> dict[str, int]:
+        stats = client.info("commandstats")
+        return {c: stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha", "exec")}
 
     with store(project, url) as fs:
         fs.run(at=T0)
         keys = [{"device_id": d} for d in ("d1", "d2", "d3", "d4", "never")]
         fs.online_features("by_device", keys, with_as_of=True)  # definitions read and cached
-        before = exec_calls()
+        before = calls()
         rows = fs.online_features("by_device", keys, with_as_of=True)
-        # with as-of times every read is one MULTI/EXEC: the link's, then all three views'
-        assert exec_calls() - before == 2
+        # one script: the link's hashes, the keys they name and all three views' hashes
+        after = calls()
+        assert (after["evalsha"] - before["evalsha"], after["exec"] - before["exec"]) == (1, 0)
         assert values(rows) == {
             "d1": ("ua", 15.0, 2, 5.0),
             "d2": ("ub", 7.0, 1, 7.0),

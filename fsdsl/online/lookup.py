@@ -16,13 +16,19 @@ from fsdsl import ir
 from fsdsl.diagnostics import UsageError
 from fsdsl.online.codec import decoder, key_text, normalise_key_value, plain_key_text
 from fsdsl.online.fingerprint import fingerprint
-from fsdsl.online.store import OnlineStore
+from fsdsl.online.store import OnlineStore, Read
 
 STATUS = "__status"  # the row's {view: ok | missing | corrupt}, when asked for
 # When asked for: the as-of time of the row's values, the earliest of its views' (the one time
 # at which all of them are exact at once), and each view's, {view: as-of time}.
 AS_OF = "_as_of"
 AS_OF_VIEWS = "_as_of_views"
+# Up to this many rows, a lookup through links is one round trip: the lookup script resolves the
+# links in Redis and reads the views' hashes. Past it, the script resolves the links only and the
+# views' hashes are read in a second round trip, as a plain pipeline: the script spends more
+# converting each (wide) hash into Lua and back than a round trip costs (bench/links.py, see
+# docs/benchmarks.md).
+SCRIPT_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -32,9 +38,12 @@ class ViewPlan:
     keys: tuple[ir.Key, ...]
     features: tuple[ir.Feature, ...]  # every feature of the view the service uses
     prefix: str = ""  # of each feature's name in served rows: `view__` with full_feature_names
+    # a link's view: the keys of the entity it resolves to, in key order (its features hold them)
+    resolves: tuple[ir.Key, ...] = ()
     # derived once, so that a call does only what depends on the keys asked for
     names: tuple[str, ...] = field(init=False, repr=False, compare=False)
     decoders: tuple = field(init=False, repr=False, compare=False)  # (name, field, decode)
+    nulls: dict = field(init=False, repr=False, compare=False)  # every served name: None
     plain_key: str | None = field(init=False, repr=False, compare=False)  # a lone string key
 
     def __post_init__(self):
@@ -45,6 +54,7 @@ class ViewPlan:
                 (self.prefix + f.name, f.name.encode(), decoder(f.type)) for f in self.features
             ),
             "plain_key": self.keys[0].name if simple else None,
+            "nulls": dict.fromkeys(self.prefix + f.name for f in self.features),
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)  # frozen: set once, here
@@ -63,13 +73,31 @@ class ServicePlan:
     links: tuple[ViewPlan, ...] = ()
     key: tuple[ir.Key, ...] = ()  # the service's `key` entity's keys, with links
     key_names: list[str] = field(init=False, repr=False, compare=False)
+    # the round trips of a lookup, each the views it reads: with links, one for all of them
+    # (the lookup script resolves the links in Redis), unless a link resolves to a key the
+    # script cannot write (not a string or int: see `_LOOKUP` in store.py), after which the
+    # next trip starts; `split`: the same with the views in a trip of their own, after the
+    # links' (see SCRIPT_ROWS): two round trips whatever the number of links and views
+    trips: tuple[tuple[ViewPlan, ...], ...] = field(init=False, repr=False, compare=False)
+    split: tuple[tuple[ViewPlan, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.links:
             names = [k.name for k in self.key]
         else:
             names = list(dict.fromkeys(k.name for v in self.views for k in v.keys))
+        trips, trip = [], []
+        for lp in self.links:
+            trip.append(lp)
+            if not _in_script(lp):
+                trips.append(tuple(trip))
+                trip = []
+        trips.append((*trip, *self.views))
         object.__setattr__(self, "key_names", names)  # frozen: set once, here
+        object.__setattr__(self, "trips", tuple(trips))
+        last = tuple(lp for lp in trips[-1] if lp.resolves)  # its links
+        split = (*trips[:-1], last, self.views) if last else tuple(trips)
+        object.__setattr__(self, "split", split)
 
     @property
     def resolved(self) -> list[ir.Feature]:
@@ -92,7 +120,8 @@ def plan_service(repo: ir.Repository, service: str) -> ServicePlan:
             view = repo.views[name]
             wanted = {k.name for k in repo.links[name].to_entity.keys}
             feats = tuple(f for f in view.features if f.name in wanted)
-            links.append(ViewPlan(name, fingerprint(view), view.entity.keys, feats))
+            target = repo.links[name].to_entity.keys
+            links.append(ViewPlan(name, fingerprint(view), view.entity.keys, feats, "", target))
     return ServicePlan(
         service,
         tuple(views),
@@ -118,12 +147,11 @@ def lookup(
         )
     out = [dict(row) for row in keys]
     times: dict[str, dt.datetime | None] = {}
-    # A service with a `key`: one round trip per link (device -> user: this one, then the
-    # views'), each adding its target's keys to the rows (null: unlinked, or never seen),
-    # which the next link or the views then read.
-    for lp in plan.links:
-        times.update(_fetch(online, (lp,), out, status, as_of))
-    times.update(_fetch(online, plan.views, out, status, as_of))
+    # A service with a `key`: its links are read first, each adding its target's keys to the
+    # rows (null: unlinked, or never seen), which the next link or the views then read; all in
+    # the same round trip, the keys found by the lookup script in Redis.
+    for trip in plan.trips if len(out) <= SCRIPT_ROWS else plan.split:
+        times.update(_fetch(online, trip, out, status, as_of))
     if as_of:
         known = [t for t in times.values() if t is not None]
         earliest = min(known) if len(known) == len(times) else None
@@ -133,23 +161,35 @@ def lookup(
     return out
 
 
+def _in_script(lp: ViewPlan) -> bool:
+    """Whether the lookup script can write the key texts of a link's target (its kinds)."""
+    return all(k.type in (ir.STRING, ir.INT) for k in lp.resolves)
+
+
 def _fetch(
     online: OnlineStore, views: tuple[ViewPlan, ...], out: list[dict], status: bool, as_of: bool
 ) -> dict[str, dt.datetime | None]:
-    """Set the features of `views` in each row of `out`, keyed by the row's own key columns,
-    in one round trip. Returns each view's as-of time."""
+    """Set the features of `views` in each row of `out`, keyed by the row's own key columns or
+    by those a link among `views` resolves, in one round trip. Returns each view's as-of
+    time."""
     requests = []
+    given: dict[tuple[str, ...], list[str]] = {}  # key columns -> the rows' key texts
+    linked: dict[tuple[str, ...], int] = {}  # key columns -> the read of the link finding them
     for vp in views:
-        kt = []
-        plain = vp.plain_key
-        for row in out:
-            if plain is not None and (text := plain_key_text(row.get(plain))) is not None:
-                kt.append(text)
-                continue
-            values = [normalise_key_value(row.get(k.name), k.type) for k in vp.keys]
-            # a key with a null part is never seen: ask for a key that cannot exist
-            kt.append("\x00" if any(v is None for v in values) else key_text(values))
-        requests.append((vp.view, vp.fp, vp.names, kt))
+        names = tuple(k.name for k in vp.keys)
+        keys = linked.get(names)
+        if keys is None:
+            keys = given.get(names)
+        if keys is None:
+            keys = given[names] = _key_texts(vp, out)
+        resolves = ()
+        if vp.resolves:
+            resolves = tuple((k.name, "s" if k.type == ir.STRING else "i") for k in vp.resolves)
+            linked[tuple(k.name for k in vp.resolves)] = len(requests)
+        requests.append(Read(vp.view, vp.fp, vp.names, keys, resolves if _in_script(vp) else ()))
+    # a link nothing in this trip reads is read like a view
+    named = {r.keys for r in requests if isinstance(r.keys, int)}
+    requests = [r if i in named else r._replace(resolves=()) for i, r in enumerate(requests)]
     reply = online.lookup(requests, as_of=as_of)
     times: dict[str, dt.datetime | None] = {}
     for vp, part in zip(views, reply, strict=True):
@@ -161,20 +201,35 @@ def _fetch(
             )
         empty, rows, corrupt, when = part
         times[vp.view] = _as_of_time(when)
-        names = vp.decoders
-        for i, values in enumerate(rows):
+        names, nulls = vp.decoders, vp.nulls
+        for row, values in zip(out, rows, strict=True):
             # no hash, or a damaged one: the entity has the empty values
             get = (empty if values is None else values).get
-            row = out[i]
+            row.update(nulls)  # a null is an absent field: set the present ones only
             for name, stored, dec in names:
                 value = get(stored)
-                row[name] = None if value is None else dec(value)
+                if value is not None:
+                    row[name] = dec(value)
         if status:
             bad = set(corrupt)
             for i, values in enumerate(rows):
                 said = "corrupt" if i in bad else "missing" if values is None else "ok"
                 out[i].setdefault(STATUS, {})[vp.view] = said
     return times
+
+
+def _key_texts(vp: ViewPlan, out: list[dict]) -> list[str]:
+    """Each row's key text for the entity of `vp` ("" for a key with a null part: never
+    seen, its hash is not read)."""
+    kt = []
+    plain = vp.plain_key
+    for row in out:
+        if plain is not None and (text := plain_key_text(row.get(plain))) is not None:
+            kt.append(text)
+            continue
+        values = [normalise_key_value(row.get(k.name), k.type) for k in vp.keys]
+        kt.append("" if any(v is None for v in values) else key_text(values))
+    return kt
 
 
 def _as_of_time(text: str | None) -> dt.datetime | None:

@@ -26,8 +26,11 @@ A full refresh (first run, `--full`, or a changed definition) writes a new names
 `state` last. A lookup is one round trip reading the entities' hashes from the namespace it
 believes is serving (cached for STATE_TTL); past that, `state` is read in the same pipeline and,
 if it names another namespace or definition, the cache is renewed and the read repeated, so
-two definitions are never mixed. Every hash read is checked against its checksum; a damaged
-one is logged, counted (`corrupt_reads`), served as missing and queued for the next run.
+two definitions are never mixed. A lookup through links (a service with a `key`) is one round
+trip too: a script (`_LOOKUP`) reads each row's link hash, builds its target's key from it and
+reads the views' hashes under that key, all in Redis (up to `lookup.SCRIPT_ROWS` rows; past
+that, a round trip per link). Every hash read is checked against its checksum; a damaged one
+is logged, counted (`corrupt_reads`), served as missing and queued for the next run.
 Damaged empty values degrade their view only: its entities without a stored hash are served
 nulls with the status `corrupt` (absent ones: `missing`, with nulls) until a run rewrites them.
 
@@ -78,6 +81,77 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# One lookup, whole, in one round trip and one atomic step: per read, its view's state (when
+# asked) and one hash per row; a link's read also builds, from the target key fields of each
+# row's hash, the key text the reads after it use (JSON as `codec.key_text` writes it: strings
+# quoted and escaped as Python's json does, ints as stored). "" is a row without a key (a null
+# key part, an unlinked or unseen entity): no hash is read for it. ARGV, flat (no decoding
+# costs the script anything): the row count n, the number of given groups of key texts, the
+# number of reads; per read its state key or "", the namespace's key prefix or "" (nothing
+# cached: no hashes), the group of its keys, the number of its link fields and each field
+# and its kind ("s" | "i"); then each given group's n key texts.
+_LOOKUP = r"""
+local n, given, reads = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local at, specs = 4, {}
+for r = 1, reads do
+  local spec = {ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2]), {}}
+  local fields = tonumber(ARGV[at + 3])
+  at = at + 4
+  for f = 1, fields do
+    spec[4][f] = {ARGV[at], ARGV[at + 1]}
+    at = at + 2
+  end
+  specs[r] = spec
+end
+local groups, out = {}, {}
+for g = 1, given do
+  local texts = {}
+  for i = 1, n do texts[i] = ARGV[at]; at = at + 1 end
+  groups[g] = texts
+end
+local esc  -- built the first time a string needs it
+local function quoted(v)
+  if not string.find(v, '[%z\1-\31"\\]') then return '"' .. v .. '"' end
+  if esc == nil then
+    esc = {['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f', ['\n'] = '\\n',
+           ['\r'] = '\\r', ['\t'] = '\\t'}
+    for c = 0, 31 do
+      local ch = string.char(c)
+      if esc[ch] == nil then esc[ch] = string.format('\\u%04x', c) end
+    end
+  end
+  return '"' .. string.gsub(v, '[%z\1-\31"\\]', esc) .. '"'
+end
+for _, spec in ipairs(specs) do
+  local state, prefix, keys, link = spec[1], spec[2], groups[spec[3]], spec[4]
+  if state ~= '' then out[#out + 1] = redis.call('HGETALL', state) end
+  local hashes = {}
+  if prefix ~= '' then
+    for i = 1, n do
+      local k = keys[i]
+      if k == '' then hashes[i] = {} else hashes[i] = redis.call('HGETALL', prefix .. k) end
+    end
+  end
+  out[#out + 1] = hashes
+  if #link > 0 then
+    local texts = {}
+    for i = 1, n do
+      local h, parts, found = hashes[i] or {}, {}, {}
+      for j = 1, #h, 2 do found[h[j]] = h[j + 1] end
+      for c, f in ipairs(link) do
+        local v = found[f[1]]
+        if v == nil then parts = nil; break end
+        if f[2] == 's' then v = quoted(v) end
+        parts[c] = v
+      end
+      texts[i] = parts and ('[' .. table.concat(parts, ',') .. ']') or ''
+    end
+    groups[#groups + 1] = texts
+    out[#out + 1] = texts
+  end
+end
+return out
+"""
 # A reader trusts the serving namespace it cached for this long; a namespace replaced by a full
 # refresh is removed only after RETIRE_AFTER, so no reader ever reads a removed namespace.
 STATE_TTL = 1.0
@@ -85,6 +159,20 @@ RETIRE_AFTER = 5.0
 APPLIED = f"{PREFIX}:applied"  # what the last runs applied, for `fsc plan`
 LAYOUT = 2  # how entity hashes are stored (2: with a checksum); part of every fingerprint
 AGG_PART = 64 << 20  # a Redis value may hold 512 MB; keep each part well below
+
+
+class Read(NamedTuple):
+    """One view's part of a lookup (`OnlineStore.lookup`)."""
+
+    view: str
+    fp: str  # the definition the caller expects to be served
+    fields: list[str] | tuple[str, ...]
+    # one key text per row ("": a row without a key, whose hash is not read), or the index of
+    # an earlier read, a link's, whose rows resolve to the keys
+    keys: list[str] | int
+    # a link's read: its target entity's key fields, each with its kind ("s": string, "i":
+    # int), in key order: what the key texts of the reads that name it are built from
+    resolves: tuple[tuple[str, str], ...] = ()
 
 
 class OnlineStore:
@@ -128,6 +216,7 @@ class OnlineStore:
         self._renew = self.client.register_script(_RENEW)
         self._release = self.client.register_script(_RELEASE)
         self._replace = self.client.register_script(_REPLACE)
+        self._lookup = self.client.register_script(_LOOKUP)
 
     # ---- errors ----
     def check(self) -> None:
@@ -524,57 +613,86 @@ class OnlineStore:
                 self.client.srem(f"{PREFIX}:repair:{ns}", *keys)
 
     # ---- reads ----
-    def lookup(
-        self, requests: list[tuple[str, str, list[str], list[str]]], as_of: bool = False
-    ) -> list:
-        """[(view, fp, fields, key_texts)] -> per view None or (empty, [hash per key],
-        [indexes of damaged hashes], as-of time): `empty` and each hash a {field bytes: value
-        bytes} dict without the checksum field, a missing or damaged entity None. When the
-        view's empty values are damaged, `empty` is {} (nulls: they are not served) and every
-        entity without a hash counts as damaged; when they are absent, {} too (status
-        `missing`). The as-of time (the ISO text `set_state` stored) only with `as_of`, else
-        None.
+    def lookup(self, requests: list[Read | tuple], as_of: bool = False) -> list:
+        """[Read] -> per read None or (empty, [hash per key], [indexes of damaged hashes],
+        as-of time): `empty` and each hash a {field bytes: value bytes} dict without the
+        checksum field, a missing or damaged entity None. When the view's empty values are
+        damaged, `empty` is {} (nulls: they are not served) and every entity without a hash
+        counts as damaged; when they are absent, {} too (status `missing`). The as-of time (the
+        ISO text `set_state` stored) only with `as_of`, else None.
 
-        One round trip: the serving namespace and empty values of each view are cached for
-        STATE_TTL seconds; past that (or for a definition the cache does not hold) `state` is
-        read in the same pipeline as the entities and checked. All keys of one call are read
-        from one namespace, so a lookup never mixes two definitions.
+        One round trip, links included: the whole lookup is one script (`_LOOKUP`), so a link's
+        target keys are found in Redis and the hashes they name read in the same step. The
+        serving namespace and empty values of each view are cached for STATE_TTL seconds; past
+        that (or for a definition the cache does not hold) `state` is read by the same script
+        and checked. All keys of one call are read from one namespace, so a lookup never mixes
+        two definitions.
 
-        With `as_of`, `state` is read on every call, in one MULTI/EXEC with the entities: an
-        incremental run rewrites the serving namespace in place and advances its as-of time
-        without changing the namespace, so a cached as-of time could be older than the values
-        read, and a non-atomic read could see a state written between two of its commands."""
+        With `as_of`, `state` is read on every call, by the script that reads the entities (a
+        script runs alone: no write falls between its reads): an incremental run rewrites the
+        serving namespace in place and advances its as-of time without changing the namespace,
+        so a cached as-of time could be older than the values read.
+
+        The keys a link resolves are taken from its hashes as stored, before their checksums are
+        checked (the script cannot check them); they are built again here from the checked
+        hashes, and the rows where the two differ (a damaged link hash) are read again with the
+        right keys, so a damaged link never leads to another entity's values."""
+        requests = [r if isinstance(r, Read) else Read(*r) for r in requests]
         now = time.monotonic()
-        fresh = not as_of and all(self._fresh((v, tuple(f)), fp, now) for v, fp, f, _ in requests)
+        fresh = not as_of and all(
+            self._fresh((r.view, tuple(r.fields)), r.fp, now) for r in requests
+        )
         replies = self._read(requests, with_state=not fresh, atomic=as_of)
         if not fresh:
             stale = False
-            for (view, _fp, fields, _keys), (state, _rows, _as_of) in zip(
-                requests, replies, strict=True
-            ):
-                cached = self._cache.get((view, tuple(fields)))
+            for r, (state, _rows, _as_of, _built) in zip(requests, replies, strict=True):
+                cached = self._cache.get((r.view, tuple(r.fields)))
                 # degraded empty values are looked at again (the next run rewrites them)
                 if cached is None or cached.serving != _decode_state(state) or cached.degraded:
-                    self._refresh_cache(view, fields, state)
+                    self._refresh_cache(r.view, r.fields, state)
                     stale = True
                 else:
-                    self._cache[(view, tuple(fields))] = cached._replace(checked=now)
+                    self._cache[(r.view, tuple(r.fields))] = cached._replace(checked=now)
             if stale:
                 replies = self._read(requests, with_state=True, atomic=as_of)
-        out = []
-        for (view, fp, fields, keys), (state, rows, when) in zip(requests, replies, strict=True):
-            cached = self._cache.get((view, tuple(fields)))
+        out: list = []
+        resolved: dict[int, list[str]] = {}  # a link read's index -> its rows' target key texts
+        for i, (r, (state, rows, when, _built)) in enumerate(zip(requests, replies, strict=True)):
+            cached = self._cache.get((r.view, tuple(r.fields)))
             served = _decode_state(state) if state is not None else (cached or (None,))[:2]
-            if cached is None or served[0] != fp or cached.serving != served:
+            if cached is None or served[0] != r.fp or cached.serving != served:
                 out.append(None)
-            else:
-                found, damaged = self._checked(view, cached.ns, keys, rows)
-                if cached.degraded == "corrupt":  # no trusted values for an entity without a hash
-                    damaged = sorted({*damaged, *(i for i, r in enumerate(found) if r is None)})
-                # `when` was read with these rows, from the state naming the namespace they
-                # come from (checked just above)
-                out.append((cached.empty, found, damaged, when.decode() if when else None))
+                continue
+            keys = r.keys
+            if isinstance(keys, int):  # the keys a link resolved: as checked, not as stored
+                keys = resolved[keys]
+                built = replies[r.keys][3]
+                if built != keys:
+                    rows = self._read_again(cached.ns, rows, built, keys)
+            found, damaged = self._checked(r.view, cached.ns, keys, rows)
+            if cached.degraded == "corrupt":  # no trusted values for an entity without a hash
+                damaged = sorted({*damaged, *(j for j, row in enumerate(found) if row is None)})
+            if r.resolves:
+                resolved[i] = _target_keys(found, cached.empty, r.resolves)
+            # `when` was read with these rows, from the state naming the namespace they come
+            # from (checked just above)
+            out.append((cached.empty, found, damaged, when.decode() if when else None))
         return out
+
+    def _read_again(self, ns: str, rows: list, built: list[str], keys: list[str]) -> list:
+        """`rows` with those read under a key text other than `keys` read again under the
+        right one (another round trip: only after a damaged link hash)."""
+        rows = list(rows)
+        wrong = [j for j, (a, b) in enumerate(zip(built, keys, strict=True)) if a != b]
+        with self.errors():
+            pipe = self.client.pipeline(transaction=False)
+            for j in wrong:
+                if keys[j]:
+                    pipe.hgetall(f"{PREFIX}:v:{ns}:{keys[j]}")
+            again = iter(pipe.execute())
+        for j in wrong:
+            rows[j] = next(again) if keys[j] else {}
+        return rows
 
     def _checked(self, view: str, ns: str, keys: list[str], hashes: list) -> tuple[list, list]:
         """Hashes as read, each checked against its checksum: (the hashes without it, None
@@ -625,39 +743,113 @@ class OnlineStore:
         cached = self._cache.get(key)
         return cached is not None and cached.fp == fp and now - cached.checked < STATE_TTL
 
-    def _read(self, requests, with_state: bool, atomic: bool = False):
-        """Per request (state (fp, ns) or None, the entity hashes, the state's as_of or
-        None); `atomic`: as one MULTI/EXEC, a snapshot no other client's write splits."""
-        if not with_state and len(requests) == 1 and len(requests[0][3]) == 1:
-            # one hash: the command itself is the round trip, without a pipeline's overhead
-            view, _fp, fields, (key,) = requests[0]
-            cached = self._cache.get((view, tuple(fields)))
+    def _read(self, requests: list[Read], with_state: bool, atomic: bool) -> list:
+        """Per read (state (fp, ns) or None, the entity hashes, the state's as_of or None, and
+        for a link the key texts the script built from its hashes), in one round trip: by
+        the lookup script when a link's keys are resolved in Redis, else as one pipeline
+        (atomic: one MULTI/EXEC)."""
+        if any(r.resolves for r in requests):
+            return self._read_by_script(requests, with_state)
+        keys: list[str] = []
+        for r in requests:
+            if with_state:
+                keys.append(f"{PREFIX}:state:{r.view}")
+            cached = self._cache.get((r.view, tuple(r.fields)))
             if cached is not None:
-                with self.errors():
-                    return [(None, [self.client.hgetall(f"{PREFIX}:v:{cached.ns}:{key}")], None)]
-        with self.errors():
-            pipe = self.client.pipeline(transaction=atomic)
-            plan = []
-            for view, _fp, fields, keys in requests:
-                if with_state:
-                    pipe.hgetall(f"{PREFIX}:state:{view}")  # all of it: checked
-                cached = self._cache.get((view, tuple(fields)))
-                n = len(keys) if cached else 0
-                for key in keys if cached else ():
-                    # HGETALL, not HMGET: no field names to send (the hash holds only this
-                    # view's features), which is most of a small lookup's client-side cost
-                    pipe.hgetall(f"{PREFIX}:v:{cached.ns}:{key}")
-                plan.append((view, n))
-            flat = pipe.execute()
-        out, i = [], 0
-        for view, n in plan:
+                keys += [f"{PREFIX}:v:{cached.ns}:{k}" for k in r.keys if k]
+        replies = iter(self._hgetall(keys, atomic))
+        out = []
+        for r in requests:
             state, when = None, None
             if with_state:
-                row = self._checked_state(view, flat[i]) or {}
+                row = self._checked_state(r.view, _as_dict(next(replies))) or {}
                 state, when = (row.get(b"fp"), row.get(b"ns")), row.get(b"as_of")
-                i += 1
-            out.append((state, flat[i : i + n], when))
-            i += n
+            rows = []
+            if self._cache.get((r.view, tuple(r.fields))) is not None:
+                rows = [_as_dict(next(replies)) if k else {} for k in r.keys]
+            out.append((state, rows, when, None))
+        return out
+
+    def _hgetall(self, keys: list[str], atomic: bool) -> list:
+        """HGETALL of each key (a dict with RESP3, a flat [field, value, ...] list with RESP2:
+        see `_as_dict`): the commands encoded here
+        and sent in one write, the replies read as they are (with hiredis, a C parser), which
+        costs a third of what a redis-py pipeline spends packing and parsing command by
+        command; with `atomic`, in one MULTI/EXEC."""
+        if not keys:
+            return []
+        buffer = b"".join(
+            b"*2\r\n$7\r\nHGETALL\r\n$%d\r\n%s\r\n" % (len(k), k)
+            for k in (key.encode() for key in keys)
+        )
+        if atomic:
+            buffer = b"*1\r\n$5\r\nMULTI\r\n" + buffer + b"*1\r\n$4\r\nEXEC\r\n"
+        pool = self.client.connection_pool
+        with self.errors():
+            conn = pool.get_connection()
+            try:
+                conn.send_packed_command([buffer], check_health=False)
+                read = conn.read_response
+                if not atomic:
+                    return [read() for _ in keys]
+                for _ in range(len(keys) + 1):  # +OK, then +QUEUED for each command
+                    read()
+                replies = read()
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+                return replies
+            except BaseException:
+                conn.disconnect()  # replies may be left unread: never reuse it
+                raise
+            finally:
+                pool.release(conn)
+
+    def _read_by_script(self, requests: list[Read], with_state: bool) -> list:
+        """`_read` by the lookup script (`_LOOKUP`): links resolved in Redis, one step."""
+        n = next((len(r.keys) for r in requests if isinstance(r.keys, list)), 0)
+        given: dict[int, int] = {}  # id of a key list -> its group in the script
+        texts: list[str] = []
+        links = {j: k for k, j in enumerate(j for j, r in enumerate(requests) if r.resolves)}
+        groups = []
+        for r in requests:
+            if isinstance(r.keys, list):
+                if len(r.keys) != n:
+                    raise ValueError("every read of a lookup has one key text per row")
+                group = given.get(id(r.keys))
+                if group is None:  # views of one entity share their key list: sent once
+                    group = given[id(r.keys)] = len(given) + 1
+                    texts += r.keys
+                groups.append(group)
+            else:
+                groups.append(-(links[r.keys] + 1))  # numbered once the given are counted
+        args: list = [n, len(given), len(requests)]
+        for r, group in zip(requests, groups, strict=True):
+            cached = self._cache.get((r.view, tuple(r.fields)))
+            args += [
+                f"{PREFIX}:state:{r.view}" if with_state else "",
+                f"{PREFIX}:v:{cached.ns}:" if cached is not None else "",
+                group if group > 0 else len(given) - group,
+                len(r.resolves),
+            ]
+            for name, kind in r.resolves:
+                args += [name, kind]
+        with self.errors():
+            reply = self._lookup(args=args + texts)
+        out, at = [], 0
+        for r in requests:
+            state, when = None, None
+            if with_state:
+                row = self._checked_state(r.view, _as_dict(reply[at])) or {}
+                state, when = (row.get(b"fp"), row.get(b"ns")), row.get(b"as_of")
+                at += 1
+            rows = [_as_dict(h) for h in reply[at]]
+            at += 1
+            built = None
+            if r.resolves:
+                built = [t.decode() for t in reply[at]]
+                at += 1
+            out.append((state, rows, when, built))
         return out
 
     def _refresh_cache(self, view: str, fields: list[str], state, again: bool = True) -> None:
@@ -751,6 +943,35 @@ def _alive(pid: int) -> bool:
 def _prefix_crc(ns: str) -> int:
     """`crc32` of the part of an entity's Redis key before its key text (once per namespace)."""
     return crc32(f"{PREFIX}:v:{ns}:".encode())
+
+
+def _as_dict(reply) -> dict:
+    """A HGETALL reply as a dict: RESP3 replies are maps already (redis-py's default protocol
+    since 8.0); RESP2's, and a script's (a Lua table is an array), are flat lists."""
+    if isinstance(reply, dict):
+        return reply
+    it = iter(reply)
+    return dict(zip(it, it, strict=True))
+
+
+def _target_keys(found: list, empty: dict, resolves: tuple[tuple[str, str], ...]) -> list[str]:
+    """The key text each row of a link's read resolves to ("": none), from its checked hash or,
+    for a row without one, the view's empty values (which resolve to none)."""
+    from fsdsl.online.codec import key_text  # loaded by every lookup's caller already
+
+    fields = [(name.encode(), kind) for name, kind in resolves]
+    out = []
+    for row in found:
+        values = empty if row is None else row
+        parts: list | None = []
+        for name, kind in fields:
+            value = values.get(name)
+            if value is None:
+                parts = None
+                break
+            parts.append(value.decode("utf-8") if kind == "s" else int(value))
+        out.append("" if parts is None else key_text(parts))
+    return out
 
 
 def _decode_state(state) -> tuple[str | None, str | None]:

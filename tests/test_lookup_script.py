@@ -1,0 +1,378 @@
+"""The lookup script (`_LOOKUP` in fsdsl/online/store.py): a lookup through links is one round
+trip, the script finding each row's target key in the link's hash and reading the hashes it
+names. What is checked here is that this shortcut never changes a served value:
+
+- the key texts the script writes are those `codec.key_text` writes, for any string or int
+  (hypothesis, on every real Redis here);
+- a service served by the script, and by one round trip per link (`SCRIPT_ROWS` exceeded), give
+  the same rows as the training query, keys that need escaping included;
+- a damaged link hash (its checksum fails) never leads to another entity's values, although the
+  script, which cannot check checksums, followed it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis_servers import flush
+
+from fsdsl import FeatureStore
+from fsdsl.online import lookup as lookup_module
+from fsdsl.online.codec import key_text
+from fsdsl.online.store import PREFIX, OnlineStore
+
+T0 = dt.datetime(2024, 5, 1)
+DAY = dt.timedelta(days=1)
+
+DEFS = """
+entity user {
+  key user_id: string
+}
+
+entity device {
+  key device_id: string
+}
+
+source orders {
+  table "orders"
+  timestamp ts
+  columns {
+    user_id: string
+    amount: float
+    ts: timestamp
+  }
+}
+
+source device_links {
+  table "device_links"
+  timestamp linked_at
+  columns {
+    device_id: string
+    user_id: string
+    linked_at: timestamp
+  }
+}
+
+features spend {
+  entity user
+  from orders
+  spend_7d = sum(amount) over 7d
+  orders_7d = count(*) over 7d
+}
+
+features recent {
+  entity user
+  from orders
+  last_amount = last(amount)
+}
+
+link device_owner {
+  from device_links
+  device -> user
+}
+
+service by_device {
+  key device
+  features spend.spend_7d, spend.orders_7d, recent.last_amount
+}
+"""
+
+# user ids a JSON encoder must escape, or could escape differently: quotes, backslashes, control
+# characters, a slash (escaped by some encoders, not by Python's), non-ASCII
+USERS = ['u"q', "u\\b", "u\nl", "u\x01c", "u/s", "ü€😀", "plain", "u\x7fdel", "u\tt"]
+DEVICES = [f"d{i}" for i in range(len(USERS))] + ["d_unlinked", "d_never"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("lookup_script")
+    (root / "defs").mkdir()
+    (root / "defs" / "repo.feat").write_text(DEFS)
+    (root / ".fsc").mkdir()
+    con = duckdb.connect(str(root / ".fsc" / "warehouse.duckdb"))
+    con.execute("CREATE TABLE orders (user_id VARCHAR, amount DOUBLE, ts TIMESTAMP)")
+    con.execute(
+        "CREATE TABLE device_links (device_id VARCHAR, user_id VARCHAR, linked_at TIMESTAMP)"
+    )
+    con.executemany(
+        "INSERT INTO orders VALUES (?, ?, ?)",
+        [(u, float(i + 1), T0 - (i % 5 + 1) * DAY) for i, u in enumerate(USERS)]
+        + [(u, 2.0 * i, T0 - DAY / 2) for i, u in enumerate(USERS[::2])],
+    )
+    links = [(f"d{i}", u, T0 - 10 * DAY) for i, u in enumerate(USERS)]
+    links += [("d_unlinked", "plain", T0 - 9 * DAY), ("d_unlinked", None, T0 - 8 * DAY)]
+    con.executemany("INSERT INTO device_links VALUES (?, ?, ?)", links)
+    con.close()
+    return root
+
+
+def store(project: Path, url: str) -> FeatureStore:
+    warehouse = f"duckdb:///{project / '.fsc' / 'warehouse.duckdb'}"
+    return FeatureStore(project / "defs", warehouse=warehouse, online=url)
+
+
+def served(rows: list[dict]) -> dict:
+    return {
+        r["device_id"]: (r["user_id"], r["spend_7d"], r["orders_7d"], r["last_amount"])
+        for r in rows
+    }
+
+
+@pytest.fixture
+def read_again(monkeypatch) -> list:
+    """Counts the rows read a second time after the script followed a link the checked hashes
+    do not confirm (none, unless a link hash is damaged)."""
+    calls: list = []
+    original = OnlineStore._read_again
+
+    def counted(self, ns, rows, built, keys):
+        calls.append(sum(a != b for a, b in zip(built, keys, strict=True)))
+        return original(self, ns, rows, built, keys)
+
+    monkeypatch.setattr(OnlineStore, "_read_again", counted)
+    return calls
+
+
+@pytest.mark.parametrize("server", ["embedded", "debian"])
+def test_script_and_split_lookups_equal_training(project, redis_urls, server, read_again):
+    if server not in redis_urls:
+        pytest.skip("no Debian redis-server here (CI starts one: FSDSL_REDIS_URL)")
+    url = redis_urls[server]
+    flush(url)
+    keys = [{"device_id": d} for d in DEVICES]
+    with store(project, url) as fs:
+        fs.run(at=T0)
+        by_script = fs.online_features("by_device", keys, with_as_of=True, with_status=True)
+        assert read_again == []  # every key text the script wrote was the one Python writes
+        saved = lookup_module.SCRIPT_ROWS
+        lookup_module.SCRIPT_ROWS = 0  # one round trip per link, then the views
+        try:
+            by_trips = fs.online_features("by_device", keys, with_as_of=True, with_status=True)
+        finally:
+            lookup_module.SCRIPT_ROWS = saved
+        assert by_script == by_trips
+        at = by_script[0]["_as_of"]
+        labels = pa.table({"device_id": DEVICES, "event_timestamp": [at] * len(DEVICES)})
+        trained = fs.training_set(labels, "by_device").to_pylist()
+    assert served(by_script) == served(trained)
+    got = served(by_script)
+    assert [got[f"d{i}"][0] for i in range(len(USERS))] == USERS  # each resolved to its user
+    assert got["d_unlinked"] == (None, None, 0, None)
+    assert got["d_never"] == (None, None, 0, None)
+    assert all(v[1] is not None for d, v in got.items() if d.startswith("d") and d[1:].isdigit())
+
+
+def test_a_damaged_link_hash_is_not_followed(project, redis_urls, read_again):
+    """d0's link hash is changed behind the checksum to name another user: the script reads
+    that user's hashes, but the row is served as the damaged link it is (an unseen user, status
+    `corrupt`), by the script and by separate round trips alike."""
+    url = redis_urls["embedded"]
+    flush(url)
+    client = redis.Redis.from_url(url)
+    keys = [{"device_id": "d0"}, {"device_id": "d6"}]
+    with store(project, url) as fs:
+        fs.run(at=T0)
+        honest = fs.online_features("by_device", keys, with_status=True)
+        assert served(honest)["d0"][0] == USERS[0]
+        ns = client.hget(f"{PREFIX}:state:device_owner", "ns").decode()
+        client.hset(f"{PREFIX}:v:{ns}:{key_text(['d0'])}", "user_id", "plain")
+        rows = fs.online_features("by_device", keys, with_status=True)
+        # the script followed d0 to `plain`: that row is set right in both of the user's views
+        assert read_again == [1, 1]
+        saved = lookup_module.SCRIPT_ROWS
+        lookup_module.SCRIPT_ROWS = 0
+        try:
+            assert fs.online_features("by_device", keys, with_status=True) == rows
+        finally:
+            lookup_module.SCRIPT_ROWS = saved
+    got = served(rows)
+    assert got["d0"] == (None, None, 0, None)  # not `plain`'s values
+    assert got["d6"] == served(honest)["d6"] and got["d6"][0] == "plain"
+    assert rows[0]["__status"]["device_owner"] == "corrupt"
+    assert rows[0]["__status"]["spend"] == "missing"
+
+
+# any text a key can hold (UTF-8: no lone surrogates), and any int a warehouse's BIGINT holds
+TEXTS = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+INTS = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+@pytest.mark.parametrize("server", ["embedded", "debian"])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(st.tuples(st.one_of(st.none(), TEXTS), st.one_of(st.none(), INTS)), max_size=8)
+)
+def test_the_script_writes_key_texts_as_the_codec_does(redis_urls, server, rows):
+    """Link hashes holding a string and an int key column (either absent: a null), read by the
+    script with kinds `s` and `i`: each row's built key text is `key_text([s, i])`, or "" when
+    a part is null."""
+    if server not in redis_urls:
+        pytest.skip("no Debian redis-server here (CI starts one: FSDSL_REDIS_URL)")
+    online = OnlineStore(redis_urls[server])
+    client = online.client
+    prefix = "fsdsl-test:script:"
+    pipe = client.pipeline(transaction=False)
+    for i, (s, n) in enumerate(rows):
+        key = f"{prefix}[{i}]"
+        pipe.delete(key)
+        fields = {"pad": "x"}  # a hash needs a field; `pad` is never read
+        if s is not None:
+            fields["name"] = s
+        if n is not None:
+            fields["number"] = str(n)
+        pipe.hset(key, mapping=fields)
+    pipe.execute()
+    # one given group of key texts; one read: no state, the prefix, that group, 2 link fields
+    spec = [len(rows), 1, 1, "", prefix, 1, 2, "name", "s", "number", "i"]
+    texts = [f"[{i}]" for i in range(len(rows))]
+    try:
+        reply = online._lookup(args=spec + texts)
+    finally:
+        if rows:
+            client.delete(*(prefix + t for t in texts))
+        online.close()
+    built = [t.decode("utf-8") for t in reply[1]] if rows else []
+    want = ["" if s is None or n is None else key_text([s, n]) for s, n in rows]
+    assert built == want
+
+
+CHAIN = """
+entity user {
+  key user_id: string
+}
+
+entity device {
+  key device_id: string
+}
+
+entity household {
+  key household_id: int
+}
+
+source device_links {
+  table "device_links"
+  timestamp linked_at
+  columns {
+    device_id: string
+    user_id: string
+    linked_at: timestamp
+  }
+}
+
+source user_households {
+  table "user_households"
+  timestamp moved_at
+  columns {
+    user_id: string
+    household_id: int
+    moved_at: timestamp
+  }
+}
+
+source bills {
+  table "bills"
+  timestamp ts
+  columns {
+    household_id: int
+    amount: float
+    ts: timestamp
+  }
+}
+
+features household_bills {
+  entity household
+  from bills
+  bills_30d = sum(amount) over 30d
+  bills = count(*)
+}
+
+link device_owner {
+  from device_links
+  device -> user
+}
+
+link user_household {
+  from user_households
+  user -> household
+}
+
+service by_device {
+  key device
+  features household_bills.bills_30d, household_bills.bills
+}
+"""
+
+
+def test_a_chain_is_two_round_trips_at_most(tmp_path, redis_urls, monkeypatch):
+    """device -> user -> household (an int key): one round trip up to SCRIPT_ROWS rows, two past
+    it (the script resolving both links, then the views), the same rows either way."""
+    (tmp_path / "defs").mkdir()
+    (tmp_path / "defs" / "repo.feat").write_text(CHAIN)
+    (tmp_path / ".fsc").mkdir()
+    db = tmp_path / ".fsc" / "warehouse.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute(
+        "CREATE TABLE device_links (device_id VARCHAR, user_id VARCHAR, linked_at TIMESTAMP)"
+    )
+    con.execute(
+        "CREATE TABLE user_households (user_id VARCHAR, household_id BIGINT, moved_at TIMESTAMP)"
+    )
+    con.execute("CREATE TABLE bills (household_id BIGINT, amount DOUBLE, ts TIMESTAMP)")
+    users = ['a"b', "c\\d", "plain", "é"]
+    con.executemany(
+        "INSERT INTO device_links VALUES (?, ?, ?)",
+        [(f"d{i}", u, T0 - 5 * DAY) for i, u in enumerate(users)]
+        + [("d_lost", "nobody", T0 - DAY)],
+    )
+    con.executemany(
+        "INSERT INTO user_households VALUES (?, ?, ?)",
+        [(u, -(2**40) - i if i % 2 else i, T0 - 4 * DAY) for i, u in enumerate(users)],
+    )
+    con.executemany(
+        "INSERT INTO bills VALUES (?, ?, ?)",
+        [(-(2**40) - i if i % 2 else i, 10.0 * (i + 1), T0 - DAY) for i in range(len(users))],
+    )
+    con.close()
+    trips: list[str] = []
+    for name in ("_hgetall", "_read_by_script"):
+        original = getattr(OnlineStore, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            trips.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(OnlineStore, name, counted)
+    url = redis_urls["embedded"]
+    flush(url)
+    keys = [{"device_id": d} for d in (*(f"d{i}" for i in range(len(users))), "d_lost", "d_none")]
+    with FeatureStore(tmp_path / "defs", warehouse=f"duckdb:///{db}", online=url) as fs:
+        fs.run(at=T0)
+        fs.online_features("by_device", keys)  # the definitions read and cached
+        trips.clear()
+        one = fs.online_features("by_device", keys)
+        assert trips == ["_read_by_script"]
+        monkeypatch.setattr(lookup_module, "SCRIPT_ROWS", 0)
+        trips.clear()
+        two = fs.online_features("by_device", keys)
+        assert trips == ["_read_by_script", "_hgetall"]
+        at = fs.online_features("by_device", keys[:1], with_as_of=True)[0]["_as_of"]
+        labels = pa.table(
+            {"device_id": [k["device_id"] for k in keys], "event_timestamp": [at] * len(keys)}
+        )
+        trained = fs.training_set(labels, "by_device").to_pylist()
+    assert one == two
+    got = [(r["user_id"], r["household_id"], r["bills_30d"], r["bills"]) for r in one]
+    assert got == [(r["user_id"], r["household_id"], r["bills_30d"], r["bills"]) for r in trained]
+    assert got[:4] == [
+        (u, -(2**40) - i if i % 2 else i, 10.0 * (i + 1), 1) for i, u in enumerate(users)
+    ]
+    assert got[4:] == [("nobody", None, None, 0), (None, None, None, 0)]
