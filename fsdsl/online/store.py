@@ -92,24 +92,15 @@ return 0
 # and its kind ("s" | "i"); then each given group's n key texts.
 _LOOKUP = r"""
 local n, given, reads = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local at, specs = 4, {}
+local specs, at = {}, 4
 for r = 1, reads do
-  local spec = {ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2]), {}}
-  local fields = tonumber(ARGV[at + 3])
-  at = at + 4
-  for f = 1, fields do
-    spec[4][f] = {ARGV[at], ARGV[at + 1]}
-    at = at + 2
-  end
-  specs[r] = spec
+  specs[r] = at
+  at = at + 4 + 2 * tonumber(ARGV[at + 3])
 end
+-- a given group's key texts are read from ARGV where they are (group g, row i: ARGV[at+...])
 local groups, out = {}, {}
-for g = 1, given do
-  local texts = {}
-  for i = 1, n do texts[i] = ARGV[at]; at = at + 1 end
-  groups[g] = texts
-end
-local esc  -- built the first time a string needs it
+for g = 1, given do groups[g] = at + (g - 1) * n - 1 end
+local esc  -- built the first time a string needs escaping
 local function quoted(v)
   if not string.find(v, '[%z\1-\31"\\]') then return '"' .. v .. '"' end
   if esc == nil then
@@ -122,29 +113,36 @@ local function quoted(v)
   end
   return '"' .. string.gsub(v, '[%z\1-\31"\\]', esc) .. '"'
 end
-for _, spec in ipairs(specs) do
-  local state, prefix, keys, link = spec[1], spec[2], groups[spec[3]], spec[4]
+for r = 1, reads do
+  local s = specs[r]
+  local state, prefix, keys, fields = ARGV[s], ARGV[s + 1], groups[tonumber(ARGV[s + 2])],
+    tonumber(ARGV[s + 3])
   if state ~= '' then out[#out + 1] = redis.call('HGETALL', state) end
   local hashes = {}
   if prefix ~= '' then
     for i = 1, n do
-      local k = keys[i]
+      local k
+      if type(keys) == 'number' then k = ARGV[keys + i] else k = keys[i] end
       if k == '' then hashes[i] = {} else hashes[i] = redis.call('HGETALL', prefix .. k) end
     end
   end
   out[#out + 1] = hashes
-  if #link > 0 then
+  if fields > 0 then
     local texts = {}
     for i = 1, n do
-      local h, parts, found = hashes[i] or {}, {}, {}
-      for j = 1, #h, 2 do found[h[j]] = h[j + 1] end
-      for c, f in ipairs(link) do
-        local v = found[f[1]]
+      local h, parts = hashes[i] or {}, {}
+      for f = 1, fields do
+        local name, v = ARGV[s + 2 + 2 * f], nil
+        for j = 1, #h, 2 do
+          if h[j] == name then v = h[j + 1]; break end
+        end
         if v == nil then parts = nil; break end
-        if f[2] == 's' then v = quoted(v) end
-        parts[c] = v
+        if ARGV[s + 3 + 2 * f] == 's' then v = quoted(v) end
+        parts[f] = v
       end
-      texts[i] = parts and ('[' .. table.concat(parts, ',') .. ']') or ''
+      if parts == nil then texts[i] = ''
+      elseif fields == 1 then texts[i] = '[' .. parts[1] .. ']'
+      else texts[i] = '[' .. table.concat(parts, ',') .. ']' end
     end
     groups[#groups + 1] = texts
     out[#out + 1] = texts
@@ -805,6 +803,37 @@ class OnlineStore:
             finally:
                 pool.release(conn)
 
+    def _run_lookup(self, args: list[bytes]) -> list:
+        """EVALSHA of the lookup script, encoded here and sent on a connection of the pool as
+        `_hgetall` does (redis-py's Script costs a lookup of one key more than the script);
+        the script is loaded when the server does not know it (a restart, SCRIPT FLUSH)."""
+        import redis
+
+        sha = self._lookup.sha.encode()
+        head = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n0\r\n" % (
+            len(args) + 3,
+            len(sha),
+            sha,
+        )
+        buffer = head + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+        pool = self.client.connection_pool
+        with self.errors():
+            for attempt in range(2):
+                conn = pool.get_connection()
+                try:
+                    conn.send_packed_command([buffer], check_health=False)
+                    return conn.read_response()
+                except redis.exceptions.NoScriptError:
+                    if attempt:
+                        raise
+                    self.client.script_load(_LOOKUP)
+                except BaseException:
+                    conn.disconnect()  # a reply may be left unread: never reuse it
+                    raise
+                finally:
+                    pool.release(conn)
+        raise AssertionError("unreachable")
+
     def _read_by_script(self, requests: list[Read], with_state: bool) -> list:
         """`_read` by the lookup script (`_LOOKUP`): links resolved in Redis, one step."""
         n = next((len(r.keys) for r in requests if isinstance(r.keys, list)), 0)
@@ -834,8 +863,7 @@ class OnlineStore:
             ]
             for name, kind in r.resolves:
                 args += [name, kind]
-        with self.errors():
-            reply = self._lookup(args=args + texts)
+        reply = self._run_lookup([str(a).encode() for a in args] + [t.encode() for t in texts])
         out, at = [], 0
         for r in requests:
             state, when = None, None
@@ -957,10 +985,20 @@ def _as_dict(reply) -> dict:
 def _target_keys(found: list, empty: dict, resolves: tuple[tuple[str, str], ...]) -> list[str]:
     """The key text each row of a link's read resolves to ("": none), from its checked hash or,
     for a row without one, the view's empty values (which resolve to none)."""
-    from fsdsl.online.codec import key_text  # loaded by every lookup's caller already
+    from fsdsl.online.codec import key_text, plain_key_text  # loaded by lookup.py already
 
     fields = [(name.encode(), kind) for name, kind in resolves]
     out = []
+    if len(fields) == 1 and fields[0][1] == "s":  # the usual link: one string key
+        name = fields[0][0]
+        for row in found:
+            value = (empty if row is None else row).get(name)
+            if value is None:
+                out.append("")
+                continue
+            text = value.decode("utf-8")
+            out.append(plain_key_text(text) or key_text([text]))
+        return out
     for row in found:
         values = empty if row is None else row
         parts: list | None = []
