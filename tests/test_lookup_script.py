@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from redis_servers import flush
 
 from fsdsl import FeatureStore
+from fsdsl.diagnostics import UsageError
 from fsdsl.online import lookup as lookup_module
 from fsdsl.online.codec import key_text
 from fsdsl.online.store import PREFIX, OnlineStore
@@ -376,3 +377,75 @@ def test_a_chain_is_two_round_trips_at_most(tmp_path, redis_urls, monkeypatch):
         (u, -(2**40) - i if i % 2 else i, 10.0 * (i + 1), 1) for i, u in enumerate(users)
     ]
     assert got[4:] == [("nobody", None, None, 0), (None, None, None, 0)]
+
+
+def test_a_link_never_refreshed_is_the_usual_error(project, redis_urls):
+    """The views refreshed, the link not: E0508 naming the link, by the script's path and the
+    split one (no reply of the script is read for a link that is not served)."""
+    url = redis_urls["embedded"]
+    flush(url)
+    with store(project, url) as fs:
+        fs.run(at=T0, views=["spend", "recent"])
+        for rows in (1, 40):  # within SCRIPT_ROWS, and past it
+            with pytest.raises(UsageError) as err:
+                fs.online_features("by_device", [{"device_id": "d0"}] * rows)
+            assert err.value.code == "E0508" and "`device_owner`" in str(err.value)
+
+
+DATE_KEYED = CHAIN.replace("key household_id: int", "key household_id: date").replace(
+    "household_id: int", "household_id: date"
+)
+
+
+def test_a_key_the_script_cannot_write_takes_a_trip_of_its_own(tmp_path, redis_urls, monkeypatch):
+    """A link to an entity keyed by a date: the script resolves device -> user, then the date
+    key is built here, from the checked hash, for a second trip (the script writes strings and
+    ints only); the rows equal the training query's."""
+    (tmp_path / "defs").mkdir()
+    (tmp_path / "defs" / "repo.feat").write_text(DATE_KEYED)
+    (tmp_path / ".fsc").mkdir()
+    db = tmp_path / ".fsc" / "warehouse.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute(
+        "CREATE TABLE device_links (device_id VARCHAR, user_id VARCHAR, linked_at TIMESTAMP)"
+    )
+    con.execute(
+        "CREATE TABLE user_households (user_id VARCHAR, household_id DATE, moved_at TIMESTAMP)"
+    )
+    con.execute("CREATE TABLE bills (household_id DATE, amount DOUBLE, ts TIMESTAMP)")
+    con.execute(
+        "INSERT INTO device_links VALUES ('d1', 'u1', ?), ('d2', 'u2', ?)", [T0 - DAY, T0 - DAY]
+    )
+    con.execute(
+        "INSERT INTO user_households VALUES "
+        "('u1', DATE '2024-01-02', ?), ('u2', DATE '2023-12-31', ?)",
+        [T0 - DAY, T0 - DAY],
+    )
+    con.execute(
+        "INSERT INTO bills VALUES (DATE '2024-01-02', 5.0, ?), (DATE '2023-12-31', 7.0, ?)",
+        [T0 - DAY, T0 - DAY],
+    )
+    con.close()
+    trips: list[str] = []
+    for name in ("_hgetall", "_read_by_script"):
+        original = getattr(OnlineStore, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            trips.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(OnlineStore, name, counted)
+    url = redis_urls["embedded"]
+    flush(url)
+    keys = [{"device_id": "d1"}, {"device_id": "d2"}, {"device_id": "d3"}]
+    with FeatureStore(tmp_path / "defs", warehouse=f"duckdb:///{db}", online=url) as fs:
+        fs.run(at=T0)
+        fs.online_features("by_device", keys)
+        trips.clear()
+        rows = fs.online_features("by_device", keys)
+        assert trips == ["_read_by_script", "_hgetall"]
+        labels = pa.table({"device_id": ["d1", "d2", "d3"], "event_timestamp": [T0] * 3})
+        trained = fs.training_set(labels, "by_device").to_pylist()
+    got = [(r["household_id"], r["bills_30d"], r["bills"]) for r in rows]
+    assert got == [(r["household_id"], r["bills_30d"], r["bills"]) for r in trained]
+    assert got == [(dt.date(2024, 1, 2), 5.0, 1), (dt.date(2023, 12, 31), 7.0, 1), (None, None, 0)]

@@ -183,10 +183,10 @@ def _fetch(
         if keys is None:
             keys = given[names] = _key_texts(vp, out)
         resolves = ()
-        if vp.resolves:
+        if vp.resolves and _in_script(vp):  # the reads after it in this trip take its keys
             resolves = tuple((k.name, "s" if k.type == ir.STRING else "i") for k in vp.resolves)
             linked[tuple(k.name for k in vp.resolves)] = len(requests)
-        requests.append(Read(vp.view, vp.fp, vp.names, keys, resolves if _in_script(vp) else ()))
+        requests.append(Read(vp.view, vp.fp, vp.names, keys, resolves))
     # a link nothing in this trip reads is read like a view
     named = {r.keys for r in requests if isinstance(r.keys, int)}
     requests = [r if i in named else r._replace(resolves=()) for i, r in enumerate(requests)]

@@ -663,6 +663,9 @@ class OnlineStore:
                 continue
             keys = r.keys
             if isinstance(keys, int):  # the keys a link resolved: as checked, not as stored
+                if keys not in resolved:  # the link itself is not served
+                    out.append(None)
+                    continue
                 keys = resolved[keys]
                 built = replies[r.keys][3]
                 if built != keys:
