@@ -143,12 +143,17 @@ def context_form(view: ir.View) -> Form:
         if src.created is not None
         else Form("created none")
     )
+    # one row read per tie (a link's view, several target keys): other rows, other values
+    ties = (
+        [Form(f"one row per tie {json.dumps(list(view.tie_columns))}")] if view.tie_columns else []
+    )
     source = Form(
         f"table {json.dumps(list(src.table))}",
         (
             Form(f"timestamp {src.timestamp}: {src.columns.get(src.timestamp)}"),
             created,
             Form("columns", tuple(Form(f"col {n}: {read[n]}") for n in sorted(read))),
+            *ties,
         ),
     )
     where = expr_form(view.where) if view.where is not None else _TRUE  # no filter is `true`

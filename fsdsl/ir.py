@@ -256,6 +256,12 @@ class View:
     # Set on the view a `link` compiles to (see `Link`): the link's name. Such a view is
     # refreshed, served and verified like any other; catalogues list it as a link.
     link: str | None = None
+    # Source columns that settle a tie: of an entity's rows with equal timestamp and created,
+    # the view reads only one — a row with a null in any of these columns if there is one, else
+    # the greatest in them, compared in order. Set on a link's view when the target has several
+    # key columns: each `last()` alone breaks a tie by its own value, so two tied rows could
+    # give a pair of keys no row holds. With one row per tie, every `last()` reads that row.
+    tie_columns: tuple[str, ...] = ()
 
     def feature(self, name: str) -> Feature:
         return next(f for f in self.features if f.name == name)

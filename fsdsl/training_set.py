@@ -284,8 +284,9 @@ def compute(
 
     say = progress or (lambda _msg: None)
     views = [repo.views[v] for v in dict.fromkeys(v for v, _ in features)]
-    if service is not None and service.key is not None:
-        views = [repo.links[n].view for n in service.links()] + views
+    keyed = service is not None and service.key is not None
+    links = [repo.links[n] for n in service.links()] if keyed else []
+    views = [link.view for link in links] + views
     resolved = resolved_keys(repo, service)
     say("checking labels")
     prepared = prepare_labels(labels, repo, features, timestamp_column, where, service)
@@ -317,8 +318,11 @@ def compute(
     result = result.drop_columns([row])
     # the original label columns, untouched (types as given), then the features
     # one Arrow type per feature whatever the backend returned (Decimal, tz-aware, ...)
-    # (a link's view has a feature per key it resolves: the types of the resolved keys)
-    types = {k: next(f.type for v in views for f in v.features if f.name == k) for k in resolved}
+    # the resolved keys typed as the keys of the entities the links lead to
+    types: dict[str, ir.Type] = {}
+    for link in links:
+        for key in link.to_entity.keys:
+            types.setdefault(key.name, key.type)
     named = [(service.column(v, f) if service else f, v, f) for v, f in features]
     types.update({c: repo.views[v].feature(f).type for c, v, f in named})
     added = [*resolved, *(c for c, _, _ in named)]  # the resolved keys next to the features

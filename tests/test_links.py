@@ -16,9 +16,10 @@ import json
 import pyarrow as pa
 import pytest
 import sqlglot
+from conftest import warehouse_url
 from sqlglot import exp
 from test_lint import ENV, assert_diag, assert_no_crash, header_positions, lint, loc, runner
-from warehouses import load_events
+from warehouses import BACKENDS, load_events
 
 from fsdsl import ir
 from fsdsl.backends import connect
@@ -585,6 +586,71 @@ def test_an_error_is_reported_once_per_cycle(tmp_path):
     assert [code for *_, code in header_positions(result.output, path)].count("E0214") == 1
 
 
+# A broken link is dropped from the model: a feature reached only through it is not reported
+# unreachable (E0215) or its `via` an unknown link (E0217) on top of the link's own error.
+BROKEN_LINK = (
+    "link-to-itself",
+    "target-column-type",
+    "renamed-target-column-type",
+    "from-column-type",
+    "source-lacks-target-key",
+    "source-lacks-from-key",
+    "source-lacks-renamed-column",
+    "two-keys-one-by",
+    "two-keys-no-such-columns",
+    "link-named-like-a-view",
+)
+# links broken otherwise, each an error of its own: unknown entity, unknown source, no `A -> B`
+OTHER_BROKEN_LINKS = [
+    ("unknown-target", edit("  user -> household\n", "  user -> housefold\n"), "E0201"),
+    ("unknown-from", edit("  device -> user\n", "  devise -> user\n"), "E0201"),
+    ("unknown-source", edit("  from user_households\n", "  from user_houseolds\n"), "E0202"),
+    ("no-ends", edit("  user -> household\n", ""), "E0206"),
+]
+VIA_BROKEN = edit(
+    "household_bills.bills_30d\n",
+    "household_bills.bills_30d via user_household\n",
+    next(c for c in CASES if c.id == "target-column-type").text,
+)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in BROKEN_LINK], ids=lambda c: c.id)
+def test_a_broken_link_reports_only_its_own_error(tmp_path, case):
+    path, result = lint(tmp_path, case.text)
+    assert [code for *_, code in header_positions(result.output, path)] == [case.code], (
+        result.output
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "code"), [c[1:] for c in OTHER_BROKEN_LINKS], ids=[c[0] for c in OTHER_BROKEN_LINKS]
+)
+def test_a_link_broken_otherwise_reports_only_its_own_error(tmp_path, text, code):
+    path, result = lint(tmp_path, text)
+    assert [code for *_, code in header_positions(result.output, path)] == [code], result.output
+
+
+def test_a_via_through_a_broken_link_reports_only_the_link(tmp_path):
+    path, result = lint(tmp_path, VIA_BROKEN)
+    assert [code for *_, code in header_positions(result.output, path)] == ["E0306"], result.output
+
+
+def test_an_unreachable_view_is_reported_beside_a_broken_link(tmp_path):
+    """Only what the broken link explains is left out: `shop` is reachable by no link at all."""
+    text = serve(
+        ", shop_sales.sales_7d", next(c for c in CASES if c.id == "target-column-type").text + SHOP
+    )
+    path, result = lint(tmp_path, text)
+    codes = header_positions(result.output, path)
+    assert [code for *_, code in codes] == ["E0306", "E0215"], result.output
+    assert_diag(
+        result.output,
+        path,
+        "E0215",
+        loc(text, FRAUD_FEATURES.rstrip("\n") + ", shop_sales", "shop_sales.sales_7d"),
+    )
+
+
 # ---- fmt -----------------------------------------------------------------------------------------
 MESSY = """\
 link   device_owner{ from device_links
@@ -629,10 +695,10 @@ def test_fmt_round_trips_link_key_and_via(tmp_path):
 
 
 # ---- fsc compile shows the resolution, in every dialect ------------------------------------------
-def compiled(tmp_path, *args: str) -> list[dict]:
+def compiled(tmp_path, *args: str, text: str = BASE) -> list[dict]:
     folder = tmp_path / "repo"
     folder.mkdir(exist_ok=True)
-    (folder / "t.feat").write_text(BASE)
+    (folder / "t.feat").write_text(text)
     result = runner.invoke(app, ["compile", str(folder), *args, "-f", "json"], env=ENV)
     assert_no_crash(result)
     assert result.exit_code == 0, result.output
@@ -687,33 +753,63 @@ def test_compile_service_refresh_includes_its_links(tmp_path, dialect):
         parsed(q)
 
 
-# ---- a known gap ---------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="a link to an entity of two key columns resolves each column by its own last(): "
-    "rows tied in (timestamp, created) can give a pair no row holds",
-)
-def test_a_tie_resolves_both_key_columns_from_one_row():
-    """Two link rows of one device at the same time: (u1, b) and (u2, a). As `last()` breaks
-    ties by the value, one of them is the link ((u2, a), the greater); the device must never
-    resolve to (u2, b), a pair no row holds, and get that entity's features."""
-    repo = repo_of(BASE + USER_CATEGORY.replace("TARGET", "by uid, cat"))
+# ---- a target of several key columns: ties -------------------------------------------------------
+TWO_KEYS = BASE + USER_CATEGORY.replace("TARGET", "by uid, cat")
+T_TIE = dt.datetime(2024, 1, 1)
+TIED_INTERESTS = [
+    # (u1, b) and (u2, a) tied: the greater pair, (u2, a) — never (u2, b), which no row holds
+    {"device_id": "d1", "uid": "u1", "cat": "b", "seen_at": T_TIE},
+    {"device_id": "d1", "uid": "u2", "cat": "a", "seen_at": T_TIE},
+    # the first column tied too: the second decides, (u1, b)
+    {"device_id": "d2", "uid": "u1", "cat": "b", "seen_at": T_TIE},
+    {"device_id": "d2", "uid": "u1", "cat": "a", "seen_at": T_TIE},
+    # a row with a null key column unlinks, and wins its tie as an unlink does
+    {"device_id": "d3", "uid": "u2", "cat": "a", "seen_at": T_TIE},
+    {"device_id": "d3", "uid": "u1", "cat": None, "seen_at": T_TIE},
+    # an older row, then a tie: the tie is the link
+    {"device_id": "d4", "uid": "u9", "cat": "z", "seen_at": T_TIE - dt.timedelta(hours=1)},
+    {"device_id": "d4", "uid": "u1", "cat": "z", "seen_at": T_TIE},
+    {"device_id": "d4", "uid": "u2", "cat": "b", "seen_at": T_TIE},
+]
+# each pair a different count of views, so that a feature tells which pair was resolved
+TIED_VIEWS = [
+    {"user_id": u, "category": c, "viewed_at": T_TIE - dt.timedelta(days=1)}
+    for u, c, n in [("u2", "a", 1), ("u2", "b", 2), ("u1", "b", 3), ("u1", "a", 4), ("u1", "z", 5)]
+    for _ in range(n)
+]
+TIE_WANT = {  # device: (user_id, category, views)
+    "d1": ("u2", "a", 1),
+    "d2": ("u1", "b", 3),
+    "d3": (None, None, 0),
+    "d4": ("u2", "b", 2),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_tie_resolves_every_key_column_from_one_row(backend, warehouse_urls):
+    """Link rows of one device at the same time: as `last()` breaks a tie by the value, the
+    link is the row greatest in the key columns, compared in order (docs/semantics.md), and
+    every key column comes from that row: a device never resolves to a pair no row holds, nor
+    gets that pair's features. Each `last()` on its own picked the greatest of each column."""
+    repo = repo_of(TWO_KEYS)
     svc = repo.services["by_interest"]
-    t0 = dt.datetime(2024, 1, 1)
-    events = {
-        "device_interests": [
-            {"device_id": "d1", "uid": "u1", "cat": "b", "seen_at": t0},
-            {"device_id": "d1", "uid": "u2", "cat": "a", "seen_at": t0},
-        ],
-        "interest_views": [{"user_id": "u2", "category": "b", "viewed_at": t0}],
-    }
-    labels = pa.table(
-        {
-            "device_id": ["d1"],
-            "event_timestamp": pa.array([t0 + dt.timedelta(hours=1)], pa.timestamp("us")),
-        }
-    )
-    with connect("duckdb:///:memory:", {}) as wh:
+    events = {"device_interests": TIED_INTERESTS, "interest_views": TIED_VIEWS}
+    devices = [*TIE_WANT, "never"]
+    at = pa.array([T_TIE + dt.timedelta(hours=1)] * len(devices), pa.timestamp("us"))
+    labels = pa.table({"device_id": devices, "event_timestamp": at})
+    with connect(warehouse_url(warehouse_urls, backend), {}) as wh:
         load_events(wh, repo, events)
-        (row,) = compute(repo, list(svc.features), labels, wh, service=svc).to_pylist()
-    assert (row["user_id"], row["category"]) in {("u1", "b"), ("u2", "a")}, row
+        rows = compute(repo, list(svc.features), labels, wh, service=svc).to_pylist()
+    got = {r["device_id"]: (r["user_id"], r["category"], r["views"]) for r in rows}
+    assert got == {**TIE_WANT, "never": (None, None, 0)}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_link_of_two_key_columns_compiles_in_every_dialect(tmp_path, dialect):
+    """The one-row-per-tie filter of such a link's view, in training and refresh SQL that each
+    dialect re-parses (the goldens' link has one key column)."""
+    for target in ("training", "refresh"):
+        args = ("-v", "device_interest", "-d", dialect, "-t", target)
+        (query,) = compiled(tmp_path, *args, text=TWO_KEYS)
+        tree = parsed(query)
+        assert "__tie" in {c.name for c in tree.find_all(exp.Column)}, target

@@ -169,3 +169,136 @@ def test_devices_resolve_in_one_round_trip_and_pushes_relink(project, redis_urls
         assert result.to_dict()["rows"] == 2
         rows = fs.online_features("by_device", keys[:2], with_as_of=True)
         assert values(rows) == {"d1": (None, None, 0, None), "d2": ("ua", 15.0, 2, 5.0)}
+
+
+# ---- a target of two key columns: one row per tie ------------------------------------------------
+TWO_KEYS = """
+entity device {
+  key device_id: string
+}
+
+entity user_category {
+  key user_id: string, category: string
+}
+
+source device_interests {
+  table "device_interests"
+  timestamp seen_at
+  columns {
+    device_id: string
+    uid: string
+    cat: string
+    seen_at: timestamp
+  }
+}
+
+source interest_views {
+  table "interest_views"
+  timestamp viewed_at
+  columns {
+    user_id: string
+    category: string
+    viewed_at: timestamp
+  }
+}
+
+features interest {
+  entity user_category
+  from interest_views
+  views = count(*)
+}
+
+link device_interest {
+  from device_interests
+  device -> user_category by uid, cat
+}
+
+service by_interest {
+  key device
+  features interest.views
+}
+"""
+# each pair its own count of views, so that the feature tells which pair was resolved
+PAIR_VIEWS = {("u2", "a"): 1, ("u2", "b"): 2, ("u1", "b"): 3, ("u1", "a"): 4, ("u1", "z"): 5}
+
+
+def test_a_tie_of_two_key_columns_is_served_from_one_row(tmp_path, redis_urls):
+    """Tied link rows of a two-key target, after a full refresh, an incremental one and a push:
+    each device is served the pair of the one row `last()` picks (the greatest, an unlink
+    winning), never a pair mixed from two rows, and that pair's features."""
+    url = redis_urls["embedded"]
+    flush(url)
+    (tmp_path / "defs").mkdir()
+    (tmp_path / "defs" / "repo.feat").write_text(TWO_KEYS)
+    db = tmp_path / "wh.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute(
+        "CREATE TABLE device_interests "
+        "(device_id VARCHAR, uid VARCHAR, cat VARCHAR, seen_at TIMESTAMP)"
+    )
+    con.execute(
+        "CREATE TABLE interest_views (user_id VARCHAR, category VARCHAR, viewed_at TIMESTAMP)"
+    )
+    hour = dt.timedelta(hours=1)
+    views = [(u, c, T0 - 24 * hour) for (u, c), n in PAIR_VIEWS.items() for _ in range(n)]
+    con.executemany("INSERT INTO interest_views VALUES (?, ?, ?)", views)
+    interests = "INSERT INTO device_interests VALUES (?, ?, ?, ?)"
+    con.executemany(
+        interests,
+        [
+            ("d1", "u1", "b", T0 - hour),  # tied with the next: (u2, a), never (u2, b)
+            ("d1", "u2", "a", T0 - hour),
+            ("d2", "u1", "b", T0 - hour),  # the first column tied too: (u1, b)
+            ("d2", "u1", "a", T0 - hour),
+            ("d3", "u2", "a", T0 - hour),  # a null key column unlinks and wins its tie
+            ("d3", "u1", None, T0 - hour),
+        ],
+    )
+    con.close()
+
+    def served(fs: FeatureStore, devices: list[str]) -> dict:
+        rows = fs.online_features("by_interest", [{"device_id": d} for d in devices])
+        return {r["device_id"]: (r["user_id"], r["category"], r["views"]) for r in rows}
+
+    def store_() -> FeatureStore:
+        return FeatureStore(tmp_path / "defs", warehouse=f"duckdb:///{db}", online=url)
+
+    devices = ["d1", "d2", "d3", "never"]
+    with store_() as fs:
+        fs.run(at=T0, full=True)
+        assert served(fs, devices) == {
+            "d1": ("u2", "a", 1),
+            "d2": ("u1", "b", 3),
+            "d3": (None, None, 0),
+            "never": (None, None, 0),
+        }
+    # new ties land: an incremental run serves one row of each
+    con = duckdb.connect(str(db))
+    con.executemany(
+        interests,
+        [
+            ("d1", "u1", "z", T0 + hour),  # (u2, b) and (u1, z): (u2, b)
+            ("d1", "u2", "b", T0 + hour),
+            ("d3", "u1", "a", T0 + hour),  # relinked by a tie of two links: (u1, z)
+            ("d3", "u1", "z", T0 + hour),
+        ],
+    )
+    con.close()
+    with store_() as fs:
+        fs.run(at=T0 + 2 * hour)
+        assert served(fs, devices[:3]) == {
+            "d1": ("u2", "b", 2),
+            "d2": ("u1", "b", 3),
+            "d3": ("u1", "z", 5),
+        }
+        # a pushed tie: the same
+        at = T0 + 3 * hour
+        fs.push(
+            "device_interests",
+            [
+                {"device_id": "d2", "uid": "u1", "cat": "a", "seen_at": at},
+                {"device_id": "d2", "uid": "u2", "cat": "a", "seen_at": at},
+            ],
+            at=at + dt.timedelta(seconds=1),
+        )
+        assert served(fs, ["d2"]) == {"d2": ("u2", "a", 1)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -65,6 +66,24 @@ def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
     return sorted(diags, key=lambda d: (d.span.file, d.span.line, d.span.col, d.code))
 
 
+# Links by name, from-entity and to-entity: the edges of the graph a service's key resolves in
+# (a broken link's entity None: it was meant to be one, no one knows which).
+Edges = list[tuple[str, str | None, str | None]] | tuple[()]
+
+
+def _broken_edge(a: ast.Link, entities: dict) -> tuple[str, str | None, str | None]:
+    """The entities a broken link was written to join; None where that is no entity (missing,
+    unknown, or a link to itself, whose target is the mistake): it may have been any."""
+    if a.from_end is None or a.to_end is None:
+        return a.name.name, None, None
+    frm, to = a.from_end.entity.name, a.to_end.entity.name
+    return (
+        a.name.name,
+        frm if frm in entities else None,
+        to if to in entities and to != frm else None,
+    )
+
+
 class Resolver:
     def __init__(self, diagnostics: list[Diagnostic]):
         self.diagnostics = diagnostics
@@ -124,9 +143,17 @@ class Resolver:
                 links[n] = link
                 views[n] = link.view
         self.link_cycles(links)
+        # the links reported broken (or declared twice), as written: what a service would
+        # reach through one of them is not reported unreachable too (its error is the cause)
+        broken = [
+            _broken_edge(a, decls["entity"])
+            for m in modules
+            for a in m.links
+            if a.name.name not in links or decls["link"].get(a.name.name) is not a
+        ]
         services = {}
         for n, a in decls["service"].items():
-            s = self.service(a, views, decls, entities, links)
+            s = self.service(a, views, decls, entities, links, broken)
             if s is not None:
                 services[n] = s
         return ir.Repository(entities, sources, views, services, files, links)
@@ -329,39 +356,16 @@ class Resolver:
                     _suggest(v.source.name, decls["source"]),
                 )
             return None
-        # entity keys -> source columns
-        if v.entity_by and len(v.entity_by) != len(entity.keys):
-            self.error(
-                "E0209",
-                f"entity `{entity.name}` has {len(entity.keys)} key(s) but `by` "
-                f"names {len(v.entity_by)} column(s)",
-                v.entity_by[0].span,
+
+        def unknown(column: str, key: ir.Key) -> tuple[str, str]:
+            return (
+                f"unknown column `{column}` in source `{source.name}`",
+                f"name the source column of key `{key.name}`: `entity {entity.name} by <column>`",
             )
+
+        key_columns = self.key_columns(entity, v.entity, v.entity_by, source, unknown)
+        if key_columns is None:
             return None
-        key_columns = []
-        for i, key in enumerate(entity.keys):
-            ident = v.entity_by[i] if v.entity_by else None
-            col = ident.name if ident else key.name
-            span = ident.span if ident else v.entity.span
-            if col not in source.columns:
-                self.error(
-                    "E0203",
-                    f"unknown column `{col}` in source `{source.name}`",
-                    span,
-                    _suggest(col, source.columns)
-                    or f"name the source column of key `{key.name}`: "
-                    f"`entity {entity.name} by <column>`",
-                )
-                return None
-            ct = source.columns[col]
-            if ct != key.type:
-                self.error(
-                    "E0306",
-                    f"key `{key.name}` is {key.type} but column `{col}` of `{source.name}` is {ct}",
-                    span,
-                )
-                return None
-            key_columns.append(col)
 
         where = None
         if v.where is not None:
@@ -590,7 +594,15 @@ class Resolver:
                     _suggest(a.source.name, decls["source"]),
                 )
             return None
-        to_columns = self.link_columns(a, a.to_end, ends[1], source)
+
+        def unknown(column: str, key: ir.Key) -> tuple[str, str]:
+            return (
+                f"link `{name}`: source `{source.name}` has no column `{column}` "
+                f"for key `{key.name}` of `{ends[1].name}`",
+                f"name its column: `{ends[1].name} by <column>`",
+            )
+
+        to_columns = self.key_columns(ends[1], a.to_end.entity, a.to_end.by, source, unknown)
         if to_columns is None:
             return None
         span = a.span
@@ -641,7 +653,9 @@ class Resolver:
         )
         if view is None:
             return None
-        view = replace(view, link=name)
+        # one target key column: `unlinked` and the key's `last()` already pick one row's value
+        ties = tuple(to_columns) if len(to_columns) > 1 else ()
+        view = replace(view, link=name, tie_columns=ties)
         return ir.Link(
             name,
             source,
@@ -656,30 +670,34 @@ class Resolver:
             a.span,
         )
 
-    def link_columns(self, a: ast.Link, end: ast.LinkEnd, entity: ir.Entity, source: ir.Source):
-        """The source columns of the target entity's keys: all of them, typed as the keys."""
-        if end.by and len(end.by) != len(entity.keys):
+    def key_columns(
+        self,
+        entity: ir.Entity,
+        at: ast.Ident,
+        by: tuple[ast.Ident, ...] | None,
+        source: ir.Source,
+        unknown: Callable[[str, ir.Key], tuple[str, str]],
+    ) -> list[str] | None:
+        """The source column of each of `entity`'s keys (its name, or the one `by` gives), each
+        typed as the key: for a view's entity and for both ends of a link. `unknown(column,
+        key)` words a missing column's error and its hint (when no column name is close), as
+        the place that names the entity (`at`) says it."""
+        if by and len(by) != len(entity.keys):
             self.error(
                 "E0209",
                 f"entity `{entity.name}` has {len(entity.keys)} key(s) but `by` "
-                f"names {len(end.by)} column(s)",
-                end.by[0].span,
+                f"names {len(by)} column(s)",
+                by[0].span,
             )
             return None
         out = []
         for i, key in enumerate(entity.keys):
-            ident = end.by[i] if end.by else None
+            ident = by[i] if by else None
             column = ident.name if ident else key.name
-            span = ident.span if ident else end.entity.span
+            span = ident.span if ident else at.span
             if column not in source.columns:
-                self.error(
-                    "E0203",
-                    f"link `{a.name.name}`: source `{source.name}` has no column `{column}` "
-                    f"for key `{key.name}` of `{entity.name}`",
-                    span,
-                    _suggest(column, source.columns)
-                    or f"name its column: `{entity.name} by <column>`",
-                )
+                message, hint = unknown(column, key)
+                self.error("E0203", message, span, _suggest(column, source.columns) or hint)
                 return None
             if source.columns[column] != key.type:
                 self.error(
@@ -720,8 +738,13 @@ class Resolver:
                     elif len(path) < len(links):
                         todo.append((link.to_entity.name, (*path, link.name)))
 
-    def link_paths(self, start: str, goal: str, links: dict[str, ir.Link]) -> list[tuple[str, ...]]:
-        """Every chain of at most `ir.MAX_LINK_DEPTH` links from entity `start` to `goal`."""
+    def link_paths(
+        self, start: str, goal: str, links: dict[str, ir.Link], broken: Edges = ()
+    ) -> list[tuple[str, ...]]:
+        """Every chain of at most `ir.MAX_LINK_DEPTH` links from entity `start` to `goal`;
+        through `broken` links too when given (name, from entity, to entity)."""
+        edges = [(n, x.from_entity.name, x.to_entity.name) for n, x in links.items()]
+        edges += broken
         out, todo = [], [(start, ())]
         while todo:
             at, path = todo.pop()
@@ -730,14 +753,20 @@ class Resolver:
                 continue
             if len(path) == ir.MAX_LINK_DEPTH:
                 continue
-            for link in links.values():
-                if link.from_entity.name == at and link.name not in path:
-                    todo.append((link.to_entity.name, (*path, link.name)))
-        return sorted(out, key=lambda p: (len(p), p))
+            for name, frm, to in edges:
+                if frm in (at, None) and name not in path:
+                    todo.append((goal if to is None else to, (*path, name)))
+        return sorted(set(out), key=lambda p: (len(p), p))
 
-    def resolve_paths(self, s: ast.Service, key: ir.Entity, views, links) -> dict | None:
+    def resolve_paths(
+        self, s: ast.Service, key: ir.Entity, views, links, broken: Edges = ()
+    ) -> dict | None:
         """The chain of links to each view's entity from the service's key (E0215 none, E0216
-        two or more without `via`), one way per entity in a service (E0217)."""
+        two or more without `via`), one way per entity in a service (E0217). A `via` or a
+        path that only a `broken` link could give is left unreported: that link's error is
+        the one to fix."""
+        dropped = {name for name, _, _ in broken}
+        quiet = False  # a path left out as a broken link's consequence: no service, no error
         paths: dict[str, tuple[str, ...]] = {}
         by_entity: dict[str, tuple[tuple[str, ...], ast.FeatureRef]] = {}
         ok = True
@@ -746,7 +775,9 @@ class Resolver:
             if view is None:
                 continue
             for via in r.via:
-                if via.name not in links:
+                if via.name in dropped:
+                    quiet = True
+                elif via.name not in links:
                     self.error(
                         "E0217",
                         f"`via {via.name}`: unknown link",
@@ -754,7 +785,7 @@ class Resolver:
                         _suggest(via.name, links),
                     )
                     ok = False
-            if not ok:
+            if not ok or (r.via and not {v.name for v in r.via} <= set(links)):
                 continue
             goal = view.entity.name
             if goal == key.name:
@@ -770,6 +801,11 @@ class Resolver:
             found = self.link_paths(key.name, goal, links)
             wanted = {v.name for v in r.via}
             chosen = [p for p in found if wanted <= set(p)]
+            if not chosen and any(
+                wanted <= set(p) for p in self.link_paths(key.name, goal, links, broken)
+            ):
+                quiet = True  # a broken link would lead there: its own error says why not
+                continue
             if not chosen:
                 reach = "no link leads" if not found else "no path through the `via` links leads"
                 self.error(
@@ -812,7 +848,7 @@ class Resolver:
                 continue
             by_entity[goal] = (path, r)
             paths[view.name] = path
-        if not ok:
+        if not ok or quiet:
             return None
         on_path = {n for p in paths.values() for n in p}
         for r in s.refs:
@@ -826,7 +862,9 @@ class Resolver:
                 return None
         return paths
 
-    def service(self, s: ast.Service, views, decls, entities=None, links=None) -> ir.Service | None:
+    def service(
+        self, s: ast.Service, views, decls, entities=None, links=None, broken: Edges = ()
+    ) -> ir.Service | None:
         refs: list[tuple[str, str]] = []
         ok = True
         if not s.refs:
@@ -899,7 +937,7 @@ class Resolver:
                     _suggest(s.key.name, decls["entity"]),
                 )
                 return None
-            paths = self.resolve_paths(s, key, views, links or {})
+            paths = self.resolve_paths(s, key, views, links or {}, broken)
             if paths is None:
                 return None
             resolved = {

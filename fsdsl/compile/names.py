@@ -27,6 +27,7 @@ ALIVE = "__ttl"  # >0 where the view's TTL keeps the entity alive at T
 VALUE = "__v"  # the one value column of a per-aggregation relation (latest, candidates, seen)
 RANK = "__n"  # a candidate's rank in the refresh query's picks
 BAD = "__bad"  # a prefix-sum row whose float sums must be recomputed
+TIE = "__tie"  # an event's place among its entity's rows tied in (timestamp, created)
 # the fields of a running arg-max struct, compared in this order: timestamp, created, value
 ORDER_FIELDS = ("t", "c", "v")
 

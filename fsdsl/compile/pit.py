@@ -59,6 +59,7 @@ from fsdsl.compile.names import (
     KIND,
     LAST_SEEN,
     ORDER_FIELDS,
+    TIE,
     TS,
     VALUE,
     T,
@@ -187,6 +188,9 @@ def events_relation(
         proj.append(exp.alias_(ts.copy(), AVAIL))
     for arg, name in names.inputs():
         proj.append(exp.alias_(to_sql(arg, d, leaf), name))
+    columns = [p.alias for p in proj]
+    if v.tie_columns:
+        proj.append(exp.alias_(tie_rank(v, src), TIE))
     conds = list(not_null)
     if share is not None:
         keyed = [(col(c, src), k.type) for c, k in zip(v.key_columns, v.entity.keys, strict=True)]
@@ -217,7 +221,37 @@ def events_relation(
             .where(exp.Not(this=exp.Paren(this=test.copy())), append=True)
         )
         q = exp.union(near, far, distinct=False)
+    if v.tie_columns:
+        # A tie never straddles the two branches (`relevant` reads only timestamp and created,
+        # `dirty` only keys), nor two runs: tied rows become visible together, and a twin that
+        # lands after its tie was counted is a late row, whose entity is recomputed from all
+        # its rows. So one row per tie here is one row per tie in every state a run resumes from.
+        tied = q.subquery(names.relation("tied"))
+        q = exp.select(*(col(c) for c in columns)).from_(tied)
+        q = q.where(exp.EQ(this=col(TIE), expression=exp.Literal.number(1)))
     return cte(names.relation("events"), q)
+
+
+def tie_rank(v: ir.View, src: str) -> exp.Window:
+    """1 on the one row of each tie (`ir.View.tie_columns`) the view reads: of the entity's rows
+    with equal timestamp and created, one with a null tie column (an unlink wins its tie, as
+    `unlinked`'s `last()` has it), else the greatest in the tie columns, in order."""
+    ties = [col(c, src) for c in v.tie_columns]
+    some_null = exp.or_(*(exp.Is(this=c, expression=exp.Null()) for c in ties))
+    nulls_first = exp.Case(
+        ifs=[exp.If(this=some_null, true=exp.Literal.number(0))], default=exp.Literal.number(1)
+    )
+    times = [v.source.timestamp] + ([v.source.created] if v.source.created is not None else [])
+    return exp.Window(
+        this=exp.RowNumber(),
+        partition_by=[col(c, src) for c in (*v.key_columns, *times)],
+        order=exp.Order(
+            expressions=[
+                exp.Ordered(this=nulls_first),
+                *(exp.Ordered(this=c, desc=True) for c in ties),
+            ]
+        ),
+    )
 
 
 def entity_share(
