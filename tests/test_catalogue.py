@@ -232,15 +232,19 @@ def test_the_store_describes_as_the_cli_does():
 
 
 # ---- scale --------------------------------------------------------------------------------------
-def test_build_and_search_are_fast_on_a_large_repository(large):
+def test_build_and_search_on_a_large_repository(large):
+    """Performance is measured in bench/ and the browser test (docs/benchmarks.md), not here:
+    these bounds are ten times the targets (0.5 s to build, 50 ms to search), against a change
+    that makes either grow with the square of the repository, not against a loaded machine
+    (the suite runs on 2 workers)."""
     _, repo = large
     best = min(_timed(lambda: catalogue.build(repo)) for _ in range(3))
-    assert best < 0.5, f"build took {best:.3f}s"
+    assert best < 5.0, f"build took {best:.3f}s"
     cat = catalogue.build(repo)
     assert len(cat.of_kind("feature")) == 4000 and len(cat.of_kind("view")) == 1000
     cat.search("warm")  # the search keys are computed on first use
     took = min(_timed(lambda: cat.search("total 30d")) for _ in range(3))
-    assert took < 0.05, f"search took {took * 1000:.1f} ms"
+    assert took < 0.5, f"search took {took * 1000:.1f} ms"
     mean = cat.get("v0420.mean_1h_420")
     assert mean.reads == ("events_0.amount", "events_0.channel")
     assert mean.used_by == ("s0420",)
