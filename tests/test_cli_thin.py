@@ -33,8 +33,9 @@ TREE = ast.parse(CLI.read_text(encoding="utf-8"), str(CLI))
 # What a command may import from the package: the store it calls, the fmt entry point (fmt works
 # on files that do not load as a repository), lint's loader and rules (and their SARIF form), the
 # diagnostics it renders, and the entry points of `fsc docs` and `fsc serve`, which are
-# programs of their own over the store.
+# programs of their own over the store; and the CLI's own argument coercion (`cli_params`).
 LIBRARY_SURFACE = {
+    "fsdsl.cli_params",
     "fsdsl.store",
     "fsdsl.fmt",
     "fsdsl.check",

@@ -73,14 +73,21 @@ def merge(view: ir.View, old: pa.Table, changed: pa.Table) -> pa.Table:
     def texts(table: pa.Table) -> pa.Array:
         return key_array([table[k.name] for k in keys], [k.type for k in keys])
 
-    gone = pc.is_in(texts(old), value_set=texts(changed))
+    if len(keys) == 1:  # the column itself: encoding 100k keys as text costs more than the rest
+        name = keys[0].name
+        gone = pc.is_in(old[name], value_set=changed[name].cast(old.schema.field(name).type))
+    else:
+        gone = pc.is_in(texts(old), value_set=texts(changed))
     kept = old.filter(pc.invert(gone))
     return pa.concat_tables([kept.select(changed.column_names).cast(changed.schema), changed])
 
 
 def dumps(table: pa.Table) -> bytes:
+    """lz4, not zstd: a run decodes and re-encodes the whole state, and at 100k entities zstd
+    costs it 0.1 s more (encoding 0.09 against 0.035 s, decoding 0.035 against 0.01 s) for a
+    blob a quarter smaller. `loads` reads either (the codec is recorded per buffer)."""
     sink = io.BytesIO()
-    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
     with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     return sink.getvalue()

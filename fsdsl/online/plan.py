@@ -137,7 +137,7 @@ def record_services(
     again)."""
     current = set(refreshed)
     if any(v not in current for v in repo.views):
-        states = online.all_states()
+        states = online.all_states([v for v in repo.views if v not in current])
         for name, view in repo.views.items():
             if name not in current and states.get(name, {}).get("fp") == fingerprint(view):
                 current.add(name)
@@ -275,7 +275,7 @@ def make_plan(
     """Classify every view (only `views`, when given: a run of some views; removed views are
     then not listed) and every service against what serves and what was last applied. With
     `warehouse`, each view to recompute gets the row count of its source."""
-    states = online.all_states()
+    states = online.all_states(views or None)  # without `views`: every stored one (removed)
     applied = {name: decode(name, value) for name, value in online.read_applied().items()}
     texts, forms = _Texts(), _Forms()
     targets = [repo.views[n] for n in views] if views else list(repo.views.values())
