@@ -449,3 +449,26 @@ def test_a_key_the_script_cannot_write_takes_a_trip_of_its_own(tmp_path, redis_u
     got = [(r["household_id"], r["bills_30d"], r["bills"]) for r in rows]
     assert got == [(r["household_id"], r["bills_30d"], r["bills"]) for r in trained]
     assert got == [(dt.date(2024, 1, 2), 5.0, 1), (dt.date(2023, 12, 31), 7.0, 1), (None, None, 0)]
+
+
+def test_a_large_lookup_is_made_of_short_ones(project, redis_urls, monkeypatch):
+    """Past CHUNK_ROWS rows a lookup is several (Redis never held long by one script or
+    MULTI/EXEC): the rows are those of one lookup, in order, each with its part's as-of time."""
+    url = redis_urls["embedded"]
+    flush(url)
+    keys = [{"device_id": d} for d in DEVICES * 3]
+    with store(project, url) as fs:
+        fs.run(at=T0)
+        whole = fs.online_features("by_device", keys, with_as_of=True, with_status=True)
+        scripts: list[int] = []
+        original = OnlineStore._run_lookup
+
+        def counted(self, args):
+            scripts.append(int(args[0]))  # the rows of each script
+            return original(self, args)
+
+        monkeypatch.setattr(OnlineStore, "_run_lookup", counted)
+        monkeypatch.setattr(lookup_module, "CHUNK_ROWS", 5)
+        parts = fs.online_features("by_device", keys, with_as_of=True, with_status=True)
+    assert parts == whole
+    assert scripts == [5] * (len(keys) // 5) + ([len(keys) % 5] if len(keys) % 5 else [])
