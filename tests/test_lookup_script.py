@@ -126,6 +126,21 @@ def served(rows: list[dict]) -> dict:
     }
 
 
+def counted_trips(monkeypatch) -> list[str]:
+    """The round trips of the lookups that follow, by kind: `_hgetall` (a plain pipeline) or
+    `_read_by_script` (the lookup script), one entry each."""
+    trips: list[str] = []
+    for name in ("_hgetall", "_read_by_script"):
+        original = getattr(OnlineStore, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            trips.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(OnlineStore, name, counted)
+    return trips
+
+
 @pytest.fixture
 def read_again(monkeypatch) -> list:
     """Counts the rows read a second time after the script followed a link the checked hashes
@@ -343,15 +358,7 @@ def test_a_chain_is_two_round_trips_at_most(tmp_path, redis_urls, monkeypatch):
         [(-(2**40) - i if i % 2 else i, 10.0 * (i + 1), T0 - DAY) for i in range(len(users))],
     )
     con.close()
-    trips: list[str] = []
-    for name in ("_hgetall", "_read_by_script"):
-        original = getattr(OnlineStore, name)
-
-        def counted(self, *args, _original=original, _name=name, **kwargs):
-            trips.append(_name)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(OnlineStore, name, counted)
+    trips = counted_trips(monkeypatch)
     url = redis_urls["embedded"]
     flush(url)
     keys = [{"device_id": d} for d in (*(f"d{i}" for i in range(len(users))), "d_lost", "d_none")]
@@ -426,15 +433,7 @@ def test_a_key_the_script_cannot_write_takes_a_trip_of_its_own(tmp_path, redis_u
         [T0 - DAY, T0 - DAY],
     )
     con.close()
-    trips: list[str] = []
-    for name in ("_hgetall", "_read_by_script"):
-        original = getattr(OnlineStore, name)
-
-        def counted(self, *args, _original=original, _name=name, **kwargs):
-            trips.append(_name)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(OnlineStore, name, counted)
+    trips = counted_trips(monkeypatch)
     url = redis_urls["embedded"]
     flush(url)
     keys = [{"device_id": "d1"}, {"device_id": "d2"}, {"device_id": "d3"}]
