@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, int, str]] = [
     ("fsdsl.store", 7, "store"),
     ("fsdsl.docs_site", 7, "docs_site"),  # `fsc docs`: the catalogue as a static site
     ("fsdsl.serve", 8, "serve"),  # `fsc serve`: HTTP over the FeatureStore
+    ("fsdsl.cli_params", 9, "cli"),  # the option conversion of fsc's own process
     ("fsdsl.cli", 9, "cli"),
     ("fsdsl", 10, "package"),  # the package itself: a lazy re-export of FeatureStore
 ]
