@@ -94,28 +94,78 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session")
 def warehouse_urls(tmp_path_factory):
     """URL of every warehouse that can run here; a missing one is absent (tests skip)."""
-    urls = {"duckdb": "duckdb:///:memory:"}
-    problems = {}
-    try:
-        import pgserver
-
-        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
-        uri = server.get_uri()  # postgresql://postgres:@/postgres?host=/path
-        urls["postgres"] = uri.replace("postgresql://", "postgresql+psycopg://", 1)
-    except Exception as e:  # noqa: BLE001 - any reason the server cannot start is reported
-        problems["postgres"] = f"no Postgres server: {e}"
-    try:
-        from fsdsl.backends.spark import local_session
-
-        local_session(str(tmp_path_factory.mktemp("spark")))
-        urls["spark"] = "spark://local[2]"
-    except Exception as e:  # noqa: BLE001
-        problems["spark"] = f"no Spark: {type(e).__name__}: {e}"
-    urls["_problems"] = problems
-    return urls
+    return Warehouses(tmp_path_factory)
 
 
-def warehouse_url(urls: dict, backend: str) -> str:
+class Warehouses:
+    """The warehouses of this test process, each started on first use: a worker that runs no
+    Spark test starts no JVM (under xdist, the Spark tests share one worker, see below)."""
+
+    def __init__(self, tmp_path_factory) -> None:
+        self._tmp = tmp_path_factory
+        self._urls = {"duckdb": "duckdb:///:memory:"}
+        self._problems: dict[str, str] = {}
+
+    def _start(self, backend: str) -> None:
+        if backend in self._urls or backend in self._problems:
+            return
+        try:
+            if backend == "postgres":
+                import pgserver
+
+                server = pgserver.get_server(self._tmp.mktemp("pg"), cleanup_mode="stop")
+                uri = server.get_uri()  # postgresql://postgres:@/postgres?host=/path
+                self._urls[backend] = uri.replace("postgresql://", "postgresql+psycopg://", 1)
+            elif backend == "spark":
+                from fsdsl.backends.spark import local_session
+
+                # a test JVM lives minutes and plans many small queries: the C2 compiler and
+                # parallel GC threads cost more CPU than they save (about 30% of Spark's CPU,
+                # taken from the other xdist worker); the same queries, the same results
+                os.environ.setdefault(
+                    "SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+                )
+                local_session(str(self._tmp.mktemp("spark")))
+                self._urls[backend] = "spark://local[2]"
+            else:
+                self._problems[backend] = f"{backend} unavailable"
+        except Exception as e:  # noqa: BLE001 - any reason the server cannot start is reported
+            what = "no Postgres server" if backend == "postgres" else "no Spark"
+            self._problems[backend] = f"{what}: {type(e).__name__}: {e}"
+
+    def __contains__(self, backend: str) -> bool:
+        self._start(backend)
+        return backend in self._urls
+
+    def __getitem__(self, backend: str) -> str:
+        self._start(backend)
+        return self._urls[backend]
+
+    def problem(self, backend: str) -> str:
+        self._start(backend)
+        return self._problems.get(backend, f"{backend} unavailable")
+
+
+def warehouse_url(urls: Warehouses, backend: str) -> str:
     if backend not in urls:
-        pytest.skip(urls["_problems"].get(backend, f"{backend} unavailable"))
+        pytest.skip(urls.problem(backend))
     return urls[backend]
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent with -p no:xdist
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile`, except that every Spark test (`spark` in its name or parameters) goes
+    to the same worker: one JVM planning queries beats two fighting over the same two cores,
+    each paying Spark's start-up. The rest stays grouped by file, so a module's tests keep
+    sharing their module fixtures and running in order, as they do in a run of that file alone.
+    Any other `--dist` is xdist's own."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SparkOnOneWorker(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            test = nodeid.split("::", 1)[-1]
+            return "spark" if "spark" in test.lower() else super()._split_scope(nodeid)
+
+    return SparkOnOneWorker(config, log)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
@@ -70,8 +71,25 @@ class Server:
             self.proc.wait(10)
 
 
+def worker_index() -> int:
+    """0, 1, ... for the pytest-xdist worker this process is (gw0, gw1, ...); 0 without xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(worker[2:]) if worker.startswith("gw") else 0
+
+
 def external_url() -> str | None:
-    return os.environ.get("FSDSL_REDIS_URL")
+    """FSDSL_REDIS_URL, moved to database `its own + worker index`: the workers of one run share
+    CI's server, and a test that empties its database (FLUSHDB) must not empty another's."""
+    url = os.environ.get("FSDSL_REDIS_URL")
+    if not url or not worker_index():
+        return url
+    parts = urlsplit(url)
+    if parts.scheme == "unix":  # unix:///path?db=N
+        query = dict(parse_qsl(parts.query))
+        query["db"] = str(int(query.get("db", 0)) + worker_index())
+        return f"unix://{parts.netloc}{parts.path}?{urlencode(query)}"
+    db = int(parts.path.strip("/") or 0) + worker_index()
+    return urlunsplit(parts._replace(path=f"/{db}"))
 
 
 def flush(url: str) -> None:
