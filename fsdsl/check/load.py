@@ -329,6 +329,17 @@ class Resolver:
             s.stream.value if s.stream is not None else None,
         )
 
+    def declared(self, kind: str, ref, found: dict, decls):
+        """The entity or source `ref` names, as loaded; None when it is not: unknown is E0201
+        or E0202, while a declared one that failed to load has its own error already."""
+        item = found.get(ref.name)
+        if item is None and ref.name not in decls[kind]:
+            code = {"entity": "E0201", "source": "E0202"}[kind]
+            self.error(
+                code, f"unknown {kind} `{ref.name}`", ref.span, _suggest(ref.name, decls[kind])
+            )
+        return item
+
     # ---- view ----
     def view(self, v: ast.View, entities, sources, decls) -> ir.View | None:
         name = v.name.name
@@ -336,25 +347,11 @@ class Resolver:
             missing = "entity" if v.entity is None else "from"
             self.error("E0206", f"feature view `{name}` has no `{missing}`", v.name.span)
             return None
-        entity = entities.get(v.entity.name)
+        entity = self.declared("entity", v.entity, entities, decls)
         if entity is None:
-            if v.entity.name not in decls["entity"]:
-                self.error(
-                    "E0201",
-                    f"unknown entity `{v.entity.name}`",
-                    v.entity.span,
-                    _suggest(v.entity.name, decls["entity"]),
-                )
             return None
-        source = sources.get(v.source.name)
+        source = self.declared("source", v.source, sources, decls)
         if source is None:
-            if v.source.name not in decls["source"]:
-                self.error(
-                    "E0202",
-                    f"unknown source `{v.source.name}`",
-                    v.source.span,
-                    _suggest(v.source.name, decls["source"]),
-                )
             return None
 
         def unknown(column: str, key: ir.Key) -> tuple[str, str]:
@@ -566,15 +563,8 @@ class Resolver:
             return None
         ends = []
         for end in (a.from_end, a.to_end):
-            entity = entities.get(end.entity.name)
+            entity = self.declared("entity", end.entity, entities, decls)
             if entity is None:
-                if end.entity.name not in decls["entity"]:
-                    self.error(
-                        "E0201",
-                        f"unknown entity `{end.entity.name}`",
-                        end.entity.span,
-                        _suggest(end.entity.name, decls["entity"]),
-                    )
                 return None
             ends.append(entity)
         if ends[0].name == ends[1].name:
@@ -584,15 +574,8 @@ class Resolver:
                 a.to_end.entity.span,
             )
             return None
-        source = sources.get(a.source.name)
+        source = self.declared("source", a.source, sources, decls)
         if source is None:
-            if a.source.name not in decls["source"]:
-                self.error(
-                    "E0202",
-                    f"unknown source `{a.source.name}`",
-                    a.source.span,
-                    _suggest(a.source.name, decls["source"]),
-                )
             return None
 
         def unknown(column: str, key: ir.Key) -> tuple[str, str]:

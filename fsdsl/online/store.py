@@ -41,6 +41,7 @@ run's fresh namespace is retired at once if the run fails, so it never stays beh
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -524,38 +525,45 @@ class OnlineStore:
         guarded = owner is not None and view is not None
         if transaction:
             buffer = command("MULTI") + buffer + command("EXEC")
+        with self.errors(), self._connection() as conn:
+            for _attempt in range(5):
+                if guarded:
+                    lock = f"{PREFIX}:lock:{view}"
+                    conn.send_packed_command(
+                        [command("WATCH", lock) + command("GET", lock)], check_health=False
+                    )
+                    conn.read_response()
+                    if conn.read_response() != _lock_value(owner).encode():
+                        conn.send_command("UNWATCH")
+                        conn.read_response()
+                        raise LockLost(view)
+                conn.send_packed_command([buffer], check_health=False)
+                for _ in range(count + 1 if transaction else count):
+                    conn.read_response()
+                if not transaction:
+                    return
+                done = conn.read_response()  # EXEC: None when a watched key changed
+                if done is not None or not guarded:
+                    for reply in done or ():
+                        if isinstance(reply, Exception):
+                            raise reply
+                    return
+            raise LockLost(view)
+
+    @contextlib.contextmanager
+    def _connection(self):
+        """A connection of the pool for commands encoded here (`send_commands`, `_hgetall`,
+        `_run_lookup`): on any error it is closed, since replies may be left unread on it, and
+        it is returned to the pool in every case."""
         pool = self.client.connection_pool
-        with self.errors():
-            conn = pool.get_connection()
-            try:
-                for _attempt in range(5):
-                    if guarded:
-                        lock = f"{PREFIX}:lock:{view}"
-                        conn.send_packed_command(
-                            [command("WATCH", lock) + command("GET", lock)], check_health=False
-                        )
-                        conn.read_response()
-                        if conn.read_response() != _lock_value(owner).encode():
-                            conn.send_command("UNWATCH")
-                            conn.read_response()
-                            raise LockLost(view)
-                    conn.send_packed_command([buffer], check_health=False)
-                    for _ in range(count + 1 if transaction else count):
-                        conn.read_response()
-                    if not transaction:
-                        return
-                    done = conn.read_response()  # EXEC: None when a watched key changed
-                    if done is not None or not guarded:
-                        for reply in done or ():
-                            if isinstance(reply, Exception):
-                                raise reply
-                        return
-                raise LockLost(view)
-            except BaseException:
-                conn.disconnect()  # replies may be left unread: never reuse it
-                raise
-            finally:
-                pool.release(conn)
+        conn = pool.get_connection()
+        try:
+            yield conn
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
 
     def retire_namespace(self, ns: str) -> None:
         with self.errors():
@@ -790,26 +798,18 @@ class OnlineStore:
         )
         if atomic:
             buffer = b"*1\r\n$5\r\nMULTI\r\n" + buffer + b"*1\r\n$4\r\nEXEC\r\n"
-        pool = self.client.connection_pool
-        with self.errors():
-            conn = pool.get_connection()
-            try:
-                conn.send_packed_command([buffer], check_health=False)
-                read = conn.read_response
-                if not atomic:
-                    return [read() for _ in keys]
-                for _ in range(len(keys) + 1):  # +OK, then +QUEUED for each command
-                    read()
-                replies = read()
-                for reply in replies:
-                    if isinstance(reply, Exception):
-                        raise reply
-                return replies
-            except BaseException:
-                conn.disconnect()  # replies may be left unread: never reuse it
-                raise
-            finally:
-                pool.release(conn)
+        with self.errors(), self._connection() as conn:
+            conn.send_packed_command([buffer], check_health=False)
+            read = conn.read_response
+            if not atomic:
+                return [read() for _ in keys]
+            for _ in range(len(keys) + 1):  # +OK, then +QUEUED for each command
+                read()
+            replies = read()
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return replies
 
     def _run_lookup(self, args: list[bytes]) -> list:
         """EVALSHA of the lookup script, encoded here and sent on a connection of the pool as
@@ -817,29 +817,19 @@ class OnlineStore:
         the script is loaded when the server does not know it (a restart, SCRIPT FLUSH)."""
         import redis
 
-        sha = self._lookup.sha.encode()
-        head = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n0\r\n" % (
-            len(args) + 3,
-            len(sha),
-            sha,
-        )
-        buffer = head + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
-        pool = self.client.connection_pool
+        from fsdsl.online.resp import command
+
+        buffer = command("EVALSHA", self._lookup.sha, "0", *args)
         with self.errors():
             for attempt in range(2):
-                conn = pool.get_connection()
                 try:
-                    conn.send_packed_command([buffer], check_health=False)
-                    return conn.read_response()
+                    with self._connection() as conn:
+                        conn.send_packed_command([buffer], check_health=False)
+                        return conn.read_response()
                 except redis.exceptions.NoScriptError:
                     if attempt:
                         raise
                     self.client.script_load(_LOOKUP)
-                except BaseException:
-                    conn.disconnect()  # a reply may be left unread: never reuse it
-                    raise
-                finally:
-                    pool.release(conn)
         raise AssertionError("unreachable")
 
     def _read_by_script(self, requests: list[Read], with_state: bool) -> list:
