@@ -87,13 +87,11 @@ class Warehouse(ABC):
         already in the ledger table `INGESTED` for `source` are skipped and the others
         recorded there in the same transaction: a batch replayed after a crash is appended
         once. With `commit=False`, inside the transaction the caller opened (`begin`)."""
-        from fsdsl.compile import dialects
-
         rows = data if ids is None else data.append_column(PUSH_ID, pa.array(ids, pa.string()))
         self.register_arrow(PUSHED, rows)
-        statements = append_statements(table, data.column_names, source, ids is not None)
-        d = dialects.get(self.dialect).sqlglot_dialect
-        texts = [s.sql(dialect=d, identify=True) for s in statements]
+        texts = append_texts(
+            self.dialect, tuple(table), tuple(data.column_names), source, ids is not None
+        )
         if commit:
             self.execute_transaction(texts)
         else:
@@ -129,6 +127,20 @@ class Warehouse(ABC):
 PUSHED = "__fsdsl_pushed"  # the relation a push registers its rows under
 PUSH_ID = "__fsdsl_id"  # its idempotence key column
 INGESTED = ("_fsdsl_ingested",)  # the ledger of appended keys: (source, id, ingested_at)
+
+
+@functools.lru_cache(maxsize=64)
+def append_texts(
+    dialect: str, table: tuple[str, ...], columns: tuple[str, ...], source: str, with_ids: bool
+) -> tuple[str, ...]:
+    """`append_statements` printed for `dialect`, kept per process: a stream worker appends to
+    the same table with the same columns every batch, and building and printing the trees
+    cost about 9 ms each time."""
+    from fsdsl.compile import dialects
+
+    d = dialects.get(dialect).sqlglot_dialect
+    statements = append_statements(table, list(columns), source, with_ids)
+    return tuple(s.sql(dialect=d, identify=True) for s in statements)
 
 
 def append_statements(

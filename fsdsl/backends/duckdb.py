@@ -127,31 +127,37 @@ LOCK_TIMEOUT = 300.0
 
 def _connect(path: str, read_only: bool, config: dict, settings: dict):
     """Open `path`, waiting while another process holds it. DuckDB lets one process write a
-    file, or several read it, never both: `fsc stream` holds it a few milliseconds per batch,
-    a training set for its whole query. The wait is said once on stderr, with the holder."""
+    file, or several read it, never both: `fsc stream` keeps it between batches until someone
+    waits (`handoff.py`: the marker this wait leaves tells it), a training set holds it for
+    its whole query. The wait is said once on stderr, with the holder."""
     import sys
     import time
+    from contextlib import ExitStack
 
     import duckdb
 
+    from fsdsl.backends.handoff import waiting_marker
+
     deadline = time.monotonic() + float(settings.get("lock_timeout", LOCK_TIMEOUT))
     delay, said = 0.005, False
-    while True:
-        try:
-            return duckdb.connect(path, read_only=read_only, config=config)
-        except duckdb.IOException as e:
-            text = str(e)
-            if "lock" not in text.lower() or time.monotonic() > deadline:
+    with ExitStack() as waiting:
+        while True:
+            try:
+                return duckdb.connect(path, read_only=read_only, config=config)
+            except duckdb.IOException as e:
+                text = str(e)
+                if "lock" not in text.lower() or time.monotonic() > deadline:
+                    raise UsageError(f"cannot open DuckDB database {path}: {e}", "E0003") from None
+                if not said:
+                    waiting.enter_context(waiting_marker(path))
+                    holder = text.split("Conflicting lock is held in", 1)[-1].strip()
+                    print(
+                        f"waiting for DuckDB database {path}: another process holds it "
+                        f"({holder[:120]})",
+                        file=sys.stderr,
+                    )
+                    said = True
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            except duckdb.Error as e:
                 raise UsageError(f"cannot open DuckDB database {path}: {e}", "E0003") from None
-            if not said:
-                holder = text.split("Conflicting lock is held in", 1)[-1].strip()
-                print(
-                    f"waiting for DuckDB database {path}: another process holds it "
-                    f"({holder[:120]})",
-                    file=sys.stderr,
-                )
-                said = True
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
-        except duckdb.Error as e:
-            raise UsageError(f"cannot open DuckDB database {path}: {e}", "E0003") from None

@@ -1,0 +1,197 @@
+"""A warehouse connection kept open between uses, and handed over to whoever waits for it.
+
+A stream worker or a process pushing events appends rows many times a second. Opening and
+closing the embedded DuckDB file for every batch cost about 30 ms of a 200 ms batch; keeping it
+open would shut every other command out, since DuckDB lets one process write a file, or several
+read it, never both. So the two sides talk through the file system:
+
+* a process that finds the file locked says that it waits: a marker in `<db>.waiting/`, named
+  by its pid, there until it has opened the file or given up (`waiting_marker`, used by the
+  DuckDB backend's open);
+* a process keeping the file (`Held`) closes it as soon as it is not in use and someone else
+  waits, checked every POLL seconds by a watcher thread, and after IDLE seconds unused. Before
+  opening again it gives a waiter that has not yet taken the file GRACE seconds to do so, so
+  that a waiter is not starved by a writer that reopens at once.
+
+A marker left by a process that died is ignored (its pid is gone) and removed. Other backends
+have no single-writer file: `Held` only closes their connection when it has been idle.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+POLL = 0.02  # seconds between a holder's checks for a waiter
+IDLE = 5.0  # seconds unused after which a held connection is closed anyway
+GRACE = 0.5  # seconds a holder lets a waiter take the file before opening it again
+
+
+def waiting_dir(path: str) -> Path:
+    return Path(f"{path}.waiting")
+
+
+@contextmanager
+def waiting_marker(path: str) -> Iterator[None]:
+    """Say that this process (thread) waits for the file at `path`, while the block runs."""
+    folder = waiting_dir(path)
+    marker = folder / f"{os.getpid()}.{threading.get_ident()}"
+    try:
+        folder.mkdir(exist_ok=True)
+        marker.touch()
+    except OSError:  # a read-only folder: waiting still works, only more slowly
+        marker = None
+    try:
+        yield
+    finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def waiters(path: str) -> list[int]:
+    """The pids of the live processes, other than this one, waiting for the file at `path`;
+    markers of dead processes are removed on the way."""
+    folder = waiting_dir(path)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    me, found = os.getpid(), []
+    for name in names:
+        head = name.partition(".")[0]
+        if not head.isdigit():
+            continue
+        pid = int(head)
+        if pid == me:
+            continue
+        if _alive(pid):
+            found.append(pid)
+        else:
+            (folder / name).unlink(missing_ok=True)
+    return found
+
+
+class Held:
+    """One connection, opened by `open_fn` on first use and kept until another process waits
+    for the file at `path` (None: no such file), or until it has been idle IDLE seconds.
+    `use()` is the only way in; one user at a time (a lock), and the watcher thread closes the
+    connection only between uses."""
+
+    def __init__(
+        self,
+        open_fn: Callable[[], object],
+        path: str | None,
+        *,
+        idle: float = IDLE,
+        poll: float = POLL,
+        grace: float = GRACE,
+    ):
+        self._open = open_fn
+        self._path = path
+        self._idle, self._poll, self._grace = idle, poll, grace
+        self._lock = threading.Lock()
+        self._conn = None
+        self._last_used = 0.0
+        self._handed_over = 0.0  # when it was last closed for a waiter
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.handovers = 0  # how often a waiter was let in (tests, reports)
+
+    @contextmanager
+    def use(self) -> Iterator[object]:
+        """The connection, opened if needed. An error inside the block closes it: a broken
+        connection is never handed to the next use."""
+        with self._lock:
+            if self._conn is None:
+                self._let_waiter_in()
+                self._conn = self._open()
+                self._start_watcher()
+            try:
+                yield self._conn
+            except BaseException:
+                self._close_locked()
+                raise
+            finally:
+                self._last_used = time.monotonic()
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    def release_if_wanted(self) -> bool:
+        """Close the connection if it is not in use and another process waits for the file
+        (or it has been idle too long); True if it was closed for a waiter."""
+        if not self._lock.acquire(blocking=False):
+            return False  # in use: checked again after
+        try:
+            return self._check_locked()
+        finally:
+            self._lock.release()
+
+    def _check_locked(self) -> bool:
+        if self._conn is None:
+            return False
+        if self._path is not None and waiters(self._path):
+            self._close_locked()
+            self._handed_over = time.monotonic()
+            self.handovers += 1
+            return True
+        if time.monotonic() - self._last_used >= self._idle:
+            self._close_locked()
+        return False
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            self._close_locked()
+            self._watcher = None  # a later use starts another
+
+    def _let_waiter_in(self) -> None:
+        """Just after handing the file over, wait (up to GRACE) until the waiter has it."""
+        if self._path is None or time.monotonic() - self._handed_over > self._grace:
+            return
+        deadline = self._handed_over + self._grace
+        while time.monotonic() < deadline and waiters(self._path):
+            time.sleep(0.005)
+
+    def _close_locked(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - a broken connection is closed as far as it goes
+                pass
+
+    def _start_watcher(self) -> None:
+        """Under the lock: so is the watcher's decision to stop (no connection left to
+        watch), and a use that opens again always finds it running or starts one."""
+        if self._watcher is None:
+            self._stop.clear()
+            self._watcher = threading.Thread(target=self._watch, name="fsdsl-held", daemon=True)
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._poll):
+            if not self._lock.acquire(blocking=False):
+                continue  # in use
+            try:
+                self._check_locked()
+                if self._conn is None:
+                    self._watcher = None
+                    return
+            finally:
+                self._lock.release()

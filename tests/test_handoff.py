@@ -1,0 +1,157 @@
+"""A warehouse file kept open between batches is handed over to whoever waits for it
+(`fsdsl/backends/handoff.py`): real DuckDB files, real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import duckdb
+import pytest
+
+from fsdsl.backends import connect
+from fsdsl.backends.handoff import Held, waiters, waiting_dir, waiting_marker
+from fsdsl.diagnostics import UsageError
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = str(tmp_path / "wh.duckdb")
+    con = duckdb.connect(path)
+    con.execute("CREATE TABLE t (x INTEGER)")
+    con.close()
+    return path
+
+
+def writable(path: str):
+    return lambda: connect(f"duckdb:///{path}", {"writable": True})
+
+
+def test_a_marker_names_a_live_waiter_other_than_this_process(db):
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        folder = waiting_dir(db)
+        folder.mkdir()
+        (folder / f"{other.pid}.1").touch()
+        assert waiters(db) == [other.pid]
+        with waiting_marker(db):  # this process's own marker is not a waiter for it
+            assert waiters(db) == [other.pid]
+        assert sorted(os.listdir(folder)) == [f"{other.pid}.1"]
+    finally:
+        other.kill()
+        other.wait()
+    # a dead process's marker is ignored, and removed
+    assert waiters(db) == []
+    assert os.listdir(waiting_dir(db)) == []
+
+
+def test_a_held_connection_is_kept_between_uses(db):
+    held = Held(writable(db), db)
+    try:
+        with held.use() as first:
+            first.execute_statement("INSERT INTO t VALUES (1)")
+        with held.use() as second:
+            assert second is first
+        assert held.handovers == 0
+    finally:
+        held.close()
+    assert not held.is_open
+
+
+READER = """
+import sys, time
+from fsdsl.backends import connect
+started = time.monotonic()
+wh = connect(sys.argv[1], {"lock_timeout": 10})
+n = wh.execute_sql("SELECT count(*) AS n FROM t").column("n")[0].as_py()
+print(n, time.monotonic() - started)
+wh.close()
+"""
+
+
+def test_a_process_waiting_for_the_file_gets_it_from_an_idle_holder(db):
+    held = Held(writable(db), db, idle=60)
+    try:
+        with held.use() as wh:
+            wh.execute_statement("INSERT INTO t VALUES (1), (2)")
+        # the holder is idle but keeps the file: the reader waits, says so, and is let in
+        out = subprocess.run(
+            [sys.executable, "-c", READER, f"duckdb:///{db}"], capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        count, waited = out.stdout.split()
+        assert count == "2"
+        assert "waiting for DuckDB database" in out.stderr
+        assert float(waited) < 5, waited
+        assert held.handovers == 1
+        assert not held.is_open
+        assert waiters(db) == []  # the reader's marker went with it
+        # the holder opens the file again on its next use
+        with held.use() as wh:
+            wh.execute_statement("INSERT INTO t VALUES (3)")
+    finally:
+        held.close()
+    con = duckdb.connect(db, read_only=True)
+    assert con.execute("SELECT count(*) FROM t").fetchone() == (3,)
+    con.close()
+
+
+def test_a_holder_in_use_finishes_before_the_waiter_gets_the_file(db):
+    held = Held(writable(db), db, idle=60)
+    try:
+        with held.use() as wh:
+            reader = subprocess.Popen(
+                [sys.executable, "-c", READER, f"duckdb:///{db}"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            deadline = time.monotonic() + 30
+            while not waiters(db) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert waiters(db) == [reader.pid]
+            time.sleep(0.2)  # in use: not handed over, whatever the watcher sees
+            assert held.is_open and reader.poll() is None
+            wh.execute_statement("INSERT INTO t VALUES (7)")
+        out, err = reader.communicate(timeout=30)
+        assert reader.returncode == 0, err
+        assert out.split()[0] == "1"  # it read what the use committed
+    finally:
+        held.close()
+
+
+def test_an_error_inside_a_use_closes_the_connection(db):
+    held = Held(writable(db), db)
+    try:
+        with pytest.raises(UsageError):
+            with held.use() as wh:
+                wh.execute_statement("INSERT INTO missing VALUES (1)")
+        assert not held.is_open
+        with held.use() as wh:  # and the next use opens a new one
+            wh.execute_statement("INSERT INTO t VALUES (1)")
+    finally:
+        held.close()
+
+
+def test_an_idle_connection_is_closed(db):
+    held = Held(writable(db), db, idle=0.1, poll=0.01)
+    try:
+        with held.use():
+            pass
+        deadline = time.monotonic() + 10
+        while held.is_open and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not held.is_open
+        # the file is free: another connection (this process) opens it
+        con = duckdb.connect(db)
+        con.close()
+        with held.use():  # and it opens again, with a watcher of its own
+            pass
+        deadline = time.monotonic() + 10
+        while held.is_open and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not held.is_open
+    finally:
+        held.close()
