@@ -155,3 +155,18 @@ def test_an_idle_connection_is_closed(db):
         assert not held.is_open
     finally:
         held.close()
+
+
+def test_a_query_result_comes_back_without_a_warning(db):
+    """`execute_sql` takes the DB-API path (one bind, not two) and silences only DuckDB's
+    note about the copy that path makes."""
+    import warnings
+
+    wh = connect(f"duckdb:///{db}", {})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = wh.execute_sql("SELECT $x + 1 AS y", {"x": 41})
+        assert out.column("y").to_pylist() == [42]
+    finally:
+        wh.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,10 @@ import pyarrow as pa
 from fsdsl.backends.base import Warehouse
 from fsdsl.diagnostics import UsageError
 from fsdsl.project import duckdb_path
+
+# Said by DuckDB on every Arrow result of `con.execute` (see `execute_sql`): chosen, not a
+# mistake, and only this message is silenced, where it is said.
+COPY_WARNING = "Arrow output on a DB-API result makes an extra copy"
 
 
 class DuckDBWarehouse(Warehouse):
@@ -106,11 +111,14 @@ class DuckDBWarehouse(Warehouse):
         import duckdb
 
         try:
-            return (
-                self.con.sql(sql, params=params).to_arrow_table()
-                if params
-                else self.con.sql(sql).to_arrow_table()
-            )
+            # Through the DB-API, not `con.sql(...)`: a relation binds the query once to
+            # describe it and again to run it, about 20 ms of a 50 ms incremental refresh
+            # query, while the copy this path makes of the result costs ~10% of a plain scan's
+            # time and nothing next to a query that computes anything.
+            cursor = self.con.execute(sql, params) if params else self.con.execute(sql)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=COPY_WARNING, category=UserWarning)
+                return cursor.to_arrow_table()
         except duckdb.Error as e:
             raise UsageError(
                 f"the warehouse rejected the query: {str(e).splitlines()[0]}", "E0410"
