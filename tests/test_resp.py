@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from redis_servers import flush
 
 from fsdsl.online.checksum import verified
-from fsdsl.online.resp import del_rows, hset_rows
+from fsdsl.online.resp import command, command_pieces, del_rows, hset_rows
 from fsdsl.online.store import OnlineStore
 
 texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
@@ -64,3 +64,18 @@ def test_deletes_and_errors(redis_urls):
     with pytest.raises(Exception, match="online store"):
         store.send_commands(buffer, count, transaction=False)
     assert client.ping()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    args=st.lists(
+        st.one_of(texts, st.binary(max_size=40), st.binary(min_size=7000, max_size=7001)),
+        max_size=5,
+    )
+)
+def test_commands_are_encoded_as_redis_py_packs_them(args):
+    """`command` (and its pieces, which leave a large value uncopied) against redis-py (which
+    splits its first argument, the command's name, at spaces)."""
+    args = ["HSET", *args]
+    packed = b"".join(redis.connection.Connection().pack_command(*args))
+    assert command(*args) == packed == b"".join(command_pieces(*args))

@@ -16,6 +16,7 @@ import hashlib
 
 from fsdsl import canonical, ir
 from fsdsl.compile.state import state_columns
+from fsdsl.online.memo import per_view
 from fsdsl.online.store import LAYOUT
 
 # Bump by hand in the commit that changes a value any compiler emits, for any view, on any
@@ -27,18 +28,26 @@ SEMANTICS_VERSION = 1
 
 def fingerprint(view: ir.View) -> str:
     """16 hex digits naming what `view`'s stored values mean."""
-    # The state's columns are numbered by an aggregation's first use, so the same definition
-    # written in another order stores another layout: each column's aggregation, in order.
-    aggregations = [canonical.expr_form(a).digest for a in view.aggregates()]
     parts = [
         f"semantics {SEMANTICS_VERSION}",
         f"layout {LAYOUT}",  # hashes without checksums are refreshed in full, never misread
+        *_view_parts(view),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+@per_view
+def _view_parts(view: ir.View) -> tuple[str, ...]:
+    """The parts of the view's own: a walk of its whole definition, once per view object."""
+    # The state's columns are numbered by an aggregation's first use, so the same definition
+    # written in another order stores another layout: each column's aggregation, in order.
+    aggregations = [canonical.expr_form(a).digest for a in view.aggregates()]
+    return (
         f"view {canonical.view_form(view).digest}",
         "state " + ",".join(f"{name}:{t}" for name, t in state_columns(view)),
         "aggregations " + ",".join(aggregations),
         "types " + ",".join(f"{f.name}:{f.type}" for f in sorted(view.features, key=_name)),
-    ]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    )
 
 
 def _name(f: ir.Feature) -> str:

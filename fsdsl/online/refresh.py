@@ -23,6 +23,7 @@ from fsdsl.online import aggstate
 from fsdsl.online import cache as compiled_cache
 from fsdsl.online.codec import encode_array, encode_column, key_array, lit
 from fsdsl.online.fingerprint import fingerprint
+from fsdsl.online.memo import per_view
 from fsdsl.online.resp import del_rows, hset_rows
 from fsdsl.online.runlock import RunLock
 from fsdsl.online.store import MARKER, LockLost, OnlineStore, aggregates_digest_of
@@ -70,8 +71,11 @@ def refresh_sql(view: ir.View, dialect: str, cache: Path | None = None, dirty: b
 
 def _compile_key(view: ir.View, dialect: str, dirty: bool = False) -> str:
     form = "\ndirty" if dirty else ""
-    text = f"{view!r}\n{dialect}\n{_dialect_class(dialect)}\n{_compiler_version()}{form}"
+    text = f"{_view_text(view)}\n{dialect}\n{_dialect_class(dialect)}\n{_compiler_version()}{form}"
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+_view_text = per_view(repr)  # the whole definition: a stream worker keys every batch with it
 
 
 def _dialect_class(name: str) -> str:
@@ -237,13 +241,16 @@ def refresh_view(
             # No entity changed (no new row, none left a window or its TTL): the merged state
             # is the stored one, row for row, and stays where it is under this namespace's
             # digest; only the as-of time moves. Else the changed rows replace theirs.
-            aggregates = None
+            aggregates, digest = None, None
             if not (incremental and result.num_rows == 0):
                 changed = aggstate.from_result(view, result)
                 new_state = (
-                    aggstate.merge(view, old_state, changed) if old_state is not None else changed
+                    aggstate.merge(view, old_state, changed)
+                    if old_state is not None
+                    else aggstate.compact(changed)
                 )
                 aggregates = aggstate.dumps(new_state)
+                digest = aggregates_digest_of(ns, aggregates)
             serving = {
                 "ns": ns,
                 "fp": fp,
@@ -263,10 +270,10 @@ def refresh_view(
                     buffer, count = hset_rows(put[0], put[1], MARKER, replace=True)
                     extra, more = del_rows(gone)
                 tail, n = online.state_commands(
-                    view.name, serving, aggregates, len(pending), applied
+                    view.name, serving, aggregates, len(pending), applied, digest=digest
                 )
                 online.send_commands(
-                    buffer + extra + tail, count + more + n, transaction=True, **guard
+                    [buffer, extra, tail], count + more + n, transaction=True, **guard
                 )
                 run.entities_removed += len(gone)
                 run.entities_written += len(put[0])
@@ -306,10 +313,11 @@ def refresh_view(
                     owner=owner,
                     pending_done=len(pending),
                     applied=applied,
+                    digest=digest,
                 )
             committed = True
-            if keep_state and aggregates is not None:
-                _keep_state(ns, aggregates_digest_of(ns, aggregates), new_state)
+            if keep_state and digest is not None:
+                _keep_state(ns, digest, new_state)
         except LockLost:
             raise LockLost(view.name, _written(run, wrote_empty, previous)) from None
         finally:
@@ -385,8 +393,9 @@ def late_keys(view: ir.View, pending: list[bytes], previous: str | None) -> pa.T
         for w in whole:
             keep = pc.and_(keep, w)
         parts.append(t.filter(keep).select(keys))
-    late = pa.concat_tables(parts).group_by(keys).aggregate([])
-    return late if late.num_rows else None
+    if not any(part.num_rows for part in parts):  # a stream's usual batch: half its cost
+        return None
+    return pa.concat_tables(parts).group_by(keys).aggregate([])
 
 
 def _written(run: ViewRun, wrote_empty: bool, previous: str | None) -> str:

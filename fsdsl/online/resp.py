@@ -21,12 +21,24 @@ CRLF = lit("\r\n")
 
 
 def bulk(text: str | bytes) -> bytes:
-    data = text.encode() if isinstance(text, str) else text
-    return b"$%d\r\n%s\r\n" % (len(data), data)
+    return b"".join(_bulk_pieces(text))
 
 
 def command(*args: str | bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(bulk(a) for a in args)
+    return b"".join(command_pieces(*args))
+
+
+def command_pieces(*args: str | bytes) -> list[bytes]:
+    """`command`'s bytes in pieces, each argument's value one of them as given: joining the
+    pieces of several commands at once copies a large value (an aggregate state of megabytes)
+    once, where `%`-formatting it into its bulk string and that into its command costs
+    milliseconds each."""
+    return [b"*%d\r\n" % len(args), *(p for a in args for p in _bulk_pieces(a))]
+
+
+def _bulk_pieces(text: str | bytes) -> tuple[bytes, bytes, bytes]:
+    data = text.encode() if isinstance(text, str) else text
+    return b"$%d\r\n" % len(data), data, b"\r\n"
 
 
 def _bulks(values: pa.Array) -> pa.Array:

@@ -281,15 +281,19 @@ class OnlineStore:
         owner: str | None = None,
         pending_done: int = 0,
         applied: tuple[str, str] | None = None,
+        digest: bytes | None = None,
     ) -> None:
         """Advance what serves; with `aggregates`, replace the namespace's aggregate state in
         the same transaction, so that the state always matches the as-of time it is for; with
         `applied` (a field and value of `fsdsl:applied`), record the definition it serves.
+        `digest`: `aggregates_digest_of(state["ns"], aggregates)`, when the caller has it.
 
         With `owner`, only while that run holds the view's lock (checked under WATCH, so a
         lock lost between the check and EXEC aborts the transaction): raises LockLost."""
 
-        buffer, count = self.state_commands(view, state, aggregates, pending_done, applied)
+        buffer, count = self.state_commands(
+            view, state, aggregates, pending_done, applied, digest=digest
+        )
         self.send_commands(buffer, count, transaction=True, view=view, owner=owner)
 
     def state_commands(
@@ -299,22 +303,23 @@ class OnlineStore:
         aggregates: bytes | None = None,
         pending_done: int = 0,
         applied: tuple[str, str] | None = None,
+        *,
+        digest: bytes | None = None,
     ) -> tuple[bytes, int]:
         """The commands of `set_state`, encoded (see `resp.py`): for a run that writes its
         entities and its state in one MULTI, so that a reader never sees values newer than
-        the as-of time the state beside them says."""
-        from fsdsl.online.resp import command
+        the as-of time the state beside them says. The aggregate state is copied once, into
+        the result (a stream batch rewrites megabytes of it)."""
+        from fsdsl.online.resp import command, command_pieces
 
         out, n = [], 0
         if aggregates is not None:
             key = f"{PREFIX}:agg:{state['ns']}"
             named = _agg_parts(aggregates)
-            flat = [
-                x
-                for k, v in {**named, _MARKER: _agg_digest(state["ns"], named)}.items()
-                for x in (k, v)
-            ]
-            out += [command("DEL", key), command("HSET", key, *flat)]
+            if digest is None:
+                digest = _agg_digest(state["ns"], named)
+            flat = [x for k, v in {**named, _MARKER: digest}.items() for x in (k, v)]
+            out += [command("DEL", key), *command_pieces("HSET", key, *flat)]
             n += 2
         if pending_done:
             out.append(command("LTRIM", f"{PREFIX}:pending:{view}", str(pending_done), "-1"))
@@ -501,15 +506,16 @@ class OnlineStore:
 
     def send_commands(
         self,
-        buffer: bytes,
+        buffer: bytes | list[bytes],
         count: int,
         transaction: bool,
         *,
         view: str | None = None,
         owner: str | None = None,
     ) -> None:
-        """Send `count` commands already encoded in RESP (see `resp.py`) in one write, as one
-        MULTI/EXEC with `transaction`, and read every reply (an error reply raises).
+        """Send `count` commands already encoded in RESP (see `resp.py`) at once, as one
+        MULTI/EXEC with `transaction`, and read every reply (an error reply raises). `buffer`
+        may be a list of pieces, sent in order: a large one is then never copied to join it.
 
         With `owner` (a transaction into the namespace that serves `view`), the batch is
         applied only while that run holds the view's lock: the lock is WATCHed and compared
@@ -523,8 +529,9 @@ class OnlineStore:
         if not count:
             return
         guarded = owner is not None and view is not None
+        pieces = [buffer] if isinstance(buffer, bytes) else list(buffer)
         if transaction:
-            buffer = command("MULTI") + buffer + command("EXEC")
+            pieces = [command("MULTI"), *pieces, command("EXEC")]
         with self.errors(), self._connection() as conn:
             for _attempt in range(5):
                 if guarded:
@@ -537,7 +544,7 @@ class OnlineStore:
                         conn.send_command("UNWATCH")
                         conn.read_response()
                         raise LockLost(view)
-                conn.send_packed_command([buffer], check_health=False)
+                conn.send_packed_command(pieces, check_health=False)
                 for _ in range(count + 1 if transaction else count):
                     conn.read_response()
                 if not transaction:
