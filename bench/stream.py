@@ -53,12 +53,13 @@ sys.path.insert(0, str(HERE))
 
 from scales import DATA  # noqa: E402
 
+from fsdsl.online.stream import BATCH  # noqa: E402 - the worker's reads, and the raw consumer's
+
 SOURCE, SERVICE = "page_views", "recommender"
 KEY = f"fsc:stream:{SOURCE}"
 GROUP = "fsc"
 RAW_KEY = "fsc:bench:raw"  # the raw baselines' own keys, removed afterwards
 CATEGORIES = ["electronics", "books", "home", "garden", "toys", "fashion", "sports", "beauty"]
-BATCH = 5000  # the worker's default micro-batch, and the raw consumer's read size
 
 
 def utc_now() -> dt.datetime:

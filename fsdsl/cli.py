@@ -1121,7 +1121,7 @@ def stream(
         float,
         typer.Option(help="Seconds between refreshes by time alone (windows and TTLs move)."),
     ] = 1.0,
-    batch: Annotated[int, typer.Option(help="Entries per micro-batch, at most.")] = 5000,
+    batch: Annotated[int, typer.Option(help="Entries per micro-batch, at most.")] = 20_000,
     group: Annotated[
         str, typer.Option(help="The consumer group: workers of one group share the work.")
     ] = "fsc",

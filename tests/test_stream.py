@@ -498,3 +498,13 @@ def test_runs_after_streaming_leave_every_value_unchanged(env):
         ]
         assert not changed, f"{len(changed)} entities changed by `fsc run {full}`: {changed[:2]}"
     assert_exact(env, ids)
+
+
+def test_the_command_line_reads_batches_as_large_as_the_library():
+    """`fsc stream --batch` defaults to the worker's own BATCH (catch-up speed depends on it)."""
+    import inspect
+
+    from fsdsl import cli
+    from fsdsl.online.stream import BATCH
+
+    assert inspect.signature(cli.stream).parameters["batch"].default == BATCH

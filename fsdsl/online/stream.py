@@ -39,7 +39,11 @@ if TYPE_CHECKING:
 GROUP = "fsc"
 DEAD_PREFIX = "fsc:dead:"
 CLAIM_IDLE_MS = 30_000  # an entry pending this long belongs to a consumer presumed dead
-BATCH = 5_000  # entries per read, at most
+# Entries per read, at most. Under a steady load a read takes what arrived during the last
+# batch (tens of entries at 1,000/s); a backlog is read in batches this large: each batch pays
+# the views' refresh queries (their planning most of all) once, so larger batches catch up
+# faster (5,000: 8,300 events/s, 20,000: 14,400 on this 2-core machine).
+BATCH = 20_000
 ENTRY_POINTS = "fsdsl.streams"
 # The worker's consumer name in its group; random (host:pid:nonce) when unset. Give each worker
 # a stable name of its own (a unit or pod name) so that one restarted after a crash resumes the
@@ -150,11 +154,17 @@ class RedisStreamReader:
         return [self._entry(key, i, f) for i, f in items if f is not None]
 
     def _entry(self, key, entry_id, fields) -> Entry:
-        return Entry(
-            self.by_key[_text(key)],
-            _text(entry_id),
-            {_text(k): _text(v) for k, v in fields.items()} if fields else {},
-        )
+        if not fields:
+            data = {}
+        else:
+            try:  # bytes, as this client reads them: decoded inline (20k entries: 0.06 s less)
+                data = {
+                    k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+                    for k, v in fields.items()
+                }
+            except AttributeError:  # a client that decodes replies itself
+                data = {_text(k): _text(v) for k, v in fields.items()}
+        return Entry(self.by_key[_text(key)], _text(entry_id), data)
 
     def ack(self, entries: list[Entry], dead: list[tuple[Entry, str]] = ()) -> None:
         by_key: dict[str, list[str]] = {}
