@@ -137,6 +137,63 @@ def test_only_the_owner_renews_or_releases_the_lock(redis_urls):
     assert client.get("fsdsl:lock:v") is None
 
 
+def test_a_push_takes_its_locks_together_or_in_order(redis_urls):
+    """A push's views' locks: all free, taken in one step and released together; one held by
+    another run, taken one by one in name order, waiting for it (never holding a lock past
+    it meanwhile: two pushes never wait for each other in a cycle), and on giving up none of
+    ours is left held, and the other run's lock is left alone."""
+    from fsdsl.online.runlock import hold_all
+
+    url = redis_urls["embedded"]
+    flush(url)
+    client = redis.Redis.from_url(url)
+    store = OnlineStore(url)
+    views = ["a", "b", "c"]
+    with hold_all(store, views, "me") as locks:
+        assert [lock.view for lock in locks] == views
+        assert all(client.get(f"fsdsl:lock:{v}") for v in views)
+        assert not store.lock("b", "other", seconds=10)
+    assert not client.keys("fsdsl:lock:*")
+
+    assert store.lock("b", "other", seconds=10)
+    seen = []
+    with pytest.raises(UsageError) as e:
+        with hold_all(store, views, "me", wait=0.2):
+            pass
+    assert e.value.code == "E0506"
+    assert client.keys("fsdsl:lock:*") == [b"fsdsl:lock:b"]  # a released, c never taken
+    assert store.unlock("b", "other")
+
+    assert store.lock("b", "other", seconds=10)
+    threading.Timer(0.3, store.unlock, ("b", "other")).start()
+    with hold_all(store, views, "me", wait=5, waiting=seen.append):
+        assert seen and all(store.keep_lock(v, "me") for v in views)
+    assert not client.keys("fsdsl:lock:*")
+
+
+def test_pending_keys_are_recorded_for_all_views_or_none(redis_urls):
+    """A push records its pending keys only while it holds every view's lock: one lost, none
+    is recorded (LockLost), so no list holds keys of rows that will not be appended."""
+    from fsdsl.online.store import LockLost
+
+    url = redis_urls["embedded"]
+    flush(url)
+    client = redis.Redis.from_url(url)
+    store = OnlineStore(url)
+    assert store.lock_all(["a", "b"], "me")
+    store.add_pending_all({"a": b"1", "b": b"2"}, "me")
+    assert client.lrange("fsdsl:pending:a", 0, -1) == [b"1"]
+    assert client.lrange("fsdsl:pending:b", 0, -1) == [b"2"]
+    client.set("fsdsl:lock:b", "someone else")
+    with pytest.raises(LockLost) as e:
+        store.add_pending_all({"a": b"3", "b": b"4"}, "me")
+    assert e.value.view == "b"
+    assert client.llen("fsdsl:pending:a") == 1 and client.llen("fsdsl:pending:b") == 1
+    assert not store.lock_all(["a", "b"], "me")  # b is held: a is not taken either
+    assert store.unlock_all(["a", "b"], "me") == 1  # a, ours; b, not ours, left alone
+    assert client.get("fsdsl:lock:b") == b"someone else"
+
+
 def _served(client: redis.Redis) -> dict:
     """Every stored value of the view, as readers see them."""
     return {

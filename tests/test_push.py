@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import traceback
 
 import duckdb
 import pyarrow as pa
@@ -247,6 +248,33 @@ def test_fsc_push_from_files_and_stdin(project, tmp_path):
     res = runner.invoke(app, ["push", defs, "nope", "-", "--online", url], input=lines)
     assert res.exit_code == 2 and "E0524" in res.output
     assert count(root, "web.page_views") == before + 6
+
+
+def test_a_push_takes_few_round_trips(project, monkeypatch):
+    """A stream batch is a push: each round trip to Redis costs it a few tenths of a
+    millisecond, per view. A small push of `page_views` (two views) takes one to lock both
+    views, one to record their pending keys, two to read what both runs start from (their
+    states, then what those name), two per view to commit (the lock checked, then the
+    MULTI/EXEC) and one to release both locks. Pinned so that a read added per view shows."""
+    from redis.connection import AbstractConnection
+
+    root, url = project
+    sent: list[str] = []
+    send = AbstractConnection.send_packed_command
+
+    def counted(self, *args, **kwargs):
+        sent.append(traceback.extract_stack(limit=4)[0].name)
+        return send(self, *args, **kwargs)
+
+    with FeatureStore(root / "definitions", online=url) as store:
+        # the first push loads the scripts into Redis and keeps the aggregate states
+        store.push("page_views", [view(1, "u1", AT)], at=AT + dt.timedelta(minutes=1))
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+        store.push("page_views", [view(2, "u2", AT)], at=AT + dt.timedelta(minutes=2))
+        monkeypatch.undo()
+        assert_verified(store.verify(sample=60))
+    views = 2
+    assert len(sent) == 1 + 1 + 2 + 2 * views + 1, sent
 
 
 def test_a_kept_state_is_not_used_once_a_run_replaced_it(tmp_path, redis_urls):

@@ -26,13 +26,12 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from fsdsl import ir
 from fsdsl.diagnostics import UsageError
 from fsdsl.online.refresh import ViewRun, pending_batch, refresh_view
-from fsdsl.online.runlock import RunLock
+from fsdsl.online.runlock import hold_all
 from fsdsl.online.store import OnlineStore
 
 MODES = ("online_and_offline", "online", "offline")
@@ -99,15 +98,10 @@ def apply(
     )
     result = PushResult(source.name, mode, data.num_rows, None)
     owner = owner or uuid.uuid4().hex
-    with ExitStack() as held:
-        # every view's lock, in name order (two pushes never wait for each other in a cycle)
-        locks = [
-            held.enter_context(RunLock(online, v.name, owner, wait=LOCK_WAIT, waiting=waiting))
-            for v in views
-        ]
+    # every view's lock, in name order (two pushes never wait for each other in a cycle)
+    with hold_all(online, [v.name for v in views], owner, LOCK_WAIT, waiting) as locks:
         # online mode too: its late rows must make their entities dirty in this refresh
-        for v in views:
-            online.add_pending(v.name, pending_batch(v, data), owner)
+        online.add_pending_all({v.name: pending_batch(v, data) for v in views}, owner)
         if mode == "offline":
             wh.append(source.table, data, source.name, ids)
             result.seconds = time.perf_counter() - started
@@ -120,14 +114,24 @@ def apply(
         try:
             if at is None:
                 at = max(now(), accepted_at + dt.timedelta(microseconds=1))
-            states = [online.state(v.name).get("as_of") for v in views]
-            for prev in states:  # never behind a state another run left ahead of the clock
+            # what each run reads first, read at once (it is not changed under the locks)
+            inputs = online.run_inputs([v.name for v in views])
+            for read in inputs:  # never behind a state another run left ahead of the clock
+                prev = read.state.get("as_of")
                 if prev is not None:
                     at = max(at, dt.datetime.fromisoformat(prev))
-            for v, lock in zip(views, locks, strict=True):
+            for v, lock, read in zip(views, locks, inputs, strict=True):
                 result.views.append(
                     refresh_view(
-                        repo, v, wh, online, at, cache=cache, lock=lock, keep_state=keep_state
+                        repo,
+                        v,
+                        wh,
+                        online,
+                        at,
+                        cache=cache,
+                        lock=lock,
+                        keep_state=keep_state,
+                        inputs=read,
                     )
                 )
             result.as_of = at.isoformat()

@@ -26,7 +26,7 @@ from fsdsl.online.fingerprint import fingerprint
 from fsdsl.online.memo import per_view
 from fsdsl.online.resp import del_rows, hset_rows
 from fsdsl.online.runlock import RunLock
-from fsdsl.online.store import MARKER, LockLost, OnlineStore, aggregates_digest_of
+from fsdsl.online.store import MARKER, LockLost, OnlineStore, RunInputs, aggregates_digest_of
 
 if TYPE_CHECKING:
     from sqlglot import exp
@@ -181,19 +181,23 @@ def refresh_view(
     lock: RunLock | None = None,
     keep_state: bool = False,
     applied: tuple[str, str] | None = None,
+    inputs: RunInputs | None = None,
 ) -> ViewRun:
     """Refresh `view` as of `at`. With `lock`, the caller already holds the view's lock (a
     push, which appended its rows under it) and keeps it after this returns. `keep_state`: a
     long-lived process (a stream worker) keeps the aggregate state it wrote and reuses it
     while Redis holds the same digest, instead of reading it back (`_kept_state`). `applied`:
-    the record of the definition (`plan.applied_view`), stored with the state that serves it."""
+    the record of the definition (`plan.applied_view`), stored with the state that serves it.
+    `inputs`: what the run reads first (`OnlineStore.run_inputs`), when the caller read it
+    under `lock` (a push reads every view's at once)."""
     started = time.perf_counter()
     fp = fingerprint(view)
     owner = lock.owner if lock is not None else uuid.uuid4().hex
     # held, and renewed in the background, until the run ends: its query included
     with nullcontext(lock) if lock is not None else RunLock(online, view.name, owner) as held:
-        state = online.state(view.name)
-        pending = online.read_pending(view.name)
+        if inputs is None:
+            inputs = online.run_inputs([view.name])[0]
+        state, pending = inputs.state, inputs.pending
         previous = state.get("as_of")
         incremental = not full and state.get("fp") == fp and previous is not None
         if incremental and at < dt.datetime.fromisoformat(previous):
@@ -204,7 +208,7 @@ def refresh_view(
             )
         old_state = None
         if incremental:
-            old_state = _kept_state(online, state["ns"]) if keep_state else None
+            old_state = _kept_state(state["ns"], inputs.digest) if keep_state else None
             if old_state is None:
                 blob = online.read_aggregates(state["ns"])
                 old_state = aggstate.loads(blob, view) if blob is not None else None
@@ -218,7 +222,7 @@ def refresh_view(
         guard = {"view": view.name, "owner": owner} if incremental else {}
         wrote_empty, committed = False, False
         try:
-            empty = online.read_empty(ns) if incremental else None
+            empty = online.checked_empty(ns, inputs.empty) if incremental else None
             if empty is None:  # a new namespace, or stored empty values absent or damaged
                 empty = empty_fields(repo, view, wh, at)
                 online.write_empty(ns, empty, **guard)
@@ -258,7 +262,7 @@ def refresh_view(
                 "watermark": at.isoformat(),
                 "refreshed_at": dt.datetime.now(dt.UTC).isoformat(),
             }
-            repairs = online.repairs(ns) if incremental else []
+            repairs = inputs.repairs if incremental else []
             batches = result.combine_chunks().to_batches(max_chunksize=BATCH)
             if incremental and len(batches) <= 1 and not repairs:
                 # A small change (a push, a stream batch, a tick): its entities and the state
@@ -324,11 +328,14 @@ def refresh_view(
             if not committed and not incremental:
                 _abandon(online, ns)
         online.repaired(ns, repairs)
+        retired = inputs.retired
         if not incremental and state.get("ns") and state["ns"] != ns:
             # Readers may use the namespace they cached for up to STATE_TTL seconds: retire
             # the old one now, remove it once no reader can still be using it.
             online.retire_namespace(state["ns"])
-        online.drop_retired()
+            retired = True
+        if retired:  # else a read saved (one another run retires meanwhile waits for the next)
+            online.drop_retired()
         run.seconds = time.perf_counter() - started
         return run
 
@@ -340,11 +347,13 @@ def refresh_view(
 _KEPT: dict[str, tuple[bytes, pa.Table]] = {}
 
 
-def _kept_state(online: OnlineStore, ns: str) -> pa.Table | None:
+def _kept_state(ns: str, stored: bytes | None) -> pa.Table | None:
+    """The state kept for `ns`, if `stored` (the digest Redis holds) is the one it was kept
+    with."""
     kept = _KEPT.get(ns)
     if kept is None:
         return None
-    if online.aggregates_digest(ns) != kept[0]:
+    if stored != kept[0]:
         del _KEPT[ns]
         return None
     return kept[1]

@@ -12,9 +12,10 @@ the commit (`set_state`) compare the lock's owner atomically with the write itse
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from fsdsl.diagnostics import UsageError
 from fsdsl.online.store import PREFIX, LockLost, OnlineStore
@@ -37,13 +38,14 @@ class RunLock:
         self.view = view
         self.owner = owner
         self.lost = False
+        self.taken = False  # already taken (`hold_all`): entering starts the renewals only
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> RunLock:
         deadline = time.monotonic() + self.wait
         delay, said = 0.002, False
-        while not self.online.lock(self.view, self.owner):
+        while not self.taken and not self.online.lock(self.view, self.owner):
             if time.monotonic() >= deadline:
                 raise UsageError(
                     f"another run of view `{self.view}` is in progress (lock "
@@ -77,11 +79,44 @@ class RunLock:
         if self.lost:
             raise LockLost(self.view)
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
+        """Stop renewing the lock, which stays held (`hold_all` releases all at once)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
         try:
             self.online.unlock(self.view, self.owner)  # ours only: never another run's
         except UsageError:
             pass  # the store is gone; the lock expires by itself
+
+
+@contextlib.contextmanager
+def hold_all(
+    online: OnlineStore,
+    views: list[str],
+    owner: str,
+    wait: float = 0.0,
+    waiting: Callable[[str], None] | None = None,
+) -> Iterator[list[RunLock]]:
+    """The lock of every view in `views` (sorted by name), held until the block ends. When
+    none is held, they are all taken in one round trip (`lock_all`, atomic: all or none);
+    else one by one in name order, each waited for, so that two runs never wait for each
+    other in a cycle. All are released in one round trip (`unlock_all`, ours only)."""
+    locks = [RunLock(online, v, owner, wait=wait, waiting=waiting) for v in views]
+    taken = online.lock_all(views, owner)
+    entered: list[RunLock] = []
+    try:
+        for lock in locks:
+            lock.taken = taken
+            entered.append(lock.__enter__())
+        yield locks
+    finally:
+        for lock in entered:
+            lock.stop()
+        try:
+            online.unlock_all(views if taken else [lock.view for lock in entered], owner)
+        except UsageError:
+            pass  # the store is gone; the locks expire by themselves

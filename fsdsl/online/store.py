@@ -82,6 +82,33 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# Every lock of a push's views at once, only when all are free (else none: the caller takes them
+# one by one, in order, waiting); and every one released that is still ours. One round trip.
+_LOCK_ALL = """
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+end
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end
+return 1
+"""
+_RELEASE_ALL = """
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then n = n + redis.call('DEL', KEYS[i]) end
+end
+return n
+"""
+# A pushed batch's pending keys for every view it feeds (KEYS: the n locks, then the n pending
+# lists; ARGV: the lock value, then a batch per view), appended only if the run holds every
+# lock; else nothing, and the index of the first lock it does not hold.
+_ADD_PENDING = """
+local n = #KEYS / 2
+for i = 1, n do
+  if redis.call('GET', KEYS[i]) ~= ARGV[1] then return i end
+end
+for i = 1, n do redis.call('RPUSH', KEYS[n + i], ARGV[i + 1]) end
+return 0
+"""
 # One lookup, whole, in one round trip and one atomic step: per read, its view's state (when
 # asked) and one hash per row; a link's read also builds, from the target key fields of each
 # row's hash, the key text the reads after it use (JSON as `codec.key_text` writes it: strings
@@ -174,6 +201,19 @@ class Read(NamedTuple):
     resolves: tuple[tuple[str, str], ...] = ()
 
 
+class RunInputs(NamedTuple):
+    """What a run reads of its view before its query (`OnlineStore.run_inputs`)."""
+
+    state: dict[str, str]  # as `state` returns it
+    pending: list[bytes]  # as `read_pending`
+    # of the state's namespace (none without one): its aggregate state's stored digest, its
+    # empty values as stored (unchecked: `checked_empty`), its queued repairs (as `repairs`)
+    digest: bytes | None
+    empty: dict[bytes, bytes]
+    repairs: list[str]
+    retired: bool  # some namespace was retired (`drop_retired` has something to look at)
+
+
 class OnlineStore:
     # Hashes read whose checksum failed, since this object was made; and a switch for the
     # benchmark that measures what checking costs (never off in serving).
@@ -216,6 +256,9 @@ class OnlineStore:
         self._release = self.client.register_script(_RELEASE)
         self._replace = self.client.register_script(_REPLACE)
         self._lookup = self.client.register_script(_LOOKUP)
+        self._lock_all = self.client.register_script(_LOCK_ALL)
+        self._release_all = self.client.register_script(_RELEASE_ALL)
+        self._add_pending = self.client.register_script(_ADD_PENDING)
 
     # ---- errors ----
     def check(self) -> None:
@@ -354,11 +397,58 @@ class OnlineStore:
         """Record a pushed batch's keys and visibility times before its rows reach the
         warehouse (only while `owner` holds the view's lock): whichever run comes next, even
         after a crash between the two, recomputes the entities it made late."""
-        self._as_owner(view, owner, lambda pipe: pipe.rpush(f"{PREFIX}:pending:{view}", batch))
+        self.add_pending_all({view: batch}, owner)
+
+    def add_pending_all(self, batches: dict[str, bytes], owner: str) -> None:
+        """`add_pending` for every view of a push, in one atomic step (a script): appended
+        only if `owner` holds every view's lock, else nothing is, and LockLost is raised."""
+        if not batches:
+            return
+        views = list(batches)
+        keys = [f"{PREFIX}:lock:{v}" for v in views] + [f"{PREFIX}:pending:{v}" for v in views]
+        with self.errors():
+            lost = self._add_pending(keys=keys, args=[_lock_value(owner), *batches.values()])
+        if lost:
+            raise LockLost(views[int(lost) - 1])
 
     def read_pending(self, view: str) -> list[bytes]:
         with self.errors():
             return self.client.lrange(f"{PREFIX}:pending:{view}", 0, -1)
+
+    def run_inputs(self, views: list[str]) -> list[RunInputs]:
+        """What each view's run reads before its query, for all of them in two round trips
+        (the states, then what is read from the namespaces they name) where each read was one.
+        Read under the views' locks: nobody else changes them until the runs end, except
+        readers, who may queue repairs (a run rewrites those it read, the next run the rest)
+        and other runs, who may retire a namespace (the next run drops it). The empty values
+        are returned as stored: `checked_empty` checks them."""
+        with self.errors(), self.client.pipeline(transaction=False) as pipe:
+            for v in views:
+                pipe.hgetall(f"{PREFIX}:state:{v}")
+            raws = pipe.execute()
+        states = [
+            {k.decode(): x.decode() for k, x in (self._checked_state(v, raw) or {}).items()}
+            for v, raw in zip(views, raws, strict=True)
+        ]
+        with self.errors(), self.client.pipeline(transaction=False) as pipe:
+            pipe.exists(f"{PREFIX}:retired")
+            for v, state in zip(views, states, strict=True):
+                pipe.lrange(f"{PREFIX}:pending:{v}", 0, -1)
+                if state.get("ns"):
+                    ns = state["ns"]
+                    pipe.hget(f"{PREFIX}:agg:{ns}", _MARKER)
+                    pipe.hgetall(f"{PREFIX}:empty:{ns}")
+                    pipe.smembers(f"{PREFIX}:repair:{ns}")
+            replies = iter(pipe.execute())
+        retired = bool(next(replies))
+        out = []
+        for state in states:
+            pending, digest, empty, repairs = next(replies), None, {}, []
+            if state.get("ns"):
+                digest, empty = next(replies), _as_dict(next(replies))
+                repairs = sorted(k.decode() for k in next(replies))
+            out.append(RunInputs(state, pending, digest, empty, repairs, retired))
+        return out
 
     def _as_owner(self, view: str | None, owner: str | None, queue, lost: str = "") -> None:
         """One MULTI of the commands `queue(pipe)` adds; with `owner`, only while that run holds
@@ -438,6 +528,24 @@ class OnlineStore:
         with self.errors():
             return bool(self._release(keys=[f"{PREFIX}:lock:{view}"], args=[_lock_value(owner)]))
 
+    def lock_all(self, views: list[str], owner: str) -> bool:
+        """Take every view's lock at once if none is held, else none (`lock` takes one, and
+        one a dead run on this machine left behind)."""
+        if not views:
+            return True
+        ms = _millis(self.lock_seconds)
+        with self.errors():
+            keys = [f"{PREFIX}:lock:{v}" for v in views]
+            return bool(self._lock_all(keys=keys, args=[_lock_value(owner), ms]))
+
+    def unlock_all(self, views: list[str], owner: str) -> int:
+        """`unlock` of each view, in one round trip: how many were released."""
+        if not views:
+            return 0
+        with self.errors():
+            keys = [f"{PREFIX}:lock:{v}" for v in views]
+            return int(self._release_all(keys=keys, args=[_lock_value(owner)]))
+
     # ---- writes ----
     @staticmethod
     def entity_key(ns: str, key_text: str) -> str:
@@ -464,13 +572,25 @@ class OnlineStore:
             return None
         return {k.decode(): v.decode() for k, v in empty.items()}
 
+    def checked_empty(self, ns: str, stored: dict[bytes, bytes]) -> dict[str, str] | None:
+        """`read_empty` of the hash `run_inputs` read."""
+        empty, _how = self._checked_empty(ns, stored)
+        if empty is None:
+            return None
+        return {k.decode(): v.decode() for k, v in empty.items()}
+
     def _read_empty(self, ns: str) -> tuple[dict[bytes, bytes] | None, str]:
         """(the empty values or None, "ok" | "absent" | "damaged"): absent is no damage (a
         namespace just retired, a run that has not written them yet), so it is neither
         counted nor logged as a checksum failure."""
-        key = f"{PREFIX}:empty:{ns}"
         with self.errors():
-            stored = self.client.hgetall(key)
+            stored = self.client.hgetall(f"{PREFIX}:empty:{ns}")
+        return self._checked_empty(ns, stored)
+
+    def _checked_empty(
+        self, ns: str, stored: dict[bytes, bytes]
+    ) -> tuple[dict[bytes, bytes] | None, str]:
+        key = f"{PREFIX}:empty:{ns}"
         if not stored:
             return None, "absent"
         empty = verified(crc32(key.encode()), stored)
