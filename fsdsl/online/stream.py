@@ -371,9 +371,8 @@ class Worker:
         return batch
 
     def _new_owner(self) -> str:
-        for owner in self._owners:
-            for v in self.views:
-                self.online.unlock(v.name, owner)
+        for owner in self._owners:  # ours only: never another run's
+            self.online.unlock_all([v.name for v in self.views], owner)
         self._owners = [uuid.uuid4().hex]
         return self._owners[0]
 
