@@ -373,7 +373,8 @@ def freshness(
         while i < total:
             due = min(total, int((time.perf_counter() - started) * rate) + 1)
             if due <= i:
-                time.sleep(min(0.002, (i / rate) - (time.perf_counter() - started) + 1e-4))
+                ahead = (i / rate) - (time.perf_counter() - started) + 1e-4
+                time.sleep(max(0.0, min(0.002, ahead)))  # the clock may pass i / rate meanwhile
                 continue
             now = utc_now()
             pipe = gen.pipeline(transaction=False)
