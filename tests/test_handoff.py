@@ -29,22 +29,52 @@ def writable(path: str):
     return lambda: connect(f"duckdb:///{path}", {"writable": True})
 
 
-def test_a_marker_names_a_live_waiter_other_than_this_process(db):
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+MARKER_HOLDER = """
+import sys, time
+from fsdsl.backends.handoff import waiting_marker
+with waiting_marker(sys.argv[1]):
+    print("waiting", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_marker_counts_while_its_waiter_holds_it(db):
+    other = subprocess.Popen(
+        [sys.executable, "-c", MARKER_HOLDER, db], stdout=subprocess.PIPE, text=True
+    )
     try:
-        folder = waiting_dir(db)
-        folder.mkdir()
-        (folder / f"{other.pid}.1").touch()
-        assert waiters(db) == [other.pid]
+        assert other.stdout.readline().strip() == "waiting"
+        found = waiters(db)
+        assert len(found) == 1 and found[0].startswith(f"{other.pid}.")
         with waiting_marker(db):  # this process's own marker is not a waiter for it
-            assert waiters(db) == [other.pid]
-        assert sorted(os.listdir(folder)) == [f"{other.pid}.1"]
+            assert waiters(db) == found
+        assert sorted(os.listdir(waiting_dir(db))) == found
     finally:
-        other.kill()
+        other.kill()  # SIGKILL: its marker stays, unlocked
         other.wait()
-    # a dead process's marker is ignored, and removed
-    assert waiters(db) == []
+    assert os.listdir(waiting_dir(db)) == found
+    assert waiters(db) == []  # nobody holds it: not a waiter, and removed
     assert os.listdir(waiting_dir(db)) == []
+
+
+def test_a_marker_nobody_holds_is_not_a_waiter_whatever_its_name(db):
+    """A marker of a process killed before it could remove it, whose pid was reused since
+    (here: this test's parent, alive) or lives in another pid namespace: no flock, no wait."""
+    folder = waiting_dir(db)
+    folder.mkdir()
+    (folder / f"{os.getppid()}.abc").touch()
+    (folder / "1.def").touch()
+    assert waiters(db) == []
+    assert os.listdir(folder) == []
+
+
+def test_a_marker_that_cannot_be_left_is_said(db, capsys):
+    folder = waiting_dir(db)
+    folder.write_text("not a folder")
+    with waiting_marker(db) as left:
+        assert not left
+    assert "cannot leave a waiting marker" in capsys.readouterr().err
+    assert waiters(db) == []  # and looking for waiters does not fail either
 
 
 def test_a_held_connection_is_kept_between_uses(db):
@@ -111,7 +141,7 @@ def test_a_holder_in_use_finishes_before_the_waiter_gets_the_file(db):
             deadline = time.monotonic() + 30
             while not waiters(db) and time.monotonic() < deadline:
                 time.sleep(0.01)
-            assert waiters(db) == [reader.pid]
+            assert [w.partition(".")[0] for w in waiters(db)] == [str(reader.pid)]
             time.sleep(0.2)  # in use: not handed over, whatever the watcher sees
             assert held.is_open and reader.poll() is None
             wh.execute_statement("INSERT INTO t VALUES (7)")
@@ -170,3 +200,34 @@ def test_a_query_result_comes_back_without_a_warning(db):
         assert out.column("y").to_pylist() == [42]
     finally:
         wh.close()
+
+
+def test_a_holder_used_back_to_back_lets_a_waiter_in_at_the_end_of_a_use(db):
+    """The watcher may never find the lock free between two uses: the end of a use looks."""
+    ended = []
+    held = Held(writable(db), db, idle=60, end=lambda wh: ended.append(wh))
+    reader = None
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 20:
+            with held.use() as wh:
+                wh.execute_statement("INSERT INTO t VALUES (1)")
+                time.sleep(0.05)  # a batch
+            if reader is None:
+                reader = subprocess.Popen(
+                    [sys.executable, "-c", READER, f"duckdb:///{db}"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            elif reader.poll() is not None:
+                break
+        out, err = reader.communicate(timeout=30)
+        assert reader.returncode == 0, err
+        assert float(out.split()[1]) < 3, out  # let in within a few batches
+        assert held.handovers >= 1
+        assert len(ended) >= 2  # the end-of-use hook ran after each use
+    finally:
+        held.close()
+        if reader is not None and reader.poll() is None:
+            reader.kill()
