@@ -105,3 +105,63 @@ def test_an_earlier_ledger_without_its_index_gets_it(url):
                 "SELECT indexname AS index_name FROM pg_indexes WHERE indexdef LIKE '%UNIQUE%'"
             )["index_name"].to_pylist()
         assert LEDGER_INDEX in found
+
+
+def test_a_ledger_holding_a_key_twice_falls_back_to_testing_each_key(url, capsys):
+    """An earlier version recorded every row of a batch, two rows sharing an id included: the
+    unique index cannot be made, and appends still count each key once (and say why slower)."""
+    with connect(url, {"writable": True}) as wh:
+        name = table_name(INGESTED, wh.dialect)
+        wh.begin()
+        wh.execute_statement(f"CREATE TABLE {name} (source TEXT, id TEXT, ingested_at TIMESTAMP)")
+        for _ in range(2):
+            wh.execute_statement(f"INSERT INTO {name} VALUES ('s', 'k', CURRENT_TIMESTAMP)")
+        wh.commit()
+        wh.append(TABLE, rows(("a", 1), ("b", 2)), "s", ids=["k", "j"])
+        wh.append(TABLE, rows(("b", 2), ("c", 3)), "s", ids=["j", "m"])
+        assert contents(wh) == [("b", 2), ("c", 3)]
+    assert "cannot get its unique index" in capsys.readouterr().err
+
+
+def test_a_backend_without_upserts_tests_each_key(url):
+    with connect(url, {"writable": True}) as wh:
+        wh.ledger_upsert = False  # a plug-in backend's default
+        wh.append(TABLE, rows(("a", 1), ("b", 2)), "s", ids=["1", "2"])
+        wh.append(TABLE, rows(("b", 2), ("c", 3)), "s", ids=["2", "3"])
+        assert contents(wh) == [("a", 1), ("b", 2), ("c", 3)]
+
+
+def test_concurrent_first_appends_do_not_deadlock(warehouse_urls):
+    """Every push's first append on a new connection sets up the ledger: in transactions of
+    their own, so two of them never hold the ledger's lock into their appends (Postgres; a
+    DuckDB file has one writer, its appends never run side by side)."""
+    import threading
+
+    url = warehouse_url(warehouse_urls, "postgres")
+    with connect(url, {"writable": True}) as wh:
+        for t in (TABLE, INGESTED):
+            wh.begin()
+            wh.execute_statement(f"DROP TABLE IF EXISTS {table_name(t, wh.dialect)}")
+            wh.commit()
+        wh.begin()
+        wh.execute_statement(f"CREATE TABLE {table_name(TABLE, wh.dialect)} (k TEXT, n INTEGER)")
+        wh.commit()
+
+    errors: list[Exception] = []
+
+    def push(n: int) -> None:
+        try:
+            for i in range(10):
+                with connect(url, {"writable": True}) as wh:
+                    wh.append(TABLE, rows((f"t{n}", i)), f"s{n}", ids=[f"{n}-{i}"])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=push, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    with connect(url, {"writable": True}) as wh:
+        assert len(contents(wh)) == 30

@@ -25,7 +25,10 @@ class Warehouse(ABC):
     # leaves its name here, so every caller sees a name (see `connect`).
     dialect: str = "duckdb"
     url: str = ""
-    _ledger_ready = False  # this connection created (or found) the ledger and its index
+    # Whether appends can record their keys with ON CONFLICT ... RETURNING and a unique index
+    # (else, NOT EXISTS against the ledger: any SQL backend).
+    ledger_upsert = False
+    _ledger_mode: str | None = None  # "indexed" | "tested", once this connection has set up
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -78,33 +81,73 @@ class Warehouse(ABC):
         recorded there in the same transaction: a batch replayed after a crash is appended
         once. With `commit=False`, inside the transaction the caller opened (`begin`).
 
-        The ledger has a unique index on (source, id), and the batch's keys are recorded first
-        (`ON CONFLICT DO NOTHING RETURNING`): the keys it returns are the new ones. Testing
-        the keys with NOT EXISTS instead scanned the whole ledger, 45 ms a batch at 2M keys."""
+        Where the backend can (`ledger_upsert`: DuckDB, Postgres), the ledger has a unique
+        index on (source, id), and the batch's keys are recorded first (`ON CONFLICT DO NOTHING
+        RETURNING`): the keys it returns are the new ones. Testing the keys with NOT EXISTS
+        scans the whole ledger, 45 ms a batch at 2M keys; that is the path elsewhere, inside
+        a caller's transaction before this connection has set the index up, and for a ledger
+        an earlier version left with a key twice (the index cannot be made)."""
         import pyarrow.compute as pc
 
+        if ids is not None and commit and self.ledger_upsert and self._ledger_mode is None:
+            self._set_up_ledger()
         rows = data if ids is None else data.append_column(PUSH_ID, pa.array(ids, pa.string()))
         self.register_arrow(PUSHED, rows)
         key = (self.dialect, tuple(table), tuple(data.column_names), source)
         if commit:
             self.begin()
         try:
-            if ids is not None:
-                if not self._ledger_ready:
-                    for text in ledger_texts(self.dialect):
-                        self.execute_statement(text)
+            if ids is None:
+                self.execute_statement(insert_text(*key))
+            elif self._ledger_mode == "indexed":
                 new = self._returning(record_text(*key))
                 if len(new) < pc.count_distinct(rows[PUSH_ID]).as_py():  # some appended before
                     self.register_arrow(PUSHED, rows.filter(pc.is_in(rows[PUSH_ID], new)))
-            self.execute_statement(insert_text(*key))
+                self.execute_statement(insert_text(*key))
+            else:
+                for text in tested_append_texts(*key):
+                    self.execute_statement(text)
             if commit:
                 self.commit()
         except BaseException:
             if commit:
                 self.rollback()
             raise
-        if ids is not None and commit:
-            self._ledger_ready = True  # a caller's transaction may yet roll the ledger back
+
+    def _set_up_ledger(self) -> None:
+        """The ledger and its unique index, each created when missing in a transaction of its
+        own, before the append's: DDL inside it would lock the ledger until the append
+        commits (on Postgres, two appends doing so deadlock on it). Each is tried twice: of
+        two sessions creating the same thing at once, one may fail (Postgres: a duplicate
+        key in its catalog) although it is there."""
+        create, index = ledger_texts(self.dialect)
+
+        def run(text: str) -> None:
+            for attempt in range(2):
+                self.begin()
+                try:
+                    self.execute_statement(text)
+                    self.commit()
+                    return
+                except UsageError:
+                    self.rollback()
+                    if attempt:
+                        raise
+
+        run(create)
+        try:
+            run(index)
+        except UsageError as e:
+            import sys
+
+            print(
+                f"fsdsl: the ledger of appended keys cannot get its unique index ({e}); "
+                "appends test each key against the whole ledger instead (slower)",
+                file=sys.stderr,
+            )
+            self._ledger_mode = "tested"
+            return
+        self._ledger_mode = "indexed"
 
     def _returning(self, sql: str) -> pa.Array:
         """The keys a statement with RETURNING gives back (text: an empty result may come
@@ -187,6 +230,76 @@ def record_text(dialect: str, table: tuple[str, ...], columns: tuple[str, ...], 
         returning=exp.Returning(expressions=[exp.column("id", quoted=True)]),
     )
     return _print(record, dialect)
+
+
+@functools.lru_cache(maxsize=64)
+def tested_append_texts(
+    dialect: str, table: tuple[str, ...], columns: tuple[str, ...], source: str
+) -> tuple[str, ...]:
+    statements = tested_append_statements(table, list(columns), source, True)
+    return tuple(_print(s, dialect) for s in statements)
+
+
+def tested_append_statements(
+    table: tuple[str, ...], columns: list[str], source: str, with_ids: bool
+) -> list[exp.Expression]:
+    """`Warehouse.append`'s statements where the ledger has no unique index: each key tested
+    against the whole ledger (NOT EXISTS), as trees: every name quoted by the dialect."""
+    from sqlglot import exp
+
+    target = table_expression(table)
+    cols = [exp.column(c, table="p", quoted=True) for c in columns]
+    pushed = exp.Table(this=exp.to_identifier(PUSHED, quoted=True), alias=exp.TableAlias(this="p"))
+    insert_cols = exp.Schema(
+        this=target, expressions=[exp.to_identifier(c, quoted=True) for c in columns]
+    )
+    rows = exp.select(*cols).from_(pushed)
+    if not with_ids:
+        return [exp.Insert(this=insert_cols, expression=rows)]
+    ledger = table_expression(INGESTED)
+    fields = list(LEDGER_FIELDS)
+    create = exp.Create(
+        this=exp.Schema(
+            this=ledger.copy(),
+            expressions=[
+                exp.ColumnDef(this=exp.to_identifier(n, quoted=True), kind=exp.DataType.build(t))
+                for n, t in fields
+            ],
+        ),
+        kind="TABLE",
+        exists=True,
+    )
+    seen = exp.Exists(
+        this=exp.select(exp.Literal.number(1))
+        .from_(exp.Table(this=ledger.this.copy(), alias=exp.TableAlias(this="l")))
+        .where(
+            exp.and_(
+                exp.EQ(
+                    this=exp.column("source", table="l", quoted=True),
+                    expression=exp.Literal.string(source),
+                ),
+                exp.EQ(
+                    this=exp.column("id", table="l", quoted=True),
+                    expression=exp.column(PUSH_ID, table="p", quoted=True),
+                ),
+            )
+        )
+    )
+    fresh = exp.Not(this=seen)
+    record = exp.Insert(
+        this=exp.Schema(
+            this=ledger.copy(), expressions=[exp.to_identifier(n, quoted=True) for n, _ in fields]
+        ),
+        expression=exp.select(
+            exp.Literal.string(source),
+            exp.column(PUSH_ID, table="p", quoted=True),
+            exp.CurrentTimestamp(),
+        )
+        .from_(pushed.copy())
+        .where(fresh.copy()),
+    )
+    # rows first: the ledger still lacks this batch's keys when they are tested
+    return [create, exp.Insert(this=insert_cols, expression=rows.where(fresh)), record]
 
 
 @functools.lru_cache(maxsize=16)

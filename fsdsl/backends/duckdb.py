@@ -19,6 +19,7 @@ COPY_WARNING = "Arrow output on a DB-API result makes an extra copy"
 
 class DuckDBWarehouse(Warehouse):
     dialect = "duckdb"
+    ledger_upsert = True  # ON CONFLICT ... RETURNING and unique indexes
 
     def __init__(self, url: str, settings: dict):
 

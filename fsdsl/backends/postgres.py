@@ -28,6 +28,7 @@ _PG_TYPES = [
 
 class PostgresWarehouse(Warehouse):
     dialect = "postgres"
+    ledger_upsert = True  # ON CONFLICT ... RETURNING and unique indexes
 
     def __init__(self, url: str, settings: dict):
         try:
