@@ -471,9 +471,10 @@ class FeatureStore:
         return worker.run(until_idle=until_idle)
 
     def writable_warehouse(self):
-        """A connection that may append rows, for one push or stream batch: the read-only one
-        this store holds is closed first (DuckDB allows one writer per file, and a process
-        cannot hold it both ways); close it after use so other processes can open the file."""
+        """A connection that may append rows, for a push (closed after it) or a stream worker
+        (kept between batches while nobody waits for the file, `backends/handoff.py`): the
+        read-only one this store holds is closed first (DuckDB allows one writer per file, and
+        a process cannot hold it both ways)."""
         from fsdsl.backends import connect
 
         if self._warehouse is not None:

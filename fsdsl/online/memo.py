@@ -29,8 +29,8 @@ def per_view(fn: Callable[[object], T]) -> Callable[[object], T]:
             return hit[1]
         value = fn(view)
         memo.pop(id(view), None)
-        while len(memo) >= SIZE:
-            memo.pop(next(iter(memo)))
+        if len(memo) >= SIZE:  # rare: start over (no iteration another thread could upset)
+            memo.clear()
         memo[id(view)] = (view, value)
         return value
 

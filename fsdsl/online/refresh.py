@@ -191,6 +191,8 @@ def refresh_view(
     `inputs`: what the run reads first (`OnlineStore.run_inputs`), when the caller read it
     under `lock` (a push reads every view's at once)."""
     started = time.perf_counter()
+    if inputs is not None and lock is None:
+        raise ValueError("a run's inputs are read under its view's lock: pass the lock too")
     fp = fingerprint(view)
     owner = lock.owner if lock is not None else uuid.uuid4().hex
     # held, and renewed in the background, until the run ends: its query included

@@ -101,10 +101,11 @@ def hold_all(
     wait: float = 0.0,
     waiting: Callable[[str], None] | None = None,
 ) -> Iterator[list[RunLock]]:
-    """The lock of every view in `views` (sorted by name), held until the block ends. When
-    none is held, they are all taken in one round trip (`lock_all`, atomic: all or none);
-    else one by one in name order, each waited for, so that two runs never wait for each
-    other in a cycle. All are released in one round trip (`unlock_all`, ours only)."""
+    """The lock of every view in `views` (the caller sorts them by name), held until the
+    block ends; the locks come back in that order. When none is held, they are all taken in
+    one round trip (`lock_all`, atomic: all or none); else one by one in name order, each
+    waited for, so that two runs never wait for each other in a cycle. All are released in
+    one round trip (`unlock_all`, ours only)."""
     locks = [RunLock(online, v, owner, wait=wait, waiting=waiting) for v in views]
     taken = online.lock_all(views, owner)
     entered: list[RunLock] = []

@@ -488,7 +488,8 @@ def _held_warehouse(store):
 
         path = duckdb_path(store.warehouse_url)
         path = None if path == ":memory:" else path
-    return Held(store.writable_warehouse, path)
+    # a batch commits its rows; what it opened since (reads, Postgres's uploads) ends here
+    return Held(store.writable_warehouse, path, end=lambda wh: wh.rollback())
 
 
 # The store or the warehouse unreachable, a lock another run holds: worth waiting for. (A
