@@ -231,3 +231,33 @@ def test_a_holder_used_back_to_back_lets_a_waiter_in_at_the_end_of_a_use(db):
         held.close()
         if reader is not None and reader.poll() is None:
             reader.kill()
+
+
+def test_a_kept_postgres_connection_ends_its_transaction_after_each_use(warehouse_urls):
+    """Kept between a stream worker's batches, a connection must not stay idle in a
+    transaction: it would hold the tables' locks (and vacuum back) until the next batch."""
+    from conftest import warehouse_url
+
+    from fsdsl.online.stream import _held_warehouse
+
+    url = warehouse_url(warehouse_urls, "postgres")
+
+    class Store:  # what `_held_warehouse` reads of a FeatureStore
+        warehouse_url = url
+
+        @staticmethod
+        def writable_warehouse():
+            return connect(url, {"writable": True})
+
+    held = _held_warehouse(Store())
+    try:
+        with held.use() as wh:
+            pid = wh.execute_sql("SELECT pg_backend_pid() AS p")["p"][0].as_py()
+            wh.execute_sql("SELECT count(*) AS n FROM pg_class")  # a read opens a transaction
+        with connect(url, {}) as other:
+            state = other.execute_sql(
+                "SELECT state FROM pg_stat_activity WHERE pid = $1", {"pid": pid}
+            )["state"].to_pylist()
+        assert state == ["idle"], state
+    finally:
+        held.close()
