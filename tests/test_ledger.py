@@ -9,7 +9,7 @@ import pytest
 from conftest import warehouse_url
 
 from fsdsl.backends import connect
-from fsdsl.backends.base import INGESTED, LEDGER_INDEX, table_name
+from fsdsl.backends.base import _LEDGERS_SET_UP, INGESTED, LEDGER_INDEX, table_name
 
 TABLE = ("pushed_rows",)
 
@@ -24,6 +24,7 @@ def url(request, tmp_path, warehouse_urls):
         duckdb.connect(str(path)).close()
     else:
         out = warehouse_url(warehouse_urls, "postgres")
+    _LEDGERS_SET_UP.discard(out)  # dropped below: this process must set it up again
     with connect(out, {"writable": True}) as wh:
         for t in (TABLE, INGESTED):
             wh.begin()
@@ -138,6 +139,7 @@ def test_concurrent_first_appends_do_not_deadlock(warehouse_urls):
     import threading
 
     url = warehouse_url(warehouse_urls, "postgres")
+    _LEDGERS_SET_UP.discard(url)
     with connect(url, {"writable": True}) as wh:
         for t in (TABLE, INGESTED):
             wh.begin()
@@ -165,3 +167,24 @@ def test_concurrent_first_appends_do_not_deadlock(warehouse_urls):
     assert not errors, errors
     with connect(url, {"writable": True}) as wh:
         assert len(contents(wh)) == 30
+
+
+def test_a_ledger_dropped_behind_a_process_s_back_fails_one_append_then_is_set_up_again(url):
+    """The set-up is remembered per process and URL (a push opens a connection of its own):
+    if the ledger goes meanwhile, one append says so and the next sets it up again."""
+    from fsdsl.diagnostics import UsageError
+
+    with connect(url, {"writable": True}) as wh:
+        wh.append(TABLE, rows(("a", 1)), "s", ids=["1"])
+    with connect(url, {"writable": True}) as wh:
+        wh.begin()
+        wh.execute_statement(f"DROP TABLE {table_name(INGESTED, wh.dialect)}")
+        wh.commit()
+    with connect(url, {"writable": True}) as wh:
+        with pytest.raises(UsageError) as e:
+            wh.append(TABLE, rows(("b", 2)), "s", ids=["2"])
+        assert e.value.code == "E0523"
+    with connect(url, {"writable": True}) as wh:
+        wh.append(TABLE, rows(("b", 2)), "s", ids=["2"])
+        wh.append(TABLE, rows(("b", 2)), "s", ids=["2"])
+        assert contents(wh) == [("a", 1), ("b", 2)]
