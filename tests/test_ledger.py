@@ -24,8 +24,14 @@ def url(request, tmp_path, warehouse_urls):
         duckdb.connect(str(path)).close()
     else:
         out = warehouse_url(warehouse_urls, "postgres")
-    _LEDGERS_SET_UP.discard(out)  # dropped below: this process must set it up again
-    with connect(out, {"writable": True}) as wh:
+    fresh_tables(out)
+    return out
+
+
+def fresh_tables(url: str) -> None:
+    """An empty target table and no ledger (which this process must then set up again)."""
+    _LEDGERS_SET_UP.discard(url)
+    with connect(url, {"writable": True}) as wh:
         for t in (TABLE, INGESTED):
             wh.begin()
             wh.execute_statement(f"DROP TABLE IF EXISTS {table_name(t, wh.dialect)}")
@@ -33,7 +39,6 @@ def url(request, tmp_path, warehouse_urls):
         wh.begin()
         wh.execute_statement(f"CREATE TABLE {table_name(TABLE, wh.dialect)} (k TEXT, n INTEGER)")
         wh.commit()
-    return out
 
 
 def rows(*pairs) -> pa.Table:
@@ -139,15 +144,7 @@ def test_concurrent_first_appends_do_not_deadlock(warehouse_urls):
     import threading
 
     url = warehouse_url(warehouse_urls, "postgres")
-    _LEDGERS_SET_UP.discard(url)
-    with connect(url, {"writable": True}) as wh:
-        for t in (TABLE, INGESTED):
-            wh.begin()
-            wh.execute_statement(f"DROP TABLE IF EXISTS {table_name(t, wh.dialect)}")
-            wh.commit()
-        wh.begin()
-        wh.execute_statement(f"CREATE TABLE {table_name(TABLE, wh.dialect)} (k TEXT, n INTEGER)")
-        wh.commit()
+    fresh_tables(url)
 
     errors: list[Exception] = []
 

@@ -271,17 +271,7 @@ def tested_append_statements(
         return [exp.Insert(this=insert_cols, expression=rows)]
     ledger = table_expression(INGESTED)
     fields = list(LEDGER_FIELDS)
-    create = exp.Create(
-        this=exp.Schema(
-            this=ledger.copy(),
-            expressions=[
-                exp.ColumnDef(this=exp.to_identifier(n, quoted=True), kind=exp.DataType.build(t))
-                for n, t in fields
-            ],
-        ),
-        kind="TABLE",
-        exists=True,
-    )
+    create = _create_ledger()
     seen = exp.Exists(
         this=exp.select(exp.Literal.number(1))
         .from_(exp.Table(this=ledger.this.copy(), alias=exp.TableAlias(this="l")))
@@ -321,17 +311,7 @@ def ledger_texts(dialect: str) -> tuple[str, ...]:
     ledger of an earlier version gets its index on the first append)."""
     exp = _exp()
     ledger = table_expression(INGESTED)
-    create = exp.Create(
-        this=exp.Schema(
-            this=ledger.copy(),
-            expressions=[
-                exp.ColumnDef(this=exp.to_identifier(n, quoted=True), kind=exp.DataType.build(t))
-                for n, t in LEDGER_FIELDS
-            ],
-        ),
-        kind="TABLE",
-        exists=True,
-    )
+    create = _create_ledger()
     index = exp.Create(
         this=exp.Index(
             this=exp.to_identifier(LEDGER_INDEX, quoted=True),
@@ -345,6 +325,22 @@ def ledger_texts(dialect: str) -> tuple[str, ...]:
         exists=True,
     )
     return (_print(create, dialect), _print(index, dialect))
+
+
+def _create_ledger():
+    """CREATE TABLE IF NOT EXISTS of the ledger: (source, id, ingested_at)."""
+    exp = _exp()
+    return exp.Create(
+        this=exp.Schema(
+            this=table_expression(INGESTED),
+            expressions=[
+                exp.ColumnDef(this=exp.to_identifier(n, quoted=True), kind=exp.DataType.build(t))
+                for n, t in LEDGER_FIELDS
+            ],
+        ),
+        kind="TABLE",
+        exists=True,
+    )
 
 
 def _exp():
