@@ -9,7 +9,7 @@ import pytest
 from conftest import warehouse_url
 
 from fsdsl.backends import connect
-from fsdsl.backends.base import _LEDGERS_SET_UP, INGESTED, LEDGER_INDEX, table_name
+from fsdsl.backends.base import _LEDGER_MODES, INGESTED, LEDGER_INDEX, table_name
 
 TABLE = ("pushed_rows",)
 
@@ -30,7 +30,7 @@ def url(request, tmp_path, warehouse_urls):
 
 def fresh_tables(url: str) -> None:
     """An empty target table and no ledger (which this process must then set up again)."""
-    _LEDGERS_SET_UP.discard(url)
+    _LEDGER_MODES.pop(url, None)
     with connect(url, {"writable": True}) as wh:
         for t in (TABLE, INGESTED):
             wh.begin()

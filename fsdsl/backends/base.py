@@ -90,10 +90,8 @@ class Warehouse(ABC):
         import pyarrow.compute as pc
 
         if ids is not None and commit and self.ledger_upsert and self._ledger_mode is None:
-            if self.url and self.url in _LEDGERS_SET_UP:  # by another connection of this process
-                self._ledger_mode = "indexed"
-            else:
-                self._set_up_ledger()
+            # set up by another connection of this process, else now
+            self._ledger_mode = _LEDGER_MODES.get(self.url) or self._set_up_ledger()
         rows = data if ids is None else data.append_column(PUSH_ID, pa.array(ids, pa.string()))
         self.register_arrow(PUSHED, rows)
         key = (self.dialect, tuple(table), tuple(data.column_names), source)
@@ -106,7 +104,7 @@ class Warehouse(ABC):
                 try:
                     new = self._returning(record_text(*key))
                 except UsageError:  # the ledger gone meanwhile? the next append sets it up
-                    _LEDGERS_SET_UP.discard(self.url)
+                    _LEDGER_MODES.pop(self.url, None)
                     self._ledger_mode = None
                     raise
                 if len(new) < pc.count_distinct(rows[PUSH_ID]).as_py():  # some appended before
@@ -122,7 +120,7 @@ class Warehouse(ABC):
                 self.rollback()
             raise
 
-    def _set_up_ledger(self) -> None:
+    def _set_up_ledger(self) -> str:
         """The ledger and its unique index, each created when missing in a transaction of its
         own, before the append's: DDL inside it would lock the ledger until the append
         commits (on Postgres, two appends doing so deadlock on it). Each is tried twice: of
@@ -153,11 +151,12 @@ class Warehouse(ABC):
                 "appends test each key against the whole ledger instead (slower)",
                 file=sys.stderr,
             )
-            self._ledger_mode = "tested"
-            return
-        self._ledger_mode = "indexed"
+            mode = "tested"
+        else:
+            mode = "indexed"
         if self.url:
-            _LEDGERS_SET_UP.add(self.url)
+            _LEDGER_MODES[self.url] = mode
+        return mode
 
     def _returning(self, sql: str) -> pa.Array:
         """The keys a statement with RETURNING gives back (text: an empty result may come
@@ -196,9 +195,10 @@ class Warehouse(ABC):
         self.close()
 
 
-# The warehouses (URLs) whose ledger and index this process has set up: a push opens a
-# connection of its own, and setting them up again costs two more commits (5-10 ms a push).
-_LEDGERS_SET_UP: set[str] = set()
+# How each warehouse's (URL's) ledger was set up by this process ("indexed" | "tested"): a
+# push opens a connection of its own, and setting it up again costs two more commits (5-10 ms
+# a push) or, for a ledger that cannot be indexed, a failing CREATE INDEX and its message.
+_LEDGER_MODES: dict[str, str] = {}
 PUSHED = "__fsdsl_pushed"  # the relation a push registers its rows under
 PUSH_ID = "__fsdsl_id"  # its idempotence key column
 INGESTED = ("_fsdsl_ingested",)  # the ledger of appended keys: (source, id, ingested_at)
@@ -210,15 +210,7 @@ LEDGER_INDEX = "_fsdsl_ingested_key"
 def insert_text(dialect: str, table: tuple[str, ...], columns: tuple[str, ...], source: str) -> str:
     """The INSERT of `Warehouse.append`, printed once per process: a stream worker appends to
     the same table with the same columns every batch (building and printing cost ~3 ms)."""
-    target = table_expression(table)
-    cols = [_exp().column(c, table="p", quoted=True) for c in columns]
-    insert = _exp().Insert(
-        this=_exp().Schema(
-            this=target, expressions=[_exp().to_identifier(c, quoted=True) for c in columns]
-        ),
-        expression=_exp().select(*cols).from_(_pushed()),
-    )
-    return _print(insert, dialect)
+    return _print(_insert_rows(table, columns), dialect)
 
 
 @functools.lru_cache(maxsize=64)
@@ -226,22 +218,10 @@ def record_text(dialect: str, table: tuple[str, ...], columns: tuple[str, ...], 
     """The keys of a batch recorded in the ledger: those already there are left (`ON CONFLICT
     DO NOTHING`), and the new ones returned."""
     exp = _exp()
-    fields = [n for n, _ in LEDGER_FIELDS]
-    record = exp.Insert(
-        this=exp.Schema(
-            this=table_expression(INGESTED),
-            expressions=[exp.to_identifier(n, quoted=True) for n in fields],
-        ),
-        expression=exp.select(
-            exp.Literal.string(source),
-            exp.column(PUSH_ID, table="p", quoted=True),
-            exp.CurrentTimestamp(),
-        )
-        .from_(_pushed())
-        .distinct(),
-        conflict=exp.OnConflict(action=exp.var("DO NOTHING")),
-        returning=exp.Returning(expressions=[exp.column("id", quoted=True)]),
-    )
+    record = _record_keys(source)
+    record.expression.distinct(copy=False)
+    record.set("conflict", exp.OnConflict(action=exp.var("DO NOTHING")))
+    record.set("returning", exp.Returning(expressions=[exp.column("id", quoted=True)]))
     return _print(record, dialect)
 
 
@@ -249,32 +229,13 @@ def record_text(dialect: str, table: tuple[str, ...], columns: tuple[str, ...], 
 def tested_append_texts(
     dialect: str, table: tuple[str, ...], columns: tuple[str, ...], source: str
 ) -> tuple[str, ...]:
-    statements = tested_append_statements(table, list(columns), source, True)
-    return tuple(_print(s, dialect) for s in statements)
-
-
-def tested_append_statements(
-    table: tuple[str, ...], columns: list[str], source: str, with_ids: bool
-) -> list[exp.Expression]:
     """`Warehouse.append`'s statements where the ledger has no unique index: each key tested
-    against the whole ledger (NOT EXISTS), as trees: every name quoted by the dialect."""
-    from sqlglot import exp
-
-    target = table_expression(table)
-    cols = [exp.column(c, table="p", quoted=True) for c in columns]
-    pushed = exp.Table(this=exp.to_identifier(PUSHED, quoted=True), alias=exp.TableAlias(this="p"))
-    insert_cols = exp.Schema(
-        this=target, expressions=[exp.to_identifier(c, quoted=True) for c in columns]
-    )
-    rows = exp.select(*cols).from_(pushed)
-    if not with_ids:
-        return [exp.Insert(this=insert_cols, expression=rows)]
-    ledger = table_expression(INGESTED)
-    fields = list(LEDGER_FIELDS)
-    create = _create_ledger()
+    against the whole ledger (NOT EXISTS). Rows first: the ledger still lacks this batch's
+    keys when they are tested."""
+    exp = _exp()
     seen = exp.Exists(
         this=exp.select(exp.Literal.number(1))
-        .from_(exp.Table(this=ledger.this.copy(), alias=exp.TableAlias(this="l")))
+        .from_(exp.Table(this=table_expression(INGESTED).this, alias=exp.TableAlias(this="l")))
         .where(
             exp.and_(
                 exp.EQ(
@@ -288,21 +249,40 @@ def tested_append_statements(
             )
         )
     )
-    fresh = exp.Not(this=seen)
-    record = exp.Insert(
+    rows, record = _insert_rows(table, columns), _record_keys(source)
+    for insert in (rows, record):
+        insert.expression.where(exp.Not(this=seen.copy()), copy=False)
+    return tuple(_print(s, dialect) for s in (_create_ledger(), rows, record))
+
+
+def _insert_rows(table: tuple[str, ...], columns: tuple[str, ...]) -> exp.Insert:
+    """INSERT INTO `table` (columns) SELECT them FROM the pushed rows."""
+    exp = _exp()
+    return exp.Insert(
         this=exp.Schema(
-            this=ledger.copy(), expressions=[exp.to_identifier(n, quoted=True) for n, _ in fields]
+            this=table_expression(table),
+            expressions=[exp.to_identifier(c, quoted=True) for c in columns],
+        ),
+        expression=exp.select(*[exp.column(c, table="p", quoted=True) for c in columns]).from_(
+            _pushed()
+        ),
+    )
+
+
+def _record_keys(source: str) -> exp.Insert:
+    """INSERT INTO the ledger the pushed rows' keys for `source`, stamped now."""
+    exp = _exp()
+    return exp.Insert(
+        this=exp.Schema(
+            this=table_expression(INGESTED),
+            expressions=[exp.to_identifier(n, quoted=True) for n, _ in LEDGER_FIELDS],
         ),
         expression=exp.select(
             exp.Literal.string(source),
             exp.column(PUSH_ID, table="p", quoted=True),
             exp.CurrentTimestamp(),
-        )
-        .from_(pushed.copy())
-        .where(fresh.copy()),
+        ).from_(_pushed()),
     )
-    # rows first: the ledger still lacks this batch's keys when they are tested
-    return [create, exp.Insert(this=insert_cols, expression=rows.where(fresh)), record]
 
 
 @functools.lru_cache(maxsize=16)

@@ -169,16 +169,6 @@ class Held:
     def is_open(self) -> bool:
         return self._conn is not None
 
-    def release_if_wanted(self) -> bool:
-        """Close the connection if it is not in use and another process waits for the file
-        (or it has been idle too long); True if it was closed for a waiter."""
-        if not self._lock.acquire(blocking=False):
-            return False  # in use: checked again after
-        try:
-            return self._check_locked()
-        finally:
-            self._lock.release()
-
     def _check_locked(self, idle: bool = True) -> bool:
         if self._conn is None:
             return False

@@ -205,7 +205,7 @@ class RunInputs(NamedTuple):
     """What a run reads of its view before its query (`OnlineStore.run_inputs`)."""
 
     state: dict[str, str]  # as `state` returns it
-    pending: list[bytes]  # as `read_pending`
+    pending: list[bytes]  # the pushed batches not yet applied (`add_pending_all`)
     # of the state's namespace (none without one): its aggregate state's stored digest, its
     # empty values as stored (unchecked: `checked_empty`), its queued repairs (as `repairs`)
     digest: bytes | None
@@ -393,14 +393,10 @@ class OnlineStore:
                 pipe.hset(APPLIED, mapping=fields)
             pipe.execute()
 
-    def add_pending(self, view: str, batch: bytes, owner: str) -> None:
-        """Record a pushed batch's keys and visibility times before its rows reach the
-        warehouse (only while `owner` holds the view's lock): whichever run comes next, even
-        after a crash between the two, recomputes the entities it made late."""
-        self.add_pending_all({view: batch}, owner)
-
     def add_pending_all(self, batches: dict[str, bytes], owner: str) -> None:
-        """`add_pending` for every view of a push, in one atomic step (a script): appended
+        """Record a pushed batch's keys and visibility times for every view it feeds, before
+        its rows reach the warehouse: whichever run comes next, even after a crash between
+        the two, recomputes the entities it made late. One atomic step (a script): appended
         only if `owner` holds every view's lock, else nothing is, and LockLost is raised."""
         if not batches:
             return
@@ -410,10 +406,6 @@ class OnlineStore:
             lost = self._add_pending(keys=keys, args=[_lock_value(owner), *batches.values()])
         if lost:
             raise LockLost(views[int(lost) - 1])
-
-    def read_pending(self, view: str) -> list[bytes]:
-        with self.errors():
-            return self.client.lrange(f"{PREFIX}:pending:{view}", 0, -1)
 
     def run_inputs(self, views: list[str]) -> list[RunInputs]:
         """What each view's run reads before its query, for all of them in two round trips
@@ -493,12 +485,6 @@ class OnlineStore:
             return None
         return b"".join(raw[k] for k in sorted(raw))
 
-    def aggregates_digest(self, ns: str) -> bytes | None:
-        """The digest `set_state` stored with a namespace's aggregate state: one small read,
-        so a process that kept the state it wrote last can tell it is still the stored one."""
-        with self.errors():
-            return self.client.hget(f"{PREFIX}:agg:{ns}", _MARKER)
-
     def lock(self, view: str, owner: str, seconds: float | None = None) -> bool:
         """Take the view's run lock for `seconds` (default `lock_seconds`). Its value names
         host and process, so a lock left by a run that died on this machine is taken over at
@@ -564,16 +550,10 @@ class OnlineStore:
 
         self._as_owner(view, owner if view is not None else None, queue, lost=ns)
 
-    def read_empty(self, ns: str) -> dict[str, str] | None:
-        """The encoded empty values of a namespace, as `write_empty` stored them; None when
-        they are absent or fail their checksum (the run then writes them again)."""
-        empty, _how = self._read_empty(ns)
-        if empty is None:
-            return None
-        return {k.decode(): v.decode() for k, v in empty.items()}
-
     def checked_empty(self, ns: str, stored: dict[bytes, bytes]) -> dict[str, str] | None:
-        """`read_empty` of the hash `run_inputs` read."""
+        """The encoded empty values of a namespace, from the hash `run_inputs` read, as
+        `write_empty` stored them; None when they are absent or fail their checksum (the run
+        then writes them again)."""
         empty, _how = self._checked_empty(ns, stored)
         if empty is None:
             return None
@@ -738,11 +718,6 @@ class OnlineStore:
                 if len(out) >= n:
                     break
         return out
-
-    def repairs(self, ns: str) -> list[str]:
-        """The keys of namespace `ns` that readers found damaged, for the run to rewrite."""
-        with self.errors():
-            return sorted(k.decode() for k in self.client.smembers(f"{PREFIX}:repair:{ns}"))
 
     def repaired(self, ns: str, keys: list[str]) -> None:
         """Forget keys the run rewrote (not the whole set: a reader may have added some)."""
