@@ -94,3 +94,16 @@ def external_url() -> str | None:
 
 def flush(url: str) -> None:
     redis.Redis.from_url(url).flushdb()
+
+
+def misdirect_link(client: redis.Redis, view: str, key: list, target: list) -> None:
+    """Make the link string of entity `key` in the namespace serving the link's view `view`
+    name `target` instead, its checksum kept: damage a lookup must never follow."""
+    from fsdsl.online.codec import key_text
+    from fsdsl.online.store import PREFIX
+
+    ns = client.hget(f"{PREFIX}:state:{view}", "ns").decode()
+    name = f"{PREFIX}:r:{ns}:{key_text(key)}"
+    stored = client.get(name)
+    assert stored is not None, f"no link string {name}"
+    client.set(name, stored.split(b":", 1)[0] + b":" + key_text(target).encode())

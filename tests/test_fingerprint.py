@@ -205,6 +205,22 @@ def test_semantics_version_and_layout_are_part_of_it(monkeypatch):
     assert fingerprint(view) != fp
 
 
+def test_the_link_layout_is_part_of_a_link_views_fingerprint_only(monkeypatch):
+    """A store written before link strings existed has none: its link views must be refreshed
+    in full (a new fingerprint), and nothing else."""
+    from fsdsl.online import store as store_module
+
+    repo, diagnostics = load_repository(Path(__file__).parent.parent / "definitions")
+    assert repo is not None, diagnostics
+    before = {name: fingerprint(view) for name, view in repo.views.items()}
+    assert any(v.link for v in repo.views.values()), "the example has a link"
+    monkeypatch.setattr(store_module, "LINK_LAYOUT", store_module.LINK_LAYOUT + 1)
+    monkeypatch.setattr(fingerprint_module, "LINK_LAYOUT", store_module.LINK_LAYOUT)
+    after = {name: fingerprint(view) for name, view in repo.views.items()}
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {name for name, view in repo.views.items() if view.link}
+
+
 def test_a_feature_form_is_its_meaning_whatever_its_name_or_spelling():
     """What duplicate detection will compare: derived features expanded, names gone."""
     text = edited(

@@ -2,7 +2,7 @@
 the connection each path borrows from the pool is never given back with replies unread, the
 script survives a server that forgot it, RESP2 and RESP3 URLs serve the same rows, a read-only
 replica serves, and the edge cases of links (no rows, int keys, a link not served, damaged link
-hashes in a chain) serve what the training query gives."""
+strings in a chain) serve what the training query gives."""
 
 from __future__ import annotations
 
@@ -16,14 +16,12 @@ import duckdb
 import pyarrow as pa
 import pytest
 import redis
-from redis_servers import Server, flush
+from redis_servers import Server, flush, misdirect_link
 
 from fsdsl import FeatureStore
 from fsdsl.diagnostics import UsageError
 from fsdsl.online import lookup as lookup_module
-from fsdsl.online.codec import key_text
 from fsdsl.online.server import redis_binary
-from fsdsl.online.store import PREFIX
 
 T0 = dt.datetime(2024, 5, 1)
 DAY = dt.timedelta(days=1)
@@ -300,7 +298,7 @@ def by_ways(fs: FeatureStore, keys: list[dict], **kwargs) -> list[list[dict]]:
     return [one, two]
 
 
-def test_damaged_hashes_along_a_chain_never_lead_to_another_entity(project, redis_urls):
+def test_damaged_links_along_a_chain_never_lead_to_another_entity(project, redis_urls):
     """d1's link (to u\\b, who has no account) is made to name u"q (account 0), and é's account
     link (account 4) to name account 0: both rows are served as the damaged links they are,
     never account 0's payments, by the script and by the split alike; other rows unchanged."""
@@ -312,10 +310,8 @@ def test_damaged_hashes_along_a_chain_never_lead_to_another_entity(project, redi
         fs.run(at=T0)
         honest = by_ways(fs, keys)
         assert honest[0] == honest[1]
-        owner = client.hget(f"{PREFIX}:state:device_owner", "ns").decode()
-        account = client.hget(f"{PREFIX}:state:user_account", "ns").decode()
-        client.hset(f"{PREFIX}:v:{owner}:{key_text(['d1'])}", "user_id", USERS[0])
-        client.hset(f"{PREFIX}:v:{account}:{key_text(['é'])}", "account_id", "0")
+        misdirect_link(client, "device_owner", ["d1"], [USERS[0]])
+        misdirect_link(client, "user_account", ["é"], [0])
         for rows in by_ways(fs, keys):
             got = {r["device_id"]: r for r in rows}
             d1, d4 = got["d1"], got["d4"]
@@ -486,7 +482,7 @@ def free_port() -> int:
 
 def test_a_read_only_replica_serves(project, tmp_path, expected):
     """The script and MULTI/EXEC run on a read-only replica (the script writes nothing; it is
-    loaded there when the replica does not know it); a damaged hash found there is logged, its
+    loaded there when the replica does not know it); a damaged link found there is logged, its
     queueing for repair refused by the replica without failing the lookup."""
     procs = []
     ports = [free_port(), free_port()]
@@ -522,8 +518,7 @@ def test_a_read_only_replica_serves(project, tmp_path, expected):
                 {k: v for k, v in r.items() if not k.startswith("_as_of")}
                 for r in fs.online_features("by_user", user_keys, with_status=True, with_as_of=True)
             ] == expected["plain-first"]
-            ns = source.hget(f"{PREFIX}:state:device_owner", "ns").decode()
-            source.hset(f"{PREFIX}:v:{ns}:{key_text(['d0'])}", "user_id", "plain")
+            misdirect_link(source, "device_owner", ["d0"], ["plain"])
             source.wait(1, 5000)
             row = fs.online_features("by_device", keys[:1], with_status=True)[0]
             assert row["user_id"] is None and row["__status"]["device_owner"] == "corrupt"

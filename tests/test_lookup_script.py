@@ -1,13 +1,14 @@
 """The lookup script (`_LOOKUP` in fsdsl/online/store.py): a lookup through links is one round
-trip, the script finding each row's target key in the link's hash and reading the hashes it
+trip, the script finding each row's target key in the link's string and reading the hashes it
 names. What is checked here is that this shortcut never changes a served value:
 
-- the key texts the script writes are those `codec.key_text` writes, for any string or int
-  (hypothesis, on every real Redis here);
-- a service served by the script, and by one round trip per link (`SCRIPT_ROWS` exceeded), give
-  the same rows as the training query, keys that need escaping included;
-- a damaged link hash (its checksum fails) never leads to another entity's values, although the
-  script, which cannot check checksums, followed it.
+- the strings a refresh writes name the key texts `codec.key_text` writes, for any string or int
+  (nulls: unlinked), and the script follows exactly those (hypothesis, on every real Redis here);
+- a service served by the script, and by one round trip for the links then one for the views
+  (`SCRIPT_ROWS` exceeded), give the same rows as the training query, keys that need escaping
+  included;
+- a damaged link string (its checksum fails) never leads to another entity's values, although
+  the script, which cannot check checksums, followed it.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis_servers import flush
+from redis_servers import flush, misdirect_link
 
 from fsdsl import FeatureStore
 from fsdsl.diagnostics import UsageError
 from fsdsl.online import lookup as lookup_module
 from fsdsl.online.codec import key_text
-from fsdsl.online.store import PREFIX, OnlineStore
+from fsdsl.online.store import PREFIX, OnlineStore, link_value
 
 T0 = dt.datetime(2024, 5, 1)
 DAY = dt.timedelta(days=1)
@@ -127,10 +128,10 @@ def served(rows: list[dict]) -> dict:
 
 
 def counted_trips(monkeypatch) -> list[str]:
-    """The round trips of the lookups that follow, by kind: `_hgetall` (a plain pipeline) or
+    """The round trips of the lookups that follow, by kind: `_pipeline` (a plain pipeline) or
     `_read_by_script` (the lookup script), one entry each."""
     trips: list[str] = []
-    for name in ("_hgetall", "_read_by_script"):
+    for name in ("_pipeline", "_read_by_script"):
         original = getattr(OnlineStore, name)
 
         def counted(self, *args, _original=original, _name=name, **kwargs):
@@ -148,9 +149,9 @@ def read_again(monkeypatch) -> list:
     calls: list = []
     original = OnlineStore._read_again
 
-    def counted(self, ns, rows, built, keys):
+    def counted(self, ns, rows, built, keys, link=False):
         calls.append(sum(a != b for a, b in zip(built, keys, strict=True)))
-        return original(self, ns, rows, built, keys)
+        return original(self, ns, rows, built, keys, link)
 
     monkeypatch.setattr(OnlineStore, "_read_again", counted)
     return calls
@@ -185,8 +186,8 @@ def test_script_and_split_lookups_equal_training(project, redis_urls, server, re
     assert all(v[1] is not None for d, v in got.items() if d.startswith("d") and d[1:].isdigit())
 
 
-def test_a_damaged_link_hash_is_not_followed(project, redis_urls, read_again):
-    """d0's link hash is changed behind the checksum to name another user: the script reads
+def test_a_damaged_link_string_is_not_followed(project, redis_urls, read_again):
+    """d0's link string is changed behind its checksum to name another user: the script reads
     that user's hashes, but the row is served as the damaged link it is (an unseen user, status
     `corrupt`), by the script and by separate round trips alike."""
     url = redis_urls["embedded"]
@@ -197,8 +198,7 @@ def test_a_damaged_link_hash_is_not_followed(project, redis_urls, read_again):
         fs.run(at=T0)
         honest = fs.online_features("by_device", keys, with_status=True)
         assert served(honest)["d0"][0] == USERS[0]
-        ns = client.hget(f"{PREFIX}:state:device_owner", "ns").decode()
-        client.hset(f"{PREFIX}:v:{ns}:{key_text(['d0'])}", "user_id", "plain")
+        misdirect_link(client, "device_owner", ["d0"], ["plain"])
         rows = fs.online_features("by_device", keys, with_status=True)
         # the script followed d0 to `plain`: that row is set right in both of the user's views
         assert read_again == [1, 1]
@@ -208,6 +208,7 @@ def test_a_damaged_link_hash_is_not_followed(project, redis_urls, read_again):
             assert fs.online_features("by_device", keys, with_status=True) == rows
         finally:
             lookup_module.SCRIPT_ROWS = saved
+        assert fs.online().corrupt_reads == 2  # once by each way
     got = served(rows)
     assert got["d0"] == (None, None, 0, None)  # not `plain`'s values
     assert got["d6"] == served(honest)["d6"] and got["d6"][0] == "plain"
@@ -220,6 +221,43 @@ TEXTS = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
 INTS = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 
 
+TWO_KEYS = """
+entity device {
+  key device_id: string
+}
+
+entity account {
+  key name: string, number: int
+}
+
+source links {
+  table "links"
+  timestamp ts
+  columns {
+    device_id: string
+    name: string
+    number: int
+    ts: timestamp
+  }
+}
+
+link device_account {
+  from links
+  device -> account
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def two_keys():
+    """The view of a link to a two-key target (a string and an int)."""
+    from fsdsl.check import load_text
+
+    repo, diagnostics = load_text(TWO_KEYS)
+    assert repo is not None, diagnostics
+    return repo.views["device_account"]
+
+
 @pytest.mark.parametrize("server", ["embedded", "debian"])
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -227,38 +265,56 @@ INTS = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 @given(
     rows=st.lists(st.tuples(st.one_of(st.none(), TEXTS), st.one_of(st.none(), INTS)), max_size=8)
 )
-def test_the_script_writes_key_texts_as_the_codec_does(redis_urls, server, rows):
-    """Link hashes holding a string and an int key column (either absent: a null), read by the
-    script with kinds `s` and `i`: each row's built key text is `key_text([s, i])`, or "" when
-    a part is null."""
+def test_link_strings_name_key_texts_as_the_codec_does(redis_urls, server, two_keys, rows):
+    """A refresh's rows of a link to a (string, int) target (either null: unlinked), written by
+    the refresh's own encoder, then read by the script: each row's link string names
+    `key_text([s, n])` (nothing when a part is null) under a checksum `link_value` agrees
+    with, the script reads the hash under exactly that key, and the text decodes back to the
+    values."""
     if server not in redis_urls:
         pytest.skip("no Debian redis-server here (CI starts one: FSDSL_REDIS_URL)")
+    from fsdsl.online.codec import key_values
+    from fsdsl.online.refresh import _batch_commands
+
     online = OnlineStore(redis_urls[server])
     client = online.client
-    prefix = "fsdsl-test:script:"
-    pipe = client.pipeline(transaction=False)
-    for i, (s, n) in enumerate(rows):
-        key = f"{prefix}[{i}]"
-        pipe.delete(key)
-        fields = {"pad": "x"}  # a hash needs a field; `pad` is never read
-        if s is not None:
-            fields["name"] = s
-        if n is not None:
-            fields["number"] = str(n)
-        pipe.hset(key, mapping=fields)
-    pipe.execute()
-    # one given group of key texts; one read: no state, the prefix, that group, 2 link fields
-    spec = [len(rows), 1, 1, "", prefix, 1, 2, "name", "s", "number", "i"]
-    texts = [f"[{i}]" for i in range(len(rows))]
+    ns = "fsdsl-test-script"
+    devices = [f"d{i}" for i in range(len(rows))]
+    batch = pa.record_batch(
+        {
+            "device_id": pa.array(devices, pa.string()),
+            "unlinked": pa.array([int(s is None or n is None) for s, n in rows], pa.int64()),
+            "name": pa.array([s if n is not None else None for s, n in rows], pa.string()),
+            "number": pa.array([n if s is not None else None for s, n in rows], pa.int64()),
+        }
+    )
+    linked = [key_text([s, n]) if s is not None and n is not None else "" for s, n in rows]
+    commands = _batch_commands(two_keys, batch, {}, ns, in_place=True)
     try:
+        online.send_commands(commands.pieces, commands.count, transaction=True)
+        for text in {t for t in linked if t}:  # a hash where each linked row's target is
+            client.hset(OnlineStore.entity_key(ns, text), "found", text)
+        texts = [key_text([d]) for d in devices]
+        # two reads: the link's strings (group 1, given), then hashes under the keys it made
+        spec = [len(rows), 1, 2]
+        spec += ["", f"{PREFIX}:r:{ns}:", 1, 1, "", f"{PREFIX}:v:{ns}:", 2, 0]
         reply = online._lookup(args=spec + texts)
     finally:
-        if rows:
-            client.delete(*(prefix + t for t in texts))
+        for pattern in (f"{PREFIX}:r:{ns}:*", f"{PREFIX}:v:{ns}:*"):
+            for key in client.scan_iter(match=pattern):
+                client.delete(key)
         online.close()
-    built = [t.decode("utf-8") for t in reply[1]] if rows else []
-    want = ["" if s is None or n is None else key_text([s, n]) for s, n in rows]
-    assert built == want
+    strings, hashes = (reply[0], reply[1]) if rows else ([], [])
+    names = [s.split(b":", 1)[1].decode() if s else "" for s in strings]
+    assert names == linked  # the unlinked rows hold "" (no hash of theirs is read)
+    # Arrow's encoder and the one `write_batch` uses give the same strings, checksums included
+    assert strings == [link_value(ns, t, target) for t, target in zip(texts, linked, strict=True)]
+    found = [dict(zip(h[::2], h[1::2], strict=True)).get(b"found", b"").decode() for h in hashes]
+    assert found == linked
+    types = [k.type for k in two_keys.features[1:]]
+    for (s, n), text in zip(rows, linked, strict=True):
+        if text:
+            assert key_values(text, types) == [s, n]
 
 
 CHAIN = """
@@ -371,7 +427,7 @@ def test_a_chain_is_two_round_trips_at_most(tmp_path, redis_urls, monkeypatch):
         monkeypatch.setattr(lookup_module, "SCRIPT_ROWS", 0)
         trips.clear()
         two = fs.online_features("by_device", keys)
-        assert trips == ["_read_by_script", "_hgetall"]
+        assert trips == ["_read_by_script", "_pipeline"]
         at = fs.online_features("by_device", keys[:1], with_as_of=True)[0]["_as_of"]
         labels = pa.table(
             {"device_id": [k["device_id"] for k in keys], "event_timestamp": [at] * len(keys)}
@@ -404,10 +460,10 @@ DATE_KEYED = CHAIN.replace("key household_id: int", "key household_id: date").re
 )
 
 
-def test_a_key_the_script_cannot_write_takes_a_trip_of_its_own(tmp_path, redis_urls, monkeypatch):
-    """A link to an entity keyed by a date: the script resolves device -> user, then the date
-    key is built here, from the checked hash, for a second trip (the script writes strings and
-    ints only); the rows equal the training query's."""
+def test_a_date_keyed_target_is_resolved_in_the_same_trip(tmp_path, redis_urls, monkeypatch):
+    """A link to an entity keyed by a date: its strings hold the key text, so the script
+    resolves device -> user -> household in the one trip; the rows equal the training
+    query's."""
     (tmp_path / "defs").mkdir()
     (tmp_path / "defs" / "repo.feat").write_text(DATE_KEYED)
     (tmp_path / ".fsc").mkdir()
@@ -442,7 +498,7 @@ def test_a_key_the_script_cannot_write_takes_a_trip_of_its_own(tmp_path, redis_u
         fs.online_features("by_device", keys)
         trips.clear()
         rows = fs.online_features("by_device", keys)
-        assert trips == ["_read_by_script", "_hgetall"]
+        assert trips == ["_read_by_script"]
         labels = pa.table({"device_id": ["d1", "d2", "d3"], "event_timestamp": [T0] * 3})
         trained = fs.training_set(labels, "by_device").to_pylist()
     got = [(r["household_id"], r["bills_30d"], r["bills"]) for r in rows]
@@ -471,3 +527,24 @@ def test_a_large_lookup_is_made_of_short_ones(project, redis_urls, monkeypatch):
         parts = fs.online_features("by_device", keys, with_as_of=True, with_status=True)
     assert parts == whole
     assert scripts == [5] * (len(keys) // 5) + ([len(keys) % 5] if len(keys) % 5 else [])
+
+
+def test_link_strings_go_with_their_namespace(project, redis_urls):
+    """A full refresh writes the link's strings into its new namespace; once the old one is
+    dropped, none of its strings is left behind."""
+    url = redis_urls["embedded"]
+    flush(url)
+    client = redis.Redis.from_url(url)
+    with store(project, url) as fs:
+        fs.run(at=T0)
+        old = client.hget(f"{PREFIX}:state:device_owner", "ns").decode()
+        stored = len(list(client.scan_iter(match=f"{PREFIX}:r:{old}:*")))
+        assert stored == len(USERS) + 1  # every device but the never-seen one (d_unlinked: "")
+        fs.run(at=T0 + DAY, full=True)
+        new = client.hget(f"{PREFIX}:state:device_owner", "ns").decode()
+        assert new != old
+        assert len(list(client.scan_iter(match=f"{PREFIX}:r:{new}:*"))) == stored
+        fs.online().drop_retired(wait=True)
+        assert list(client.scan_iter(match=f"{PREFIX}:r:{old}:*")) == []
+        rows = fs.online_features("by_device", [{"device_id": "d0"}])
+    assert rows[0]["user_id"] == USERS[0]

@@ -122,7 +122,7 @@ def test_a_wrong_stored_link_is_caught(project, truth, store):
     }
     assert fields["user_id"] == served["user_id"], fields  # a string is stored as itself
     fields["user_id"] = other
-    online.write_batch(ns, [(key, fields)], [])
+    online.write_batch(ns, [(key, fields)], [], links=[(key, key_text([other]))])
     assert store.online_features("fraud_by_device", {"device_id": device})["user_id"] == other
 
     r = runner.invoke(

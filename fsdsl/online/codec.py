@@ -180,6 +180,13 @@ def key_text(values: list | tuple) -> str:
     )
 
 
+def key_values(text: str, types: list[ir.Type] | tuple[ir.Type, ...]) -> list:
+    """The values `key_text` wrote `text` from, one per key column of those types."""
+    if len(types) == 1 and types[0].name == "string" and "\\" not in text:
+        return [text[2:-2]]  # `["..."]`, nothing escaped: the common key, without json
+    return [_from_json(x, t) for x, t in zip(json.loads(text), types, strict=True)]
+
+
 def plain_key_text(value) -> str | None:
     """`key_text([value])` without json for the common key, a string needing no escape;
     None for anything else (then use `key_text`)."""

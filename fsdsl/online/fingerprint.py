@@ -5,9 +5,10 @@ namespace named by this fingerprint: when it changes, the view is refreshed in f
 namespace. So it must change with anything that decides a stored value, and with nothing else:
 it hashes the view's canonical form (`fsdsl.canonical`: no spelling, no dialect, no SQL text),
 the layout of its aggregate state, the feature types the values are encoded with,
-SEMANTICS_VERSION and the store's LAYOUT. A compiler change that prints other SQL computing the
-same values (a refactoring, a sqlglot upgrade, a faster strategy) keeps every store; the compile
-cache has its own key for that (`refresh._compiler_version`).
+SEMANTICS_VERSION and the store's LAYOUT (and, for a link's view, LINK_LAYOUT). A compiler
+change that prints other SQL computing the same values (a refactoring, a sqlglot upgrade, a
+faster strategy) keeps every store; the compile cache has its own key for that
+(`refresh._compiler_version`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import hashlib
 from fsdsl import canonical, ir
 from fsdsl.compile.state import state_columns
 from fsdsl.online.memo import per_view
-from fsdsl.online.store import LAYOUT
+from fsdsl.online.store import LAYOUT, LINK_LAYOUT
 
 # Bump by hand in the commit that changes a value any compiler emits, for any view, on any
 # warehouse (a fixed null rule, a Postgres-only fix of a rounding): every store is then
@@ -33,6 +34,8 @@ def fingerprint(view: ir.View) -> str:
         f"layout {LAYOUT}",  # hashes without checksums are refreshed in full, never misread
         *_view_parts(view),
     ]
+    if view.link is not None:  # a link's strings, which lookups resolve it by
+        parts.append(f"link layout {LINK_LAYOUT}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 

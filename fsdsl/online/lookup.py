@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from fsdsl import ir
 from fsdsl.diagnostics import UsageError
-from fsdsl.online.codec import decoder, key_text, normalise_key_value, plain_key_text
+from fsdsl.online.codec import decoder, key_text, key_values, normalise_key_value, plain_key_text
 from fsdsl.online.fingerprint import fingerprint
 from fsdsl.online.store import OnlineStore, Read
 
@@ -24,10 +24,10 @@ STATUS = "__status"  # the row's {view: ok | missing | corrupt}, when asked for
 AS_OF = "_as_of"
 AS_OF_VIEWS = "_as_of_views"
 # Up to this many rows, a lookup through links is one round trip: the lookup script resolves the
-# links in Redis and reads the views' hashes. Past it, the script resolves the links only and the
-# views' hashes are read in a second round trip, as a plain pipeline: the script spends more
-# converting each (wide) hash into Lua and back than a round trip costs (bench/links.py, see
-# docs/benchmarks.md).
+# links in Redis (each a string naming its target's key) and reads the views' hashes. Past it,
+# the script resolves the links only and the views' hashes are read in a second round trip, as a
+# plain pipeline: the script spends more converting each (wide) hash into Lua and back than a
+# round trip costs (bench/links.py, see docs/benchmarks.md).
 SCRIPT_ROWS = 16
 # A lookup of more rows is made of lookups of this many (so each row's `_as_of` is its own
 # part's): the script, or a MULTI/EXEC, holds Redis while it runs — about 4 ms per 1,000 rows
@@ -77,11 +77,9 @@ class ServicePlan:
     links: tuple[ViewPlan, ...] = ()
     key: tuple[ir.Key, ...] = ()  # the service's `key` entity's keys, with links
     key_names: list[str] = field(init=False, repr=False, compare=False)
-    # the round trips of a lookup, each the views it reads: with links, one for all of them
-    # (the lookup script resolves the links in Redis), unless a link resolves to a key the
-    # script cannot write (not a string or int: see `_LOOKUP` in store.py), after which the
-    # next trip starts; `split`: the same with the views in a trip of their own, after the
-    # links' (see SCRIPT_ROWS): two round trips whatever the number of links and views
+    # the round trips of a lookup, each the views it reads: one for all of them, links
+    # included (the lookup script resolves the links in Redis); `split`: the links' trip, then
+    # the views' (see SCRIPT_ROWS)
     trips: tuple[tuple[ViewPlan, ...], ...] = field(init=False, repr=False, compare=False)
     split: tuple[tuple[ViewPlan, ...], ...] = field(init=False, repr=False, compare=False)
 
@@ -90,18 +88,10 @@ class ServicePlan:
             names = [k.name for k in self.key]
         else:
             names = list(dict.fromkeys(k.name for v in self.views for k in v.keys))
-        trips, trip = [], []
-        for lp in self.links:
-            trip.append(lp)
-            if not _in_script(lp):
-                trips.append(tuple(trip))
-                trip = []
-        trips.append((*trip, *self.views))
+        trips = ((*self.links, *self.views),)
         object.__setattr__(self, "key_names", names)  # frozen: set once, here
-        object.__setattr__(self, "trips", tuple(trips))
-        last = tuple(lp for lp in trips[-1] if lp.resolves)  # its links
-        split = (*trips[:-1], last, self.views) if last else tuple(trips)
-        object.__setattr__(self, "split", split)
+        object.__setattr__(self, "trips", trips)
+        object.__setattr__(self, "split", (self.links, self.views) if self.links else trips)
 
     @property
     def resolved(self) -> list[ir.Feature]:
@@ -159,8 +149,9 @@ def lookup(
     # A service with a `key`: its links are read first, each adding its target's keys to the
     # rows (null: unlinked, or never seen), which the next link or the views then read; all in
     # the same round trip, the keys found by the lookup script in Redis.
+    resolved: dict[tuple[str, ...], list[str]] = {}  # key columns -> the texts links found
     for trip in plan.trips if len(out) <= SCRIPT_ROWS else plan.split:
-        times.update(_fetch(online, trip, out, status, as_of))
+        times.update(_fetch(online, trip, out, status, as_of, resolved))
     if as_of:
         known = [t for t in times.values() if t is not None]
         earliest = min(known) if len(known) == len(times) else None
@@ -170,17 +161,17 @@ def lookup(
     return out
 
 
-def _in_script(lp: ViewPlan) -> bool:
-    """Whether the lookup script can write the key texts of a link's target (its kinds)."""
-    return all(k.type in (ir.STRING, ir.INT) for k in lp.resolves)
-
-
 def _fetch(
-    online: OnlineStore, views: tuple[ViewPlan, ...], out: list[dict], status: bool, as_of: bool
+    online: OnlineStore,
+    views: tuple[ViewPlan, ...],
+    out: list[dict],
+    status: bool,
+    as_of: bool,
+    resolved: dict[tuple[str, ...], list[str]],
 ) -> dict[str, dt.datetime | None]:
     """Set the features of `views` in each row of `out`, keyed by the row's own key columns or
-    by those a link among `views` resolves, in one round trip. Returns each view's as-of
-    time."""
+    by those a link resolves (among `views`, or in an earlier trip: `resolved`, which this adds
+    the key texts of its links to), in one round trip. Returns each view's as-of time."""
     requests = []
     given: dict[tuple[str, ...], list[str]] = {}  # key columns -> the rows' key texts
     linked: dict[tuple[str, ...], int] = {}  # key columns -> the read of the link finding them
@@ -188,17 +179,12 @@ def _fetch(
         names = tuple(k.name for k in vp.keys)
         keys = linked.get(names)
         if keys is None:
-            keys = given.get(names)
+            keys = resolved.get(names) or given.get(names)
         if keys is None:
             keys = given[names] = _key_texts(vp, out)
-        resolves = ()
-        if vp.resolves and _in_script(vp):  # the reads after it in this trip take its keys
-            resolves = tuple((k.name, "s" if k.type == ir.STRING else "i") for k in vp.resolves)
+        if vp.resolves:  # the reads after it in this trip take its keys
             linked[tuple(k.name for k in vp.resolves)] = len(requests)
-        requests.append(Read(vp.view, vp.fp, vp.names, keys, resolves))
-    # a link nothing in this trip reads is read like a view
-    named = {r.keys for r in requests if isinstance(r.keys, int)}
-    requests = [r if i in named else r._replace(resolves=()) for i, r in enumerate(requests)]
+        requests.append(Read(vp.view, vp.fp, vp.names, keys, bool(vp.resolves)))
     reply = online.lookup(requests, as_of=as_of)
     times: dict[str, dt.datetime | None] = {}
     for vp, part in zip(views, reply, strict=True):
@@ -211,14 +197,27 @@ def _fetch(
         empty, rows, corrupt, when = part
         times[vp.view] = _as_of_time(when)
         names, nulls = vp.decoders, vp.nulls
-        for row, values in zip(out, rows, strict=True):
-            # no hash, or a damaged one: the entity has the empty values
-            get = (empty if values is None else values).get
-            row.update(nulls)  # a null is an absent field: set the present ones only
-            for name, stored, dec in names:
-                value = get(stored)
-                if value is not None:
-                    row[name] = dec(value)
+        if vp.resolves:  # a link's read: each row's target key text ("" or None: none)
+            types = [k.type for k in vp.resolves]  # its features are named as those keys
+            targets = tuple(k.name for k in vp.resolves)
+            plain = targets[0] if len(types) == 1 and types[0] == ir.STRING else None
+            for row, text in zip(out, rows, strict=True):
+                if not text:
+                    row.update(nulls)
+                elif plain is not None and "\\" not in text:  # `["..."]`: nothing escaped
+                    row[plain] = text[2:-2]
+                else:
+                    row.update(zip(targets, key_values(text, types), strict=True))
+            resolved[targets] = [text or "" for text in rows]
+        else:
+            for row, values in zip(out, rows, strict=True):
+                # no hash, or a damaged one: the entity has the empty values
+                get = (empty if values is None else values).get
+                row.update(nulls)  # a null is an absent field: set the present ones only
+                for name, stored, dec in names:
+                    value = get(stored)
+                    if value is not None:
+                        row[name] = dec(value)
         if status:
             bad = set(corrupt)
             for i, values in enumerate(rows):

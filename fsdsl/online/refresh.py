@@ -12,7 +12,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import pyarrow as pa
 
@@ -24,7 +24,7 @@ from fsdsl.online import cache as compiled_cache
 from fsdsl.online.codec import encode_array, encode_column, key_array, lit
 from fsdsl.online.fingerprint import fingerprint
 from fsdsl.online.memo import per_view
-from fsdsl.online.resp import del_rows, hset_rows
+from fsdsl.online.resp import checksums, del_rows, hset_rows, set_rows
 from fsdsl.online.runlock import RunLock
 from fsdsl.online.store import MARKER, LockLost, OnlineStore, RunInputs, aggregates_digest_of
 
@@ -270,20 +270,18 @@ def refresh_view(
                 # A small change (a push, a stream batch, a tick): its entities and the state
                 # that says their as-of time go in one MULTI, so that no reader ever sees new
                 # values beside the previous time.
-                buffer, count, extra, more, values, gone, put = b"", 0, b"", 0, 0, [], ([], {})
+                rows = _Commands([], 0, 0, 0, 0)
                 if batches:
-                    put, gone, values = _encode_batch(view, batches[0], empty, ns)
-                    buffer, count = hset_rows(put[0], put[1], MARKER, replace=True)
-                    extra, more = del_rows(gone)
+                    rows = _batch_commands(view, batches[0], empty, ns, in_place=True)
                 tail, n = online.state_commands(
                     view.name, serving, aggregates, len(pending), applied, digest=digest
                 )
                 online.send_commands(
-                    [buffer, extra, tail], count + more + n, transaction=True, **guard
+                    [*rows.pieces, tail], rows.count + n, transaction=True, **guard
                 )
-                run.entities_removed += len(gone)
-                run.entities_written += len(put[0])
-                run.values_written += values
+                run.entities_removed += rows.removed
+                run.entities_written += rows.written
+                run.values_written += rows.values
                 run.write_seconds = time.perf_counter() - t1
                 if progress:
                     progress(view.name, total, total)
@@ -291,19 +289,14 @@ def refresh_view(
             else:
                 done = 0
                 for batch in batches:
-                    put, gone, values = _encode_batch(view, batch, empty, ns)
-                    buffer, count = hset_rows(put[0], put[1], MARKER, replace=incremental)
-                    removed = 0
-                    if incremental:  # a fresh namespace holds no stale value to remove
-                        extra, more = del_rows(gone)
-                        buffer, count = buffer + extra, count + more
-                        removed = len(gone)
+                    # a fresh namespace holds no stale value to remove
+                    rows = _batch_commands(view, batch, empty, ns, in_place=incremental)
                     # in place: one MULTI/EXEC per batch, so a reader never sees an entity
                     # half-written
-                    online.send_commands(buffer, count, transaction=incremental, **guard)
-                    run.entities_removed += removed
-                    run.entities_written += len(put[0])
-                    run.values_written += values
+                    online.send_commands(rows.pieces, rows.count, transaction=incremental, **guard)
+                    run.entities_removed += rows.removed
+                    run.entities_written += rows.written
+                    run.values_written += rows.values
                     held.check()  # counted first: E0515 says what was written
                     done += batch.num_rows
                     if progress:
@@ -456,18 +449,74 @@ def _repair(
 
     fixed = recompute(repo, view, wh, at, keys)
     for batch in fixed.to_batches(max_chunksize=BATCH):
-        put, gone, _ = _encode_batch(view, batch, empty, ns)
-        buffer, count = hset_rows(put[0], put[1], MARKER, replace=True)
-        extra, more = del_rows(gone)
-        online.send_commands(
-            buffer + extra, count + more, transaction=True, view=view.name, owner=owner
-        )
+        rows = _batch_commands(view, batch, empty, ns, in_place=True)
+        online.send_commands(rows.pieces, rows.count, transaction=True, view=view.name, owner=owner)
         run.entities_repaired += batch.num_rows
+
+
+class _Commands(NamedTuple):
+    """A batch of refresh rows as Redis commands (`_batch_commands`)."""
+
+    pieces: list[bytes]  # the encoded commands, sent in order
+    count: int  # of commands
+    written: int  # entities stored
+    removed: int  # entities removed (equal to the empty values)
+    values: int  # non-null values stored
+
+
+def _batch_commands(
+    view: ir.View, batch: pa.RecordBatch, empty: dict[str, str], ns: str, in_place: bool
+) -> _Commands:
+    """The commands that store a batch of refresh rows: each entity's hash (rows equal to the
+    empty values are not stored) and, for a link's view, each entity's link string. `in_place`
+    (a namespace that serves): each hash is replaced whole, and the entities now equal to the
+    empty values are removed; a fresh namespace has nothing to replace or remove."""
+    put, gone, values, texts, keep = _encode_batch(view, batch, empty, ns)
+    buffer, count = hset_rows(put[0], put[1], MARKER, replace=in_place)
+    pieces = [buffer]
+    if in_place:
+        extra, more = del_rows(gone)
+        pieces.append(extra)
+        count += more
+    if view.link is not None:
+        link, more = _link_commands(view, batch, texts, keep, ns, in_place)
+        pieces += link
+        count += more
+    return _Commands(pieces, count, len(put[0]), len(gone) if in_place else 0, values)
+
+
+def _link_commands(
+    view: ir.View, batch: pa.RecordBatch, texts: pa.Array, keep: pa.Array, ns: str, in_place: bool
+) -> tuple[list[bytes], int]:
+    """A link's view's strings (`store.py`, `fsdsl:r:`) for a batch: one for every entity whose
+    hash is stored (`keep`), "{checksum}:{target key text}", "" after the colon when unlinked;
+    `in_place`, those of the entities whose hash is removed are removed too. `texts`: the
+    entities' key texts."""
+    import pyarrow.compute as pc
+
+    targets = [f for f in view.features if f.name != ir.UNLINKED]  # the target's keys, in order
+    columns = [conform(batch.column(f.name), f.type).filter(keep) for f in targets]
+    linked = None  # every key column present
+    for column in columns:
+        valid = pc.is_valid(column)
+        linked = valid if linked is None else pc.and_(linked, valid)
+    target = pc.if_else(linked, key_array(columns, [f.type for f in targets]), lit(""))
+    keys = pc.binary_join_element_wise(lit(OnlineStore.link_key(ns, "")), texts, lit(""))
+    stored = keys.filter(keep)
+    value = pc.binary_join_element_wise(checksums(stored, {"": target}), lit(":"), target, lit(""))
+    buffer, count = set_rows(stored, value)
+    pieces = [buffer]
+    if in_place:
+        extra, more = del_rows(keys.filter(pc.invert(keep)))
+        pieces.append(extra)
+        count += more
+    return pieces, count
 
 
 def _encode_batch(view: ir.View, batch: pa.RecordBatch, empty: dict[str, str], ns: str):
     """A batch of refresh rows as ((hash keys, encoded fields) to write, hash keys to remove,
-    values written): rows equal to the empty values are removed rather than stored."""
+    values written, the entities' key texts, which rows are written): rows equal to the empty
+    values are removed rather than stored."""
     import pyarrow.compute as pc
 
     texts = key_array(
@@ -486,4 +535,4 @@ def _encode_batch(view: ir.View, batch: pa.RecordBatch, empty: dict[str, str], n
     keep = pc.invert(is_empty)
     kept = {name: values.filter(keep) for name, values in fields.items()}
     count = sum(len(v) - v.null_count for v in kept.values())
-    return (hash_keys.filter(keep), kept), hash_keys.filter(is_empty), count
+    return (hash_keys.filter(keep), kept), hash_keys.filter(is_empty), count, texts, keep

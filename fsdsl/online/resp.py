@@ -110,6 +110,14 @@ def checksums(keys: pa.Array, fields: dict[str, pa.Array]) -> pa.Array:
     return pc.cast(pa.Array.from_buffers(pa.uint32(), len(crcs), [None, packed]), pa.string())
 
 
+def set_rows(keys: pa.Array, values: pa.Array) -> tuple[bytes, int]:
+    """`SET key value` per row (no nulls): (buffer, commands)."""
+    if len(keys) == 0:
+        return b"", 0
+    head = lit("*3\r\n" + bulk("SET").decode())
+    return _buffer(_joined([head, _bulks(keys), _bulks(values)])), len(keys)
+
+
 def del_rows(keys: pa.Array) -> tuple[bytes, int]:
     """One `DEL` of all the keys: (buffer, commands)."""
     if len(keys) == 0:

@@ -5,6 +5,9 @@ Layout (one namespace per view, definition fingerprint and full-refresh generati
     fsdsl:state:{view}       hash: ns, fp, as_of, watermark, refreshed_at  (what is serving)
                              + "__", its checksum: damaged, the view reads as never refreshed
     fsdsl:v:{ns}:{key}       hash: one field per feature (nulls absent) + "__", the checksum
+    fsdsl:r:{ns}:{key}       string, a link's view only: "{checksum}:{target key text}" ("" after
+                             the colon: unlinked), written and removed with the entity's hash;
+                             what a lookup resolves the link by (one GET, or an MGET of many)
     fsdsl:empty:{ns}         hash: the values of an entity with no visible event (+ "__")
     fsdsl:repair:{ns}        set: keys whose hash failed its checksum when read (`checksum.py`),
                              which the next run rewrites
@@ -27,10 +30,11 @@ A full refresh (first run, `--full`, or a changed definition) writes a new names
 believes is serving (cached for STATE_TTL); past that, `state` is read in the same pipeline and,
 if it names another namespace or definition, the cache is renewed and the read repeated, so
 two definitions are never mixed. A lookup through links (a service with a `key`) is one round
-trip too: a script (`_LOOKUP`) reads each row's link hash, builds its target's key from it and
-reads the views' hashes under that key, all in Redis (up to `lookup.SCRIPT_ROWS` rows; past
-that, a round trip per link). Every hash read is checked against its checksum; a damaged one
-is logged, counted (`corrupt_reads`), served as missing and queued for the next run.
+trip too: a script (`_LOOKUP`) reads each row's link string, which holds its target's key
+text, and reads the views' hashes under that key, all in Redis (up to `lookup.SCRIPT_ROWS`
+rows; past that, one trip resolves the links and a second reads the views). Every hash and link
+string read is checked against its checksum; a damaged one is logged, counted
+(`corrupt_reads`), served as missing and queued for the next run.
 Damaged empty values degrade their view only: its entities without a stored hash are served
 nulls with the status `corrupt` (absent ones: `missing`, with nulls) until a run rewrites them.
 
@@ -61,6 +65,7 @@ log = logging.getLogger(__name__)
 _MARKER = MARKER.encode()
 
 PREFIX = "fsdsl"
+_PREFIX = PREFIX.encode()
 LOCK_SECONDS = 120.0
 # Reaching the store is quick or it is not happening: a refused or silent server is reported
 # within about a second, in one line, never after redis-py's default retries with backoff.
@@ -110,71 +115,41 @@ for i = 1, n do redis.call('RPUSH', KEYS[n + i], ARGV[i + 1]) end
 return 0
 """
 # One lookup, whole, in one round trip and one atomic step: per read, its view's state (when
-# asked) and one hash per row; a link's read also builds, from the target key fields of each
-# row's hash, the key text the reads after it use (JSON as `codec.key_text` writes it: strings
-# quoted and escaped as Python's json does, ints as stored). "" is a row without a key (a null
-# key part, an unlinked or unseen entity): no hash is read for it. ARGV, flat (no decoding
-# costs the script anything): the row count n, the number of given groups of key texts, the
-# number of reads; per read its state key or "", the namespace's key prefix or "" (nothing
-# cached: no hashes), the group of its keys, the number of its link fields and each field
-# and its kind ("s" | "i"); then each given group's n key texts.
+# asked) and, per row, the view's hash or, for a link's read, the link's string (see `LINKS`).
+# A link's read also takes from each string the key text it names, which the reads after it
+# use as their keys. "" is a row without a key (a null key part, an unlinked or unseen entity):
+# nothing is read for it. ARGV, flat (no decoding costs the script anything): the row count n,
+# the number of given groups of key texts, the number of reads; per read its state key or "",
+# its key prefix or "" (nothing cached: nothing read), the group of its keys and 1 for a link's
+# read (else 0); then each given group's n key texts.
 _LOOKUP = r"""
 local n, given, reads = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local specs, at = {}, 4
-for r = 1, reads do
-  specs[r] = at
-  at = at + 4 + 2 * tonumber(ARGV[at + 3])
-end
--- a given group's key texts are read from ARGV where they are (group g, row i: ARGV[at+...])
-local groups, out = {}, {}
+local groups, out, at = {}, {}, 4 + 4 * reads
+-- a given group's key texts are read from ARGV where they are (group g, row i: ARGV[g0 + i])
 for g = 1, given do groups[g] = at + (g - 1) * n - 1 end
-local esc  -- built the first time a string needs escaping
-local function quoted(v)
-  if not string.find(v, '[%z\1-\31"\\]') then return '"' .. v .. '"' end
-  if esc == nil then
-    esc = {['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f', ['\n'] = '\\n',
-           ['\r'] = '\\r', ['\t'] = '\\t'}
-    for c = 0, 31 do
-      local ch = string.char(c)
-      if esc[ch] == nil then esc[ch] = string.format('\\u%04x', c) end
-    end
-  end
-  return '"' .. string.gsub(v, '[%z\1-\31"\\]', esc) .. '"'
-end
 for r = 1, reads do
-  local s = specs[r]
-  local state, prefix, keys, fields = ARGV[s], ARGV[s + 1], groups[tonumber(ARGV[s + 2])],
-    tonumber(ARGV[s + 3])
+  local s = 4 + 4 * (r - 1)
+  local state, prefix, keys = ARGV[s], ARGV[s + 1], groups[tonumber(ARGV[s + 2])]
+  local link = ARGV[s + 3] == '1'
   if state ~= '' then out[#out + 1] = redis.call('HGETALL', state) end
-  local hashes = {}
-  if prefix ~= '' then
-    for i = 1, n do
-      local k
-      if type(keys) == 'number' then k = ARGV[keys + i] else k = keys[i] end
-      if k == '' then hashes[i] = {} else hashes[i] = redis.call('HGETALL', prefix .. k) end
+  local rows, texts = {}, {}
+  for i = 1, n do
+    local k
+    if type(keys) == 'number' then k = ARGV[keys + i] else k = keys[i] end
+    if prefix == '' or k == '' then
+      if link then rows[i] = false else rows[i] = {} end
+      texts[i] = ''
+    elseif link then
+      local v = redis.call('GET', prefix .. k)
+      rows[i] = v
+      local c = v and string.find(v, ':', 1, true)
+      if c then texts[i] = string.sub(v, c + 1) else texts[i] = '' end
+    else
+      rows[i] = redis.call('HGETALL', prefix .. k)
     end
   end
-  out[#out + 1] = hashes
-  if fields > 0 then
-    local texts = {}
-    for i = 1, n do
-      local h, parts = hashes[i] or {}, {}
-      for f = 1, fields do
-        local name, v = ARGV[s + 2 + 2 * f], nil
-        for j = 1, #h, 2 do
-          if h[j] == name then v = h[j + 1]; break end
-        end
-        if v == nil then parts = nil; break end
-        if ARGV[s + 3 + 2 * f] == 's' then v = quoted(v) end
-        parts[f] = v
-      end
-      if parts == nil then texts[i] = ''
-      elseif fields == 1 then texts[i] = '[' .. parts[1] .. ']'
-      else texts[i] = '[' .. table.concat(parts, ',') .. ']' end
-    end
-    groups[#groups + 1] = texts
-    out[#out + 1] = texts
-  end
+  out[#out + 1] = rows
+  if link then groups[#groups + 1] = texts end
 end
 return out
 """
@@ -184,6 +159,10 @@ STATE_TTL = 1.0
 RETIRE_AFTER = 5.0
 APPLIED = f"{PREFIX}:applied"  # what the last runs applied, for `fsc plan`
 LAYOUT = 2  # how entity hashes are stored (2: with a checksum); part of every fingerprint
+# how a link's view is stored besides its hashes (1: a checksummed string per entity naming its
+# target's key text); part of a link view's fingerprint, so a store written before is refreshed
+# in full rather than read without the strings
+LINK_LAYOUT = 1
 AGG_PART = 64 << 20  # a Redis value may hold 512 MB; keep each part well below
 
 
@@ -196,9 +175,8 @@ class Read(NamedTuple):
     # one key text per row ("": a row without a key, whose hash is not read), or the index of
     # an earlier read, a link's, whose rows resolve to the keys
     keys: list[str] | int
-    # a link's read: its target entity's key fields, each with its kind ("s": string, "i":
-    # int), in key order: what the key texts of the reads that name it are built from
-    resolves: tuple[tuple[str, str], ...] = ()
+    # a link's read: each row's link string (its target's key text) rather than its hash
+    link: bool = False
 
 
 class RunInputs(NamedTuple):
@@ -537,6 +515,11 @@ class OnlineStore:
     def entity_key(ns: str, key_text: str) -> str:
         return f"{PREFIX}:v:{ns}:{key_text}"
 
+    @staticmethod
+    def link_key(ns: str, key_text: str) -> str:
+        """The key of an entity's link string, in a link's view's namespace."""
+        return f"{PREFIX}:r:{ns}:{key_text}"
+
     def write_empty(
         self, ns: str, fields: dict[str, str], *, view: str | None = None, owner: str | None = None
     ) -> None:
@@ -586,8 +569,11 @@ class OnlineStore:
         puts: Iterable[tuple[str, dict[str, str]]],
         deletes: Iterable[str],
         fresh: bool = False,
+        links: Iterable[tuple[str, str]] = (),
     ) -> None:
-        """Replace the hashes of `puts`, remove those of `deletes`.
+        """Replace the hashes of `puts`, remove those of `deletes`; `links`, in a link's
+        view's namespace: (key text, the target's key text or "" when unlinked) of each
+        entity's link string to write.
 
         In a serving namespace (`fresh=False`) a batch is one MULTI/EXEC and each hash is
         deleted before it is written, so a reader never sees an entity half-written or with a
@@ -601,7 +587,9 @@ class OnlineStore:
                     pipe.delete(key)
                 pipe.hset(key, mapping=fields_with_checksum(key, fields))
             for key_text in deletes:
-                pipe.delete(self.entity_key(ns, key_text))
+                pipe.delete(self.entity_key(ns, key_text), self.link_key(ns, key_text))
+            for key_text, target in links:
+                pipe.set(self.link_key(ns, key_text), link_value(ns, key_text, target))
             pipe.execute()
 
     def send_commands(
@@ -659,7 +647,7 @@ class OnlineStore:
 
     @contextlib.contextmanager
     def _connection(self):
-        """A connection of the pool for commands encoded here (`send_commands`, `_hgetall`,
+        """A connection of the pool for commands encoded here (`send_commands`, `_pipeline`,
         `_run_lookup`): on any error it is closed, since replies may be left unread on it, and
         it is returned to the pool in every case."""
         pool = self.client.connection_pool
@@ -698,11 +686,14 @@ class OnlineStore:
         removed = 0
         with self.errors():
             pipe = self.client.pipeline(transaction=False)
-            for key in self.client.scan_iter(match=f"{PREFIX}:v:{_glob(ns)}:*", count=batch):
-                pipe.unlink(key)
-                removed += 1
-                if removed % batch == 0:
-                    pipe.execute()
+            for kind in ("v", "r"):  # entity hashes, and a link's strings
+                for key in self.client.scan_iter(
+                    match=f"{PREFIX}:{kind}:{_glob(ns)}:*", count=batch
+                ):
+                    pipe.unlink(key)
+                    removed += kind == "v"
+                    if len(pipe) >= batch:
+                        pipe.execute()
             pipe.unlink(f"{PREFIX}:empty:{ns}")
             pipe.unlink(f"{PREFIX}:agg:{ns}")
             pipe.unlink(f"{PREFIX}:repair:{ns}")
@@ -746,10 +737,11 @@ class OnlineStore:
         serving namespace in place and advances its as-of time without changing the namespace,
         so a cached as-of time could be older than the values read.
 
-        The keys a link resolves are taken from its hashes as stored, before their checksums are
-        checked (the script cannot check them); they are built again here from the checked
-        hashes, and the rows where the two differ (a damaged link hash) are read again with the
-        right keys, so a damaged link never leads to another entity's values."""
+        A link's read gives, per row, the key text its target is read under ("" for an
+        unlinked entity, None for one not stored or a damaged string) rather than a hash. The
+        script takes those keys from the strings as stored, before their checksums are checked
+        (it cannot check them); rows whose checked key differs (a damaged string) are read
+        again with the right one, so a damaged link never leads to another entity's values."""
         requests = [r if isinstance(r, Read) else Read(*r) for r in requests]
         now = time.monotonic()
         fresh = not as_of and all(
@@ -770,7 +762,7 @@ class OnlineStore:
                 replies = self._read(requests, with_state=True, atomic=as_of)
         out: list = []
         resolved: dict[int, list[str]] = {}  # a link read's index -> its rows' target key texts
-        for i, (r, (state, rows, when, _built)) in enumerate(zip(requests, replies, strict=True)):
+        for i, (r, (state, rows, when, built)) in enumerate(zip(requests, replies, strict=True)):
             cached = self._cache.get((r.view, tuple(r.fields)))
             served = _decode_state(state) if state is not None else (cached or (None,))[:2]
             if cached is None or served[0] != r.fp or cached.serving != served:
@@ -783,31 +775,39 @@ class OnlineStore:
                     continue
                 keys = resolved[keys]
                 built = replies[r.keys][3]
-                if built != keys:
-                    rows = self._read_again(cached.ns, rows, built, keys)
-            found, damaged = self._checked(r.view, cached.ns, keys, rows)
+                if built is not None and built != keys:
+                    rows = self._read_again(cached.ns, rows, built, keys, r.link)
+            if r.link:
+                found, damaged = self._checked_links(r.view, cached.ns, keys, rows)
+            else:
+                found, damaged = self._checked(r.view, cached.ns, keys, rows)
             if cached.degraded == "corrupt":  # no trusted values for an entity without a hash
                 damaged = sorted({*damaged, *(j for j, row in enumerate(found) if row is None)})
-            if r.resolves:
-                resolved[i] = _target_keys(found, cached.empty, r.resolves)
+            if r.link:
+                resolved[i] = [text or "" for text in found]
             # `when` was read with these rows, from the state naming the namespace they come
             # from (checked just above)
             out.append((cached.empty, found, damaged, when.decode() if when else None))
         return out
 
-    def _read_again(self, ns: str, rows: list, built: list[str], keys: list[str]) -> list:
+    def _read_again(
+        self, ns: str, rows: list, built: list[str], keys: list[str], link: bool = False
+    ) -> list:
         """`rows` with those read under a key text other than `keys` read again under the
-        right one (another round trip: only after a damaged link hash)."""
+        right one (another round trip: only after a damaged link string); `link`: the rows
+        are a link's strings."""
         rows = list(rows)
         wrong = [j for j, (a, b) in enumerate(zip(built, keys, strict=True)) if a != b]
         with self.errors():
             pipe = self.client.pipeline(transaction=False)
             for j in wrong:
-                if keys[j]:
-                    pipe.hgetall(f"{PREFIX}:v:{ns}:{keys[j]}")
+                if keys[j] and link:
+                    pipe.get(self.link_key(ns, keys[j]))
+                elif keys[j]:
+                    pipe.hgetall(self.entity_key(ns, keys[j]))
             again = iter(pipe.execute())
         for j in wrong:
-            rows[j] = next(again) if keys[j] else {}
+            rows[j] = next(again) if keys[j] else None if link else {}
         return rows
 
     def _checked(self, view: str, ns: str, keys: list[str], hashes: list) -> tuple[list, list]:
@@ -838,6 +838,30 @@ class OnlineStore:
             self._report(view, ns, [keys[i] for i in damaged])
         return rows, damaged
 
+    def _checked_links(
+        self, view: str, ns: str, keys: list[str], values: list
+    ) -> tuple[list, list]:
+        """A link's strings as read, each checked against its checksum: (per row the key text
+        of its target, "" when unlinked, None for no string or a damaged one; indexes of the
+        damaged), damaged ones reported as `_checked` does."""
+        found: list[str | None] = []
+        damaged: list[int] = []
+        prefix = _link_prefix_crc(ns)
+        check = self.verify_checksums
+        for i, value in enumerate(values):
+            if value is None:
+                found.append(None)
+                continue
+            crc, colon, text = value.partition(b":")
+            if colon and (not check or crc == b"%d" % crc32(keys[i].encode() + text, prefix)):
+                found.append(text.decode("utf-8"))
+                continue
+            found.append(None)
+            damaged.append(i)
+        if damaged:
+            self._report(view, ns, [keys[i] for i in damaged])
+        return found, damaged
+
     def _report(self, view: str, ns: str, keys: list[str]) -> None:
         import redis
 
@@ -860,52 +884,65 @@ class OnlineStore:
         return cached is not None and cached.fp == fp and now - cached.checked < STATE_TTL
 
     def _read(self, requests: list[Read], with_state: bool, atomic: bool) -> list:
-        """Per read (state (fp, ns) or None, the entity hashes, the state's as_of or None, and
-        for a link the key texts the script built from its hashes), in one round trip: by
-        the lookup script when a link's keys are resolved in Redis, else as one pipeline
-        (atomic: one MULTI/EXEC)."""
-        if any(r.resolves for r in requests):
+        """Per read (state (fp, ns) or None, its rows as read, the state's as_of or None, and
+        for a link's read the key texts the script took from its strings, unchecked), in one
+        round trip: by the lookup script when a read takes its keys from a link's in the same
+        trip, else as one pipeline (atomic: one MULTI/EXEC) of HGETALLs, and one MGET per
+        link's read."""
+        if any(isinstance(r.keys, int) for r in requests):
             return self._read_by_script(requests, with_state)
-        keys: list[str] = []
+        commands: list[bytes] = []
         for r in requests:
             if with_state:
-                keys.append(f"{PREFIX}:state:{r.view}")
+                commands.append(_encoded(b"HGETALL", f"{PREFIX}:state:{r.view}".encode()))
             cached = self._cache.get((r.view, tuple(r.fields)))
-            if cached is not None:
-                keys += [f"{PREFIX}:v:{cached.ns}:{k}" for k in r.keys if k]
-        replies = iter(self._hgetall(keys, atomic))
+            if cached is None:
+                continue
+            if r.link:
+                prefix = f"{PREFIX}:r:{cached.ns}:"
+                wanted = [(prefix + k).encode() for k in r.keys if k]
+                if wanted:
+                    commands.append(_encoded(b"MGET", *wanted))
+            else:
+                prefix = f"{PREFIX}:v:{cached.ns}:"
+                commands += [
+                    b"*2\r\n$7\r\nHGETALL\r\n$%d\r\n%s\r\n" % (len(key), key)
+                    for key in ((prefix + k).encode() for k in r.keys if k)
+                ]
+        replies = iter(self._pipeline(commands, atomic))
         out = []
         for r in requests:
             state, when = None, None
             if with_state:
                 row = self._checked_state(r.view, _as_dict(next(replies))) or {}
                 state, when = (row.get(b"fp"), row.get(b"ns")), row.get(b"as_of")
-            rows = []
-            if self._cache.get((r.view, tuple(r.fields))) is not None:
+            rows: list = []
+            if self._cache.get((r.view, tuple(r.fields))) is None:
+                pass
+            elif r.link:
+                values = iter(next(replies) if any(r.keys) else ())
+                rows = [next(values) if k else None for k in r.keys]
+            else:
                 rows = [_as_dict(next(replies)) if k else {} for k in r.keys]
             out.append((state, rows, when, None))
         return out
 
-    def _hgetall(self, keys: list[str], atomic: bool) -> list:
-        """HGETALL of each key (a dict with RESP3, a flat [field, value, ...] list with RESP2:
-        see `_as_dict`): the commands encoded here
-        and sent in one write, the replies read as they are (with hiredis, a C parser), which
-        costs a third of what a redis-py pipeline spends packing and parsing command by
-        command; with `atomic`, in one MULTI/EXEC."""
-        if not keys:
+    def _pipeline(self, commands: list[bytes], atomic: bool) -> list:
+        """The replies of commands encoded here (a HGETALL's: a dict with RESP3, a flat
+        [field, value, ...] list with RESP2: see `_as_dict`), sent in one write and read as
+        they are (with hiredis, a C parser), which costs a third of what a redis-py pipeline
+        spends packing and parsing command by command; with `atomic`, in one MULTI/EXEC."""
+        if not commands:
             return []
-        buffer = b"".join(
-            b"*2\r\n$7\r\nHGETALL\r\n$%d\r\n%s\r\n" % (len(k), k)
-            for k in (key.encode() for key in keys)
-        )
+        buffer = b"".join(commands)
         if atomic:
             buffer = b"*1\r\n$5\r\nMULTI\r\n" + buffer + b"*1\r\n$4\r\nEXEC\r\n"
         with self.errors(), self._connection() as conn:
             conn.send_packed_command([buffer], check_health=False)
             read = conn.read_response
             if not atomic:
-                return [read() for _ in keys]
-            for _ in range(len(keys) + 1):  # +OK, then +QUEUED for each command
+                return [read() for _ in commands]
+            for _ in range(len(commands) + 1):  # +OK, then +QUEUED for each command
                 read()
             replies = read()
             for reply in replies:
@@ -915,13 +952,15 @@ class OnlineStore:
 
     def _run_lookup(self, args: list[bytes]) -> list:
         """EVALSHA of the lookup script, encoded here and sent on a connection of the pool as
-        `_hgetall` does (redis-py's Script costs a lookup of one key more than the script);
+        `_pipeline` does (redis-py's Script costs a lookup of one key more than the script);
         the script is loaded when the server does not know it (a restart, SCRIPT FLUSH)."""
         import redis
 
-        from fsdsl.online.resp import command
-
-        buffer = command("EVALSHA", self._lookup.sha, "0", *args)
+        head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n0\r\n"
+        # one %-format per argument: resp.command's pieces cost a one-key lookup 40 µs
+        buffer = head % (len(args) + 3, self._lookup.sha.encode()) + b"".join(
+            [b"$%d\r\n%s\r\n" % (len(a), a) for a in args]
+        )
         with self.errors():
             for attempt in range(2):
                 try:
@@ -938,45 +977,53 @@ class OnlineStore:
         """`_read` by the lookup script (`_LOOKUP`): links resolved in Redis, one step."""
         n = next((len(r.keys) for r in requests if isinstance(r.keys, list)), 0)
         given: dict[int, int] = {}  # id of a key list -> its group in the script
-        texts: list[str] = []
-        links = {j: k for k, j in enumerate(j for j, r in enumerate(requests) if r.resolves)}
-        groups = []
-        for r in requests:
-            if isinstance(r.keys, list):
-                if len(r.keys) != n:
-                    raise ValueError("every read of a lookup has one key text per row")
-                group = given.get(id(r.keys))
-                if group is None:  # views of one entity share their key list: sent once
-                    group = given[id(r.keys)] = len(given) + 1
-                    texts += r.keys
-                groups.append(group)
+        texts: list[bytes] = []
+        groups: list[int] = []  # each read's; a link's made group: -1 - the link's index
+        links: list[int] = []  # the index of each link's read, in order
+        used: set[int] = set()  # links whose keys a later read takes
+        for j, r in enumerate(requests):
+            keys = r.keys
+            if isinstance(keys, int):
+                groups.append(-1 - keys)
+                used.add(keys)
             else:
-                groups.append(-(links[r.keys] + 1))  # numbered once the given are counted
-        args: list = [n, len(given), len(requests)]
+                if len(keys) != n:
+                    raise ValueError("every read of a lookup has one key text per row")
+                group = given.get(id(keys))
+                if group is None:  # views of one entity share their key list: sent once
+                    group = given[id(keys)] = len(given) + 1
+                    texts += [t.encode() for t in keys]
+                groups.append(group)
+            if r.link:
+                links.append(j)
+        # a link's read makes the group after the given ones and the links' before it
+        made = {j: len(given) + k + 1 for k, j in enumerate(links)}
+        args: list[bytes] = [b"%d" % n, b"%d" % len(given), b"%d" % len(requests)]
         for r, group in zip(requests, groups, strict=True):
             cached = self._cache.get((r.view, tuple(r.fields)))
             args += [
-                f"{PREFIX}:state:{r.view}" if with_state else "",
-                f"{PREFIX}:v:{cached.ns}:" if cached is not None else "",
-                group if group > 0 else len(given) - group,
-                len(r.resolves),
+                b"%s:state:%s" % (_PREFIX, r.view.encode()) if with_state else b"",
+                cached.prefix(r.link) if cached is not None else b"",
+                b"%d" % (group if group > 0 else made[-1 - group]),
+                b"1" if r.link else b"0",
             ]
-            for name, kind in r.resolves:
-                args += [name, kind]
-        reply = self._run_lookup([str(a).encode() for a in args] + [t.encode() for t in texts])
+        args += texts
+        reply = self._run_lookup(args)
         out, at = [], 0
-        for r in requests:
+        for j, r in enumerate(requests):
             state, when = None, None
             if with_state:
                 row = self._checked_state(r.view, _as_dict(reply[at])) or {}
                 state, when = (row.get(b"fp"), row.get(b"ns")), row.get(b"as_of")
                 at += 1
-            rows = [_as_dict(h) for h in reply[at]]
-            at += 1
             built = None
-            if r.resolves:
-                built = [t.decode() for t in reply[at]]
-                at += 1
+            if r.link:
+                rows = reply[at]
+                if j in used:  # the keys the script read the reads after it under
+                    built = [_link_text(v) for v in rows]
+            else:
+                rows = [_as_dict(h) for h in reply[at]]
+            at += 1
             out.append((state, rows, when, built))
         return out
 
@@ -1035,6 +1082,15 @@ class _Serving(NamedTuple):
     def serving(self) -> tuple[str, str]:
         return (self.fp, self.ns)
 
+    def prefix(self, link: bool) -> bytes:
+        """The namespace's key prefix of its entity hashes, or of a link's strings."""
+        return _key_prefix(self.ns, "r" if link else "v")
+
+
+@functools.lru_cache(maxsize=1024)
+def _key_prefix(ns: str, kind: str) -> bytes:
+    return f"{PREFIX}:{kind}:{ns}:".encode()
+
 
 class LockLost(UsageError):
     """`written` says what the run had written when it found out (the run knows: see
@@ -1068,6 +1124,12 @@ def _alive(pid: int) -> bool:
 
 
 @functools.lru_cache(maxsize=256)
+def _link_prefix_crc(ns: str) -> int:
+    """`crc32` of the part of a link string's Redis key before its key text."""
+    return crc32(f"{PREFIX}:r:{ns}:".encode())
+
+
+@functools.lru_cache(maxsize=256)
 def _prefix_crc(ns: str) -> int:
     """`crc32` of the part of an entity's Redis key before its key text (once per namespace)."""
     return crc32(f"{PREFIX}:v:{ns}:".encode())
@@ -1082,34 +1144,25 @@ def _as_dict(reply) -> dict:
     return dict(zip(it, it, strict=True))
 
 
-def _target_keys(found: list, empty: dict, resolves: tuple[tuple[str, str], ...]) -> list[str]:
-    """The key text each row of a link's read resolves to ("": none), from its checked hash or,
-    for a row without one, the view's empty values (which resolve to none)."""
-    from fsdsl.online.codec import key_text, plain_key_text  # loaded by lookup.py already
+def _encoded(*args: bytes) -> bytes:
+    """A command in RESP, its arguments bytes already."""
+    return b"*%d\r\n" % len(args) + b"".join([b"$%d\r\n%s\r\n" % (len(a), a) for a in args])
 
-    fields = [(name.encode(), kind) for name, kind in resolves]
-    out = []
-    if len(fields) == 1 and fields[0][1] == "s":  # the usual link: one string key
-        name = fields[0][0]
-        for row in found:
-            value = (empty if row is None else row).get(name)
-            if value is None:
-                out.append("")
-                continue
-            text = value.decode("utf-8")
-            out.append(plain_key_text(text) or key_text([text]))
-        return out
-    for row in found:
-        values = empty if row is None else row
-        parts: list | None = []
-        for name, kind in fields:
-            value = values.get(name)
-            if value is None:
-                parts = None
-                break
-            parts.append(value.decode("utf-8") if kind == "s" else int(value))
-        out.append("" if parts is None else key_text(parts))
-    return out
+
+def link_value(ns: str, key_text: str, target: str) -> bytes:
+    """A link string as stored: "{checksum}:{target}", the checksum CRC-32 of the string's
+    Redis key then `target` (as `refresh._link_commands` writes them, by Arrow)."""
+    text = target.encode()
+    return b"%d:%s" % (crc32(key_text.encode() + text, _link_prefix_crc(ns)), text)
+
+
+def _link_text(value: bytes | None) -> str:
+    """The key text the lookup script took from a link string as stored (unchecked): what
+    follows its first colon; "" for none (no string, no colon)."""
+    if not value:
+        return ""
+    colon = value.find(b":")
+    return "" if colon < 0 else value[colon + 1 :].decode("utf-8", "surrogateescape")
 
 
 def _decode_state(state) -> tuple[str | None, str | None]:
