@@ -1,9 +1,9 @@
 """Online lookups through a link (issue #12): `fraud_by_device`, whose requests carry a device
 that the online store resolves to its user (a link string per device: up to 16 keys one round
 trip, the lookup script resolving in Redis; past that one MGET for the links, one pipeline for
-the views), against `fraud_by_user`, the same features asked for by that user (one round trip). Both from
-bench/resolution/, on the data of `generate.ensure_links` (devices of the scale's users),
-refreshed into a Redis of its own as of 2024-06-01.
+the views), against `fraud_by_user`, the same features asked for by that user (one round
+trip). Both from bench/resolution/, on the data of `generate.ensure_links` (devices of the
+scale's users), refreshed into a Redis of its own as of 2024-06-01.
 
 * `online_features` for 1 and for 100 keys: p50 and p99 of each service, alternating call by
   call (the order swaps every call) on the same keys: random devices linked at that time, and
