@@ -274,7 +274,7 @@ def test_a_cosmetic_compiler_change_keeps_the_fingerprint(monkeypatch, tmp_path)
     before = refresh.refresh_sql(view, "duckdb", tmp_path)
     render = refresh.sql_text
     monkeypatch.setattr(refresh, "sql_text", lambda *a, **k: "/* v2 */ " + render(*a, **k))
-    monkeypatch.setattr(refresh, "_compiler_version", lambda: "a newer compiler")
+    monkeypatch.setattr(refresh, "compiler_version", lambda: "a newer compiler")
     after = refresh.refresh_sql(view, "duckdb", tmp_path)
     assert after == "/* v2 */ " + before  # recompiled, not read back
     assert len(list(tmp_path.glob("user_orders.duckdb.*.sql"))) == 2

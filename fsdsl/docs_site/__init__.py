@@ -334,10 +334,10 @@ def view_sql(
 def _keys(repo: ir.Repository, dialects: tuple[str, ...]) -> dict[tuple[str, str], str]:
     """The cache key of each (view, dialect): `fsc run`'s compile key (`refresh._compile_key`),
     with the view's text hashed once for all dialects and a tag for the pretty form."""
-    from fsdsl.online.refresh import _compiler_version, _dialect_class
+    from fsdsl.compile.version import compiler_version, dialect_class
 
-    compiler = _compiler_version()
-    classes = {d: _dialect_class(d) for d in dialects}
+    compiler = compiler_version()
+    classes = {d: dialect_class(d) for d in dialects}
     out = {}
     for name, view in repo.views.items():
         body = hashlib.sha256(repr(view).encode()).hexdigest()

@@ -8,7 +8,7 @@ the layout of its aggregate state, the feature types the values are encoded with
 SEMANTICS_VERSION and the store's LAYOUT (and, for a link's view, LINK_LAYOUT). A compiler
 change that prints other SQL computing the same values (a refactoring, a sqlglot upgrade, a
 faster strategy) keeps every store; the compile cache has its own key for that
-(`refresh._compiler_version`).
+(`compile.version.compiler_version`).
 """
 
 from __future__ import annotations

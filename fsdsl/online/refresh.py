@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -18,6 +16,7 @@ import pyarrow as pa
 
 from fsdsl import ir
 from fsdsl.arrow import arrow_type, conform
+from fsdsl.compile.version import compiler_version, dialect_class
 from fsdsl.diagnostics import UsageError
 from fsdsl.online import aggstate
 from fsdsl.online import cache as compiled_cache
@@ -71,47 +70,11 @@ def refresh_sql(view: ir.View, dialect: str, cache: Path | None = None, dirty: b
 
 def _compile_key(view: ir.View, dialect: str, dirty: bool = False) -> str:
     form = "\ndirty" if dirty else ""
-    text = f"{_view_text(view)}\n{dialect}\n{_dialect_class(dialect)}\n{_compiler_version()}{form}"
+    text = f"{_view_text(view)}\n{dialect}\n{dialect_class(dialect)}\n{compiler_version()}{form}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 _view_text = per_view(repr)  # the whole definition: a stream worker keys every batch with it
-
-
-def _dialect_class(name: str) -> str:
-    """The class that prints `name`, not only its name: a plug-in may register under a
-    built-in's. Registering one imports `fsdsl.compile.dialects` (a backend plug-in's
-    `Warehouse.dialect`, an entry point): until then `get(name)` is the built-in of that name,
-    or the entry point so named, the same in every process, so the name stands for its class
-    without importing sqlglot; a built-in reads the same once the module is loaded."""
-    dialects = sys.modules.get("fsdsl.compile.dialects")
-    if dialects is not None:
-        cls = type(dialects.get(name))
-        if cls.__module__ != dialects.__name__:
-            return f"{cls.__module__}.{cls.__qualname__}"
-    return f"{name}, as first loaded"
-
-
-@functools.cache
-def _compiler_version() -> str:
-    """sqlglot's version and a hash of the compiler's source: read once per process. It keys
-    the compile cache only: a compiler change recompiles the text, but changes the fingerprint
-    (a full refresh of every store) only through SEMANTICS_VERSION, when it changes values.
-    sqlglot's version file is read, not imported (a cache hit needs no sqlglot)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("sqlglot")
-    found = Path(spec.origin).with_name("_version.py") if spec and spec.origin else None
-    if found is not None and found.is_file():
-        h = hashlib.sha256(found.read_bytes())
-    else:
-        import sqlglot
-
-        h = hashlib.sha256(sqlglot.__version__.encode())
-    here = Path(__file__).resolve().parents[1]
-    for module in sorted((here / "compile").glob("*.py")) + [here / "ir.py"]:
-        h.update(module.read_bytes())
-    return h.hexdigest()
 
 
 def parse_time(text: str | None) -> dt.datetime:
