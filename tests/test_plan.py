@@ -284,6 +284,24 @@ def test_a_semantics_version_bump_recomputes_every_view(project, url, monkeypatc
 
 
 # ---- services ----
+def test_a_link_layout_bump_recomputes_the_links_only(project, url, monkeypatch):
+    """A new layout of the links' strings (a store written before them has none) is a full
+    refresh of the links' views, and says so; every other view is unchanged."""
+    from fsdsl.online import fingerprint as fingerprint_module
+    from fsdsl.online import store as store_module
+
+    monkeypatch.setattr(store_module, "LINK_LAYOUT", store_module.LINK_LAYOUT + 1)
+    monkeypatch.setattr(fingerprint_module, "LINK_LAYOUT", store_module.LINK_LAYOUT)
+    code, p = plan(project / "definitions", url, "--no-estimate")
+    views, _services = by_name(p)
+    assert code == 0
+    changed = {name: v["changes"] for name, v in views.items() if v["status"] != "unchanged"}
+    was, now = store_module.LINK_LAYOUT - 1, store_module.LINK_LAYOUT
+    assert changed == {
+        "device_owner": ["new namespace, full refresh", f"link store layout {was} -> {now}"]
+    }
+
+
 def test_a_feature_removed_from_a_service_is_breaking(project, url):
     folder = variant(
         project,

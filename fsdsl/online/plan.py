@@ -31,6 +31,7 @@ from zlib import crc32
 
 from fsdsl import canonical, ir
 from fsdsl.online import fingerprint as fingerprints
+from fsdsl.online import store as stores
 from fsdsl.online.fingerprint import fingerprint
 from fsdsl.online.store import LAYOUT, OnlineStore
 
@@ -69,6 +70,8 @@ def view_record(view: ir.View, texts: _Texts | None = None) -> dict:
         "fingerprint": fingerprint(view),
         "semantics": fingerprints.SEMANTICS_VERSION,  # read now: a bump is seen by the plan
         "layout": LAYOUT,
+        # a link's view is also stored as strings (`store.py`), in a layout of their own
+        "link layout": stores.LINK_LAYOUT if view.link is not None else None,
         "owner": view.owner,
         "description": view.description,
         "text": (texts or _Texts()).digest(view.span),
@@ -345,9 +348,13 @@ def _metadata_edits(before: dict, now: dict) -> list[str]:
 
 def _why_changed(before: dict, now: dict) -> list[str]:
     out = []
-    for key, what in (("semantics", "semantics version"), ("layout", "store layout")):
+    for key, what in (
+        ("semantics", "semantics version"),
+        ("layout", "store layout"),
+        ("link layout", "link store layout"),
+    ):
         if before.get(key) != now.get(key):
-            out.append(f"{what} {before.get(key)} -> {now.get(key)}")
+            out.append(f"{what} {before.get(key) or 'none'} -> {now.get(key) or 'none'}")
     was, ctx = before.get("context", {}), now["context"]
     out += [f"{part} changed" for part in ctx if was.get(part) != ctx[part]]
     old, new = before.get("features", {}), now["features"]
