@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 from lark import Lark, Token, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
-from lark.visitors import Transformer_NonRecursive
+from lark.lexer import UnlessCallback
+from lark.parsers.lalr_analysis import Shift
+from lark.visitors import Transformer_NonRecursive, _vargs_meta
 
 from fsdsl.diagnostics import Diagnostic, FeatError, Span
 from fsdsl.syntax import ast
@@ -72,17 +77,22 @@ def skip_unit_reductions(parser: Lark) -> Lark:
     except AttributeError:
         return parser
     for rule in callbacks:
-        (*rest, symbol) = rule.expansion or (None,)
-        if (
-            not rest
-            and rule.options.expand1
-            and not rule.alias
-            and symbol is not None
-            and not symbol.is_term
-            and not symbol.name.startswith("_")
-        ):
+        if _is_unit(rule):
             callbacks[rule] = _only_child
     return parser
+
+
+def _is_unit(rule) -> bool:
+    """`?a: b` with `b` a kept rule: the reduction's value is its child's, positions and all."""
+    (*rest, symbol) = rule.expansion or (None,)
+    return (
+        not rest
+        and rule.options.expand1
+        and not rule.alias
+        and symbol is not None
+        and not symbol.is_term
+        and not symbol.name.startswith("_")
+    )
 
 
 def _only_child(children: list):
@@ -171,7 +181,8 @@ class _Build(Transformer_NonRecursive):
         return lambda t, children: f(children)
 
     def sp(self, x) -> Span:
-        return _span(self.file, x)
+        """`x` a token, a tree's meta, or the span the direct build made already."""
+        return x if x.__class__ is Span else _span(self.file, x)
 
     def ident(self, tok: Token) -> ast.Ident:
         return ast.Ident(str(tok), self.sp(tok))
@@ -491,6 +502,314 @@ class _Build(Transformer_NonRecursive):
         )
 
 
+# ---- building the AST during the parse -------------------------------------------------------
+# lark builds a Tree at each reduction (filtering children, propagating positions) and `_Build`
+# then walks it again: more than half of loading a repository, and lark's generic lexer and
+# LALR loop most of the rest. `parse_text` runs lark's own tables (its LALR actions, its lexer
+# of each parser state) in a loop of its own instead, whose reductions run the same `_Build`
+# methods as the parse goes. Each value they put on the stack is a tuple (value, line, col,
+# end_line, end_col) of the text it covers (a kept token is itself), so a rule's span is read
+# off its first and last children as lark's position propagation reads it: from where its first
+# child's outermost container starts (`(a + b) * c` begins at the `(`) to where its last one
+# ends; a node keeps its own span. On any text lark would refuse, the loop gives up and lark
+# parses the file again for its error: the diagnostics are lark's, exactly as before.
+
+
+@lru_cache(maxsize=1)
+def _direct_plan():
+    """What the direct parse reads of lark's parser, once per process: None when lark's
+    internals are not where this version keeps them (or hold what it does not expect)."""
+    try:
+        return _tables(_parser().parser)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+class _Tables(NamedTuple):
+    # state -> symbol -> (True, next state) | (False, (size, rule name, rule # or None: unit))
+    actions: dict
+    lexing: dict  # state -> what its lexer matches with (`_Lexing`)
+    reductions: list  # rule # -> its reduction, to bind to a `_Build`
+    start: int
+    end: int
+    skip: Callable  # matches the blanks and comments at a position, however many
+    bare: frozenset[str]  # terminals whose tokens only place their rule (`_only_positions`)
+
+
+def _tables(frontend) -> _Tables:
+    lalr = frontend.parser.parser
+    table = lalr.parse_table
+    by_rule = {rule: _reduction(rule) for rule in lalr.callbacks}
+    numbers: dict[int, int] = {}
+    reductions: list = []
+    actions: dict = {}
+    for state, row in table.states.items():
+        actions[state] = out = {}
+        for symbol, (action, arg) in row.items():
+            if action is Shift:
+                out[symbol] = (True, arg)
+                continue
+            if _is_unit(arg):  # the value stays as it is: only the state changes
+                out[symbol] = (False, (1, arg.origin.name, None))
+                continue
+            if id(arg) not in numbers:
+                numbers[id(arg)] = len(reductions)
+                reductions.append(by_rule[arg])
+            out[symbol] = (False, (len(arg.expansion), arg.origin.name, numbers[id(arg)]))
+    lexing = _Lexing(frontend.lexer.lexers)
+    (start,) = table.start_states.values()
+    (end,) = table.end_states.values()
+    return _Tables(
+        actions,
+        lexing,
+        reductions,
+        start,
+        end,
+        _skipper(frontend.lexer.root_lexer),
+        _only_positions(lalr.callbacks),
+    )
+
+
+class _Lexing(dict):
+    """Per parser state: (regexes, ignored terminals, keyword tables, other terminal callbacks,
+    multi-line terminals) of lark's lexer for the state, made on the state's first token: as
+    lark builds them, only for the states a parse reaches. A lexer this loop cannot follow
+    raises: that parse, and each after it, goes through lark."""
+
+    def __init__(self, lexers: dict):
+        super().__init__()
+        self.lexers = lexers
+
+    def __missing__(self, state):
+        lexer = self.lexers[state]
+        regexes = tuple(lexer.scanner._mres)  # builds lexer.callback too
+        if lexer.ignore_types & set(lexer.callback):
+            raise ValueError("a callback on an ignored terminal")
+        callbacks = dict(lexer.callback)
+        keywords = {kind: _keywords(callbacks.pop(kind)) for kind in list(callbacks)}
+        for kind, words in list(keywords.items()):
+            if words is None:  # not a plain keyword check: lark's callback runs on the token
+                callbacks[kind] = lexer.callback[kind]
+                del keywords[kind]
+        self[state] = found = (
+            regexes,
+            lexer.ignore_types,
+            keywords,
+            callbacks,
+            lexer.newline_types,
+        )
+        return found
+
+
+def _keywords(callback) -> dict[str, str] | None:
+    """lark's `UnlessCallback` turns a NAME that is a keyword of the state into that keyword's
+    terminal, by matching it against each keyword: as a table, when the keywords are plain
+    strings (no flags); else None."""
+    scanner = getattr(callback, "scanner", None)
+    if type(callback) is not UnlessCallback or scanner is None or scanner.g_regex_flags:
+        return None
+    table = {}
+    for t in scanner.terminals:
+        if t.pattern.type != "str" or t.pattern.flags:
+            return None
+        table[t.pattern.value] = t.name
+    return table
+
+
+def _only_positions(rules) -> frozenset[str]:
+    """The terminals no rule keeps as a child (keywords, punctuation): their place on the
+    stack is only the text they cover, as a tuple (text, line, col, end_line, end_col)."""
+    kept, dropped = set(), set()
+    for rule in rules:
+        for sym in rule.expansion:
+            if sym.is_term:
+                keep = rule.options.keep_all_tokens or not sym.filter_out
+                (kept if keep else dropped).add(sym.name)
+    return frozenset(dropped - kept)
+
+
+# What the ignored terminals (blanks, comments) can start with, and what may follow.
+_IGNORED_STARTS = " \t\f\r\n#"
+_PROBES = ("", "a", "Z", "_", "0", ".5", "'s'", '"s"', "-", "*", "(", "#", " ", "\n")
+
+
+def _skipper(root) -> Callable:
+    """One regex over a run of ignored tokens. lark would match each one against every
+    terminal of the state; that is the same only while no other terminal can start where an
+    ignored one does (in this grammar, at a blank or a `#`), which is checked here."""
+    ignored = [t for t in root.terminals if t.name in root.ignore_types]
+    others = [t for t in root.terminals if t.name not in root.ignore_types]
+    for t in others:
+        regex = re.compile(t.pattern.to_regexp(), root.g_regex_flags)
+        if any(regex.match(c + p) for c in _IGNORED_STARTS for p in _PROBES):
+            raise ValueError(f"{t.name} may start where an ignored terminal does")
+    union = "|".join(t.pattern.to_regexp() for t in ignored)
+    return re.compile(f"(?:{union})*", root.g_regex_flags).match
+
+
+def _parse_direct(text: str, build: _Build, tables: _Tables):
+    """lark's contextual lexer and LALR loop (`ParserState.feed_token`, `BasicLexer.next_token`)
+    fused into one, with the reductions building the AST; None where lark would raise (the
+    caller parses again through lark for its error)."""
+    actions, lexing, reductions, state, end, skip, bare = tables
+    reduce = [bind(build) for bind in reductions]
+    token = Token._future_new
+    states, values = [state], []
+    pos, line, line_start, size = 0, 1, 0, len(text)
+    while True:
+        if pos < size and (gap := skip(text, pos).end()) > pos:
+            if lines := text.count("\n", pos, gap):
+                line += lines
+                line_start = text.rindex("\n", pos, gap) + 1
+            pos = gap
+        if pos < size:
+            regexes, ignored, keywords, callbacks, multiline = lexing[state]
+            for regex in regexes:
+                m = regex.match(text, pos)
+                if m:
+                    break
+            else:
+                return None
+            value, kind = m.group(0), m.lastgroup
+            at, at_line, at_col = pos, line, pos - line_start + 1
+            if kind in multiline and (lines := value.count("\n")):
+                line += lines
+                line_start = pos + value.rindex("\n") + 1
+            pos += len(value)
+            if kind in ignored:  # `skip` took them all, while `_skipper`'s check holds
+                continue
+            if kind in keywords:
+                kind = keywords[kind].get(value, kind)
+            if kind in callbacks:
+                tok = token(kind, value, at, at_line, at_col, line, pos - line_start + 1, pos)
+                tok = callbacks[kind](tok)
+                kind = tok.type
+            elif kind in bare:
+                tok = (value, at_line, at_col, line, pos - line_start + 1)
+            else:
+                tok = token(kind, value, at, at_line, at_col, line, pos - line_start + 1, pos)
+        else:
+            tok, kind = None, "$END"
+        while True:
+            action = actions[state].get(kind)
+            if action is None:
+                return None
+            shift, arg = action
+            if shift:
+                if tok is None:
+                    return None
+                state = arg
+                states.append(state)
+                values.append(tok)
+                break
+            n, origin, rule = arg
+            if rule is None:  # `?a: b`, eight of them under every operand
+                state = states[-1] = actions[states[-2]][origin][1]
+                value = values[-1]
+            elif n:
+                children = values[-n:]
+                del states[-n:]
+                del values[-n:]
+                value = reduce[rule](children)
+                state = actions[states[-1]][origin][1]
+                states.append(state)
+                values.append(value)
+            else:
+                value = reduce[rule]([])
+                state = actions[states[-1]][origin][1]
+                states.append(state)
+                values.append(value)
+            if tok is None and state == end:
+                return value[0] if value.__class__ is tuple else value
+
+
+def _kept(rule) -> tuple[list[tuple[int, bool, int]], int]:
+    """lark's child filter for `rule` (`maybe_create_child_filter`): which of the symbols
+    reduced stay children, which are `_rules` whose children are spliced in, and how many
+    None placeholders (`[x]` left out) go before each and after the last."""
+    empty = rule.options.empty_indices
+    if empty:
+        nones = [len(ones) for ones in "".join(str(int(b)) for b in empty).split("0")]
+    else:
+        nones = [0] * (len(rule.expansion) + 1)
+    kept, pending = [], 0
+    for i, sym in enumerate(rule.expansion):
+        pending += nones[i]
+        if rule.options.keep_all_tokens or not (sym.is_term and sym.filter_out):
+            kept.append((i, not sym.is_term and sym.name.startswith("_"), pending))
+            pending = 0
+    return kept, pending + nones[-1]
+
+
+def _children(stack: list, kept, trailing: int) -> list:
+    out: list = []
+    for i, splice, nones in kept:
+        if nones:
+            out += [None] * nones
+        c = stack[i]
+        if c.__class__ is tuple:
+            c = c[0]
+        if not splice:
+            out.append(c)
+        elif out:
+            out += c
+        else:  # the list a left-recursive `_rule*` grows: extended in place, not copied
+            out = c
+    if trailing:
+        out += [None] * trailing
+    return out
+
+
+def _reduction(rule):
+    """The reduction of `rule`, to be bound to one file's `_Build`."""
+    if _is_unit(rule):
+        return lambda build: _only_child
+    name = rule.alias or rule.options.template_source or rule.origin.name
+    kept, trailing = _kept(rule)
+    if name.startswith("_"):  # a `_rule`: its children go to its parent's
+        method, wants_span = None, False
+    else:
+        method = _Build.__dict__.get(name)
+        wants_span = getattr(method, "visit_wrapper", None) is _vargs_meta
+        method = getattr(method, "base_func", method)
+    inline = name.startswith("_")
+    expand1 = rule.options.expand1 and not rule.alias
+
+    def bind(build: _Build):
+        file = build.file
+
+        def reduce(stack: list):
+            if not stack:  # an empty file
+                return Tree(name, []), None, None, None, None
+            first, last = stack[0], stack[-1]
+            if first.__class__ is tuple:
+                line, col = first[1], first[2]
+            else:
+                line, col = first.line, first.column
+            if last.__class__ is tuple:
+                end_line, end_col = last[3], last[4]
+            else:
+                end_line, end_col = last.end_line, last.end_column
+            children = _children(stack, kept, trailing)
+            if inline:
+                value = children
+            elif expand1 and len(children) == 1:
+                if children[0].__class__ is Token:
+                    return children[0]  # a token keeps its own place, as in lark
+                value = children[0]  # `(expr)`: the node, its container the parentheses
+            elif method is None:
+                value = Tree(name, children)
+            elif wants_span:
+                value = method(build, Span(file, line, col, end_line, end_col), children)
+            else:
+                value = method(build, children)
+            return value, line, col, end_line, end_col
+
+        return reduce
+
+    return bind
+
+
 def _keyword_names() -> dict[str, str]:
     """lark names anonymous keyword terminals after their text (e.g. `OVER`): show the text."""
     out = {}
@@ -543,6 +862,22 @@ def _syntax_diagnostic(file: str, text: str, e: UnexpectedInput) -> Diagnostic:
 
 def parse_text(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Diagnostic]]:
     """Parse one file. Returns the module (None on a syntax error) and its diagnostics."""
+    plan = _direct_plan()
+    if plan is None:  # a lark whose internals moved: the slower way through a tree
+        return _parse_via_tree(text, file)
+    build = _Build(file)
+    try:
+        items = _parse_direct(text, build, plan)
+    except Exception:
+        items = None  # a node that could not be built (a number past Python's digit limit)
+    if items is None:
+        # lark, parsing again, raises the syntax error to report, wherever it is in the file;
+        # else the node that failed fails there too, and is reported as it was built
+        return _parse_via_tree(text, file)
+    return _module(items, text, file), build.diagnostics
+
+
+def _parse_via_tree(text: str, file: str) -> tuple[ast.Module | None, list[Diagnostic]]:
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as e:
@@ -563,16 +898,23 @@ def module_from_tree(
     except RecursionError:
         return None, [_too_deep(file)]
     except VisitError as e:
-        if isinstance(e.orig_exc, RecursionError):
-            return None, [_too_deep(file)]  # a transformer bug must still come out located
-        orig = e.orig_exc
-        if isinstance(orig, FeatError):
-            return None, orig.diagnostics
-        return None, [
-            Diagnostic("E0199", f"could not read this file: {orig}", Span(file, 1, 1, 1, 2))
-        ]
+        return None, _build_failure(file, e.orig_exc)
+    return _module(items, text, file), build.diagnostics
+
+
+def _build_failure(file: str, orig: BaseException) -> list[Diagnostic]:
+    """A rule that could not build its node (a number past Python's digit limit): located, as
+    every failure of reading a file is."""
+    if isinstance(orig, RecursionError):
+        return [_too_deep(file)]  # a transformer bug must still come out located
+    if isinstance(orig, FeatError):
+        return orig.diagnostics
+    return [Diagnostic("E0199", f"could not read this file: {orig}", Span(file, 1, 1, 1, 2))]
+
+
+def _module(items, text: str, file: str) -> ast.Module:
     children = items.children if isinstance(items, Tree) else []
-    module = ast.Module(
+    return ast.Module(
         path=file,
         text=text,
         entities=tuple(c for c in children if isinstance(c, ast.Entity)),
@@ -581,7 +923,6 @@ def module_from_tree(
         services=tuple(c for c in children if isinstance(c, ast.Service)),
         links=tuple(c for c in children if isinstance(c, ast.Link)),
     )
-    return module, build.diagnostics
 
 
 def _too_deep(file: str) -> Diagnostic:
