@@ -548,3 +548,17 @@ def test_link_strings_go_with_their_namespace(project, redis_urls):
         assert list(client.scan_iter(match=f"{PREFIX}:r:{old}:*")) == []
         rows = fs.online_features("by_device", [{"device_id": "d0"}])
     assert rows[0]["user_id"] == USERS[0]
+
+
+def test_a_link_string_that_is_not_utf8_is_damaged_even_unchecked(redis_urls):
+    """With checksums off (a benchmark's switch), a string whose text is not UTF-8 is still
+    served as damaged, never an error of the whole lookup."""
+    online = OnlineStore(redis_urls["embedded"])
+    try:
+        online.verify_checksums = False
+        found, damaged = online._checked_links(
+            "device_owner", "ns", ['["d0"]', '["d1"]'], [b"1:\xff", b'2:["u"]']
+        )
+    finally:
+        online.close()
+    assert (found, damaged) == ([None, '["u"]'], [0])
