@@ -25,7 +25,10 @@ def bulk(text: str | bytes) -> bytes:
 
 
 def command(*args: str | bytes) -> bytes:
-    return b"".join(command_pieces(*args))
+    """One command in RESP: one %-format per argument (the lookups encode theirs per call;
+    joining `command_pieces` cost a one-key lookup 40 µs)."""
+    data = [a.encode() if isinstance(a, str) else a for a in args]
+    return b"*%d\r\n" % len(data) + b"".join([b"$%d\r\n%s\r\n" % (len(d), d) for d in data])
 
 
 def command_pieces(*args: str | bytes) -> list[bytes]:

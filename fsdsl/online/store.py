@@ -894,23 +894,23 @@ class OnlineStore:
         link's read."""
         if any(isinstance(r.keys, int) for r in requests):
             return self._read_by_script(requests, with_state)
+        from fsdsl.online.resp import command
+
         commands: list[bytes] = []
         for r in requests:
             if with_state:
-                commands.append(_encoded(b"HGETALL", f"{PREFIX}:state:{r.view}".encode()))
+                commands.append(command(b"HGETALL", f"{PREFIX}:state:{r.view}"))
             cached = self._cache.get((r.view, tuple(r.fields)))
             if cached is None:
                 continue
+            prefix = cached.prefix(r.link)
+            wanted = [prefix + k.encode() for k in r.keys if k]
             if r.link:
-                prefix = f"{PREFIX}:r:{cached.ns}:"
-                wanted = [(prefix + k).encode() for k in r.keys if k]
                 if wanted:
-                    commands.append(_encoded(b"MGET", *wanted))
-            else:
-                prefix = f"{PREFIX}:v:{cached.ns}:"
+                    commands.append(command(b"MGET", *wanted))
+            else:  # encoded here: a wide lookup sends hundreds
                 commands += [
-                    b"*2\r\n$7\r\nHGETALL\r\n$%d\r\n%s\r\n" % (len(key), key)
-                    for key in ((prefix + k).encode() for k in r.keys if k)
+                    b"*2\r\n$7\r\nHGETALL\r\n$%d\r\n%s\r\n" % (len(key), key) for key in wanted
                 ]
         replies = iter(self._pipeline(commands, atomic))
         out = []
@@ -959,11 +959,9 @@ class OnlineStore:
         the script is loaded when the server does not know it (a restart, SCRIPT FLUSH)."""
         import redis
 
-        head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n0\r\n"
-        # one %-format per argument: resp.command's pieces cost a one-key lookup 40 µs
-        buffer = head % (len(args) + 3, self._lookup.sha.encode()) + b"".join(
-            [b"$%d\r\n%s\r\n" % (len(a), a) for a in args]
-        )
+        from fsdsl.online.resp import command
+
+        buffer = command(b"EVALSHA", self._lookup.sha, b"0", *args)
         with self.errors():
             for attempt in range(2):
                 try:
@@ -1145,11 +1143,6 @@ def _as_dict(reply) -> dict:
         return reply
     it = iter(reply)
     return dict(zip(it, it, strict=True))
-
-
-def _encoded(*args: bytes) -> bytes:
-    """A command in RESP, its arguments bytes already."""
-    return b"*%d\r\n" % len(args) + b"".join([b"$%d\r\n%s\r\n" % (len(a), a) for a in args])
 
 
 def link_value(ns: str, key_text: str, target: str) -> bytes:
