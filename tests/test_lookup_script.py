@@ -186,6 +186,41 @@ def test_script_and_split_lookups_equal_training(project, redis_urls, server, re
     assert all(v[1] is not None for d, v in got.items() if d.startswith("d") and d[1:].isdigit())
 
 
+@pytest.mark.parametrize("server", ["embedded", "debian"])
+def test_each_way_of_reading_a_link_serves_the_same_rows(project, redis_urls, server, monkeypatch):
+    """One link and views keyed by it: up to SCRIPT_ROWS rows, one EVALSHA of the lean script
+    (`_LOOKUP_LINK`); past that, two pipelines (the link's strings by MGET, then the views under
+    the texts they name, checked while the second is read). Both serve the rows of the generic
+    script, which `with_as_of` takes (it reads the views' states with their hashes)."""
+    if server not in redis_urls:
+        pytest.skip("no Debian redis-server here (CI starts one: FSDSL_REDIS_URL)")
+    url = redis_urls[server]
+    flush(url)
+    keys = [{"device_id": d} for d in DEVICES]
+    scripts: list[str] = []
+    original = OnlineStore._run_script
+
+    def counted(self, script, buffer):
+        scripts.append("lean" if script is self._lookup_link else "generic")
+        return original(self, script, buffer)
+
+    with store(project, url) as fs:
+        fs.run(at=T0)
+        generic = fs.online_features("by_device", keys, with_as_of=True, with_status=True)
+        for row in generic:
+            del row["_as_of"], row["_as_of_views"]
+        monkeypatch.setattr(OnlineStore, "_run_script", counted)
+        trips = counted_trips(monkeypatch)
+        lean = fs.online_features("by_device", keys, with_status=True)
+        assert (scripts, trips) == (["lean"], ["_read_by_script"])
+        scripts.clear(), trips.clear()
+        monkeypatch.setattr(lookup_module, "SCRIPT_ROWS", 0)
+        two = fs.online_features("by_device", keys, with_status=True)
+        assert (scripts, trips) == ([], ["_pipeline", "_pipeline"])
+    assert lean == generic
+    assert two == generic
+
+
 def test_a_damaged_link_string_is_not_followed(project, redis_urls, read_again):
     """d0's link string is changed behind its checksum to name another user: the script reads
     that user's hashes, but the row is served as the damaged link it is (an unseen user, status
@@ -299,12 +334,15 @@ def test_link_strings_name_key_texts_as_the_codec_does(redis_urls, server, two_k
         spec = [len(rows), 1, 2]
         spec += ["", f"{PREFIX}:r:{ns}:", 1, 1, "", f"{PREFIX}:v:{ns}:", 2, 0]
         reply = online._lookup(args=spec + texts)
+        # the lean script (one link, views under its keys) reads the same, in one flat list
+        lean = online._lookup_link(args=[f"{PREFIX}:r:{ns}:", 1, f"{PREFIX}:v:{ns}:", *texts])
     finally:
         for pattern in (f"{PREFIX}:r:{ns}:*", f"{PREFIX}:v:{ns}:*"):
             for key in client.scan_iter(match=pattern):
                 client.delete(key)
         online.close()
     strings, hashes = (reply[0], reply[1]) if rows else ([], [])
+    assert (lean[::2], lean[1::2]) == (strings, hashes)
     names = [s.split(b":", 1)[1].decode() if s else "" for s in strings]
     assert names == linked  # the unlinked rows hold "" (no hash of theirs is read)
     # Arrow's encoder and the one `write_batch` uses give the same strings, checksums included

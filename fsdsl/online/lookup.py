@@ -49,10 +49,19 @@ class ViewPlan:
     decoders: tuple = field(init=False, repr=False, compare=False)  # (name, field, decode)
     nulls: dict = field(init=False, repr=False, compare=False)  # every served name: None
     plain_key: str | None = field(init=False, repr=False, compare=False)  # a lone string key
+    key_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    targets: tuple[str, ...] = field(init=False, repr=False, compare=False)  # `resolves` names
+    target_types: tuple = field(init=False, repr=False, compare=False)
+    plain_target: str | None = field(init=False, repr=False, compare=False)  # a lone string
 
     def __post_init__(self):
         simple = len(self.keys) == 1 and self.keys[0].type == ir.STRING
+        one = len(self.resolves) == 1 and self.resolves[0].type == ir.STRING
         derived = {
+            "key_names": tuple(k.name for k in self.keys),
+            "targets": tuple(k.name for k in self.resolves),
+            "target_types": tuple(k.type for k in self.resolves),
+            "plain_target": self.resolves[0].name if one else None,
             "names": tuple(f.name for f in self.features),
             "decoders": tuple(
                 (self.prefix + f.name, f.name.encode(), decoder(f.type)) for f in self.features
@@ -82,6 +91,7 @@ class ServicePlan:
     # the views' (see SCRIPT_ROWS)
     trips: tuple[tuple[ViewPlan, ...], ...] = field(init=False, repr=False, compare=False)
     split: tuple[tuple[ViewPlan, ...], ...] = field(init=False, repr=False, compare=False)
+    chained: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.links:
@@ -92,6 +102,11 @@ class ServicePlan:
         object.__setattr__(self, "key_names", names)  # frozen: set once, here
         object.__setattr__(self, "trips", trips)
         object.__setattr__(self, "split", (self.links, self.views) if self.links else trips)
+        # a link reading the keys another link finds: resolved by the script even past
+        # SCRIPT_ROWS rows (two round trips at most, whatever the chain)
+        found = {lp.targets for lp in self.links}
+        chained = any(lp.key_names in found for lp in self.links)
+        object.__setattr__(self, "chained", chained)
 
     @property
     def resolved(self) -> list[ir.Feature]:
@@ -150,8 +165,16 @@ def lookup(
     # rows (null: unlinked, or never seen), which the next link or the views then read; all in
     # the same round trip, the keys found by the lookup script in Redis.
     resolved: dict[tuple[str, ...], list[str]] = {}  # key columns -> the texts links found
-    for trip in plan.trips if len(out) <= SCRIPT_ROWS else plan.split:
-        times.update(_fetch(online, trip, out, status, as_of, resolved))
+    # Past SCRIPT_ROWS rows the links' strings are read first and the views under the keys
+    # they name next (two pipelines, one lookup); a chain's links by the script, then the views.
+    if len(out) <= SCRIPT_ROWS:
+        trips, script = plan.trips, True
+    elif plan.chained or as_of:
+        trips, script = plan.split, True
+    else:
+        trips, script = plan.trips, False
+    for trip in trips:
+        times.update(_fetch(online, trip, out, status, as_of, resolved, script))
     if as_of:
         known = [t for t in times.values() if t is not None]
         earliest = min(known) if len(known) == len(times) else None
@@ -168,6 +191,7 @@ def _fetch(
     status: bool,
     as_of: bool,
     resolved: dict[tuple[str, ...], list[str]],
+    script: bool = True,
 ) -> dict[str, dt.datetime | None]:
     """Set the features of `views` in each row of `out`, keyed by the row's own key columns or
     by those a link resolves (among `views`, or in an earlier trip: `resolved`, which this adds
@@ -176,16 +200,16 @@ def _fetch(
     given: dict[tuple[str, ...], list[str]] = {}  # key columns -> the rows' key texts
     linked: dict[tuple[str, ...], int] = {}  # key columns -> the read of the link finding them
     for vp in views:
-        names = tuple(k.name for k in vp.keys)
+        names = vp.key_names
         keys = linked.get(names)
         if keys is None:
             keys = resolved.get(names) or given.get(names)
         if keys is None:
             keys = given[names] = _key_texts(vp, out)
         if vp.resolves:  # the reads after it in this trip take its keys
-            linked[tuple(k.name for k in vp.resolves)] = len(requests)
+            linked[vp.targets] = len(requests)
         requests.append(Read(vp.view, vp.fp, vp.names, keys, bool(vp.resolves)))
-    reply = online.lookup(requests, as_of=as_of)
+    reply = online.lookup(requests, as_of=as_of, script=script)
     times: dict[str, dt.datetime | None] = {}
     for vp, part in zip(views, reply, strict=True):
         if part is None:
@@ -198,9 +222,7 @@ def _fetch(
         times[vp.view] = _as_of_time(when)
         names, nulls = vp.decoders, vp.nulls
         if vp.resolves:  # a link's read: each row's target key text ("" or None: none)
-            types = [k.type for k in vp.resolves]  # its features are named as those keys
-            targets = tuple(k.name for k in vp.resolves)
-            plain = targets[0] if len(types) == 1 and types[0] == ir.STRING else None
+            types, targets, plain = vp.target_types, vp.targets, vp.plain_target
             for row, text in zip(out, rows, strict=True):
                 if not text:
                     row.update(nulls)
