@@ -30,9 +30,10 @@ A full refresh (first run, `--full`, or a changed definition) writes a new names
 believes is serving (cached for STATE_TTL); past that, `state` is read in the same pipeline and,
 if it names another namespace or definition, the cache is renewed and the read repeated, so
 two definitions are never mixed. A lookup through links (a service with a `key`) is one round
-trip too: a script (`_LOOKUP`) reads each row's link string, which holds its target's key
-text, and reads the views' hashes under that key, all in Redis (up to `lookup.SCRIPT_ROWS`
-rows; past that, one trip resolves the links and a second reads the views). Every hash and link
+trip too: a script (`_LOOKUP`, or `_LOOKUP_LINK` for one link) reads each row's link string,
+which holds its target's key text, and reads the views' hashes under that key, all in Redis (up
+to `lookup.SCRIPT_ROWS` rows; past that, one pipeline reads the links' strings and a second the
+views, the strings checked while Redis runs it; a chain's links by the script). Every hash and link
 string read is checked against its checksum; a damaged one is logged, counted
 (`corrupt_reads`), served as missing and queued for the next run.
 Damaged empty values degrade their view only: its entities without a stored hash are served
