@@ -313,7 +313,7 @@ def compute(
         pieces.append(wh.query(tree))
     result = pieces[0] if n == 1 else pa.concat_tables(pieces)
     del pieces
-    if n > 1:
+    if n > 1 or not _in_order(result[row]):  # never trust an engine's order alone
         result = result.take(pc.sort_indices(result[row]))  # back in label order
     result = result.drop_columns([row])
     # the original label columns, untouched (types as given), then the features
@@ -328,3 +328,11 @@ def compute(
     added = [*resolved, *(c for c, _, _ in named)]  # the resolved keys next to the features
     cols = [conform(result[f], types[f]) for f in added]
     return pa.table([*labels.columns, *cols], names=[*labels.column_names, *added])
+
+
+def _in_order(rows) -> bool:
+    """The row numbers 0, 1, ... as they were given to the query."""
+    import numpy as np
+
+    numbers = rows.to_numpy()
+    return bool(np.array_equal(numbers, np.arange(len(numbers))))
