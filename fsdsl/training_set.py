@@ -313,7 +313,7 @@ def compute(
         pieces.append(wh.query(tree))
     result = pieces[0] if n == 1 else pa.concat_tables(pieces)
     del pieces
-    if n > 1 or not _in_order(result[row]):  # never trust an engine's order alone
+    if n > 1 or not in_input_order(result[row]):  # never trust an engine's order alone
         result = result.take(pc.sort_indices(result[row]))  # back in label order
     result = result.drop_columns([row])
     # the original label columns, untouched (types as given), then the features
@@ -330,9 +330,16 @@ def compute(
     return pa.table([*labels.columns, *cols], names=[*labels.column_names, *added])
 
 
-def _in_order(rows) -> bool:
-    """The row numbers 0, 1, ... as they were given to the query."""
+def in_input_order(rows) -> bool:
+    """The row numbers 0, 1, ... as they were given to the query (read from the buffer:
+    `to_numpy` of a chunked array imports pandas, which a refresh never needs)."""
     import numpy as np
 
-    numbers = rows.to_numpy()
-    return bool(np.array_equal(numbers, np.arange(len(numbers))))
+    if isinstance(rows, pa.ChunkedArray):
+        rows = rows.combine_chunks()
+    rows = rows.cast(pa.int64())
+    n = len(rows)
+    if n == 0 or rows.null_count:
+        return rows.null_count == 0
+    numbers = np.frombuffer(rows.buffers()[1], dtype=np.int64, count=n, offset=rows.offset * 8)
+    return bool(np.array_equal(numbers, np.arange(n)))

@@ -71,6 +71,12 @@ def values_as_of(
         repo, features, wh.dialect, timestamp_column=TIME, labels=KEYS_RELATION, order_by=ROW
     )
     result = wh.query(tree)
+    from fsdsl.training_set import in_input_order
+
+    if not in_input_order(result[ROW]):  # never trust an engine's order alone
+        import pyarrow.compute as pc
+
+        result = result.take(pc.sort_indices(result[ROW]))
     values = [conform(result[f.name], f.type) for f in view.features]
     return pa.table(
         [*keys.columns, *values], names=[*keys.column_names, *[f.name for f in view.features]]
