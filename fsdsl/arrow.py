@@ -31,3 +31,18 @@ def conform(column, t: ir.Type):
     Postgres `numeric`, Spark's zone-aware timestamps (cast to naive UTC), lists of either."""
     want = arrow_type(t)
     return column if column.type == want else column.cast(want)
+
+
+def in_input_order(rows) -> bool:
+    """The row numbers 0, 1, ... as they were given to the query (read from the buffer:
+    `to_numpy` of a chunked array imports pandas, which a refresh never needs)."""
+    import numpy as np
+
+    if isinstance(rows, pa.ChunkedArray):
+        rows = rows.combine_chunks()
+    rows = rows.cast(pa.int64())
+    n = len(rows)
+    if n == 0 or rows.null_count:
+        return rows.null_count == 0
+    numbers = np.frombuffer(rows.buffers()[1], dtype=np.int64, count=n, offset=rows.offset * 8)
+    return bool(np.array_equal(numbers, np.arange(n)))

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fsdsl import ir
-from fsdsl.arrow import arrow_type, conform
+from fsdsl.arrow import arrow_type, conform, in_input_order
 from fsdsl.backends.base import Warehouse, table_expression
 
 # the compiler (and sqlglot) is imported where a query is built: `fsc run` uses only
@@ -328,18 +328,3 @@ def compute(
     added = [*resolved, *(c for c, _, _ in named)]  # the resolved keys next to the features
     cols = [conform(result[f], types[f]) for f in added]
     return pa.table([*labels.columns, *cols], names=[*labels.column_names, *added])
-
-
-def in_input_order(rows) -> bool:
-    """The row numbers 0, 1, ... as they were given to the query (read from the buffer:
-    `to_numpy` of a chunked array imports pandas, which a refresh never needs)."""
-    import numpy as np
-
-    if isinstance(rows, pa.ChunkedArray):
-        rows = rows.combine_chunks()
-    rows = rows.cast(pa.int64())
-    n = len(rows)
-    if n == 0 or rows.null_count:
-        return rows.null_count == 0
-    numbers = np.frombuffer(rows.buffers()[1], dtype=np.int64, count=n, offset=rows.offset * 8)
-    return bool(np.array_equal(numbers, np.arange(n)))

@@ -20,7 +20,7 @@ import struct
 import pyarrow as pa
 
 from fsdsl import ir
-from fsdsl.arrow import arrow_type, conform
+from fsdsl.arrow import arrow_type, conform, in_input_order
 from fsdsl.backends.base import Warehouse
 from fsdsl.compile.training import training_query
 from fsdsl.online.codec import normalise_key_value
@@ -71,8 +71,6 @@ def values_as_of(
         repo, features, wh.dialect, timestamp_column=TIME, labels=KEYS_RELATION, order_by=ROW
     )
     result = wh.query(tree)
-    from fsdsl.training_set import in_input_order
-
     if not in_input_order(result[ROW]):  # never trust an engine's order alone
         import pyarrow.compute as pc
 
