@@ -21,6 +21,7 @@ from sqlglot import exp
 
 from fsdsl import FeatureStore
 from fsdsl.backends.base import connect
+from fsdsl.backends.duckdb import DuckDBWarehouse
 
 T0 = dt.datetime(2024, 5, 1)
 USERS = [f"u{i:03d}" for i in range(300)]
@@ -119,9 +120,16 @@ def label_times(n: int) -> list[dt.datetime]:
     return [T0 - dt.timedelta(seconds=rnd.randrange(60 * 86400)) for _ in range(n)]
 
 
+@pytest.mark.parametrize("engine_order", ["kept", "lost"])
 @pytest.mark.parametrize("service", ["by_user", "by_device"])
-def test_every_label_gets_its_own_values_past_2048_rows(project, service):
+def test_every_label_gets_its_own_values_past_2048_rows(
+    project, service, engine_order, monkeypatch
+):
+    """`lost`: the ordered query run by DuckDB's DB-API export, which loses the order (as
+    every query did before the fix): the rows are put back in label order by their numbers."""
     root, times, owner = project
+    if engine_order == "lost":
+        monkeypatch.setattr(DuckDBWarehouse, "execute_ordered", DuckDBWarehouse.execute_sql)
     rnd = random.Random(3)
     at = label_times(LABELS)
     if service == "by_user":

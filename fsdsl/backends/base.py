@@ -183,7 +183,15 @@ class Warehouse(ABC):
             raise ValueError(
                 f"the query's parameters are {sorted(names)}, not {sorted(params or ())}"
             )
-        return self.execute_sql(sql_text(tree, self.dialect, pretty=False), params)
+        sql = sql_text(tree, self.dialect, pretty=False)
+        if tree.args.get("order"):
+            return self.execute_ordered(sql, params)
+        return self.execute_sql(sql, params)
+
+    def execute_ordered(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
+        """`execute_sql` of a query with an ORDER BY of its own, whose rows must come back in
+        that order (a backend whose fast path loses it overrides this)."""
+        return self.execute_sql(sql, params)
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         pass

@@ -45,7 +45,6 @@ class DuckDBWarehouse(Warehouse):
         # Keep labels order-insensitive work parallel; the query orders its output explicitly.
         self.con.execute("SET preserve_insertion_order = false")
         self.con.execute("SET enable_progress_bar = false")  # fsc shows its own progress
-        self._ordered = False  # the query running has an ORDER BY (see `query`)
 
     def table_columns(self, table: tuple[str, ...]) -> dict[str, str] | None:
         schema = table[-2] if len(table) >= 2 else None
@@ -109,25 +108,26 @@ class DuckDBWarehouse(Warehouse):
     def register_arrow(self, name: str, data: pa.Table) -> None:
         self.con.register(name, data)
 
-    def query(self, tree, params: dict[str, Any] | None = None) -> pa.Table:
-        """`Warehouse.query`; a query with an ORDER BY of its own keeps that order (see
-        `execute_sql`)."""
-        self._ordered = tree.args.get("order") is not None
+    def execute_ordered(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
+        """DuckDB 2.0.1 exports a DB-API result to Arrow in parallel and, with
+        preserve_insertion_order off, ignores the ORDER BY past the first 2,048 rows; a
+        relation's export keeps it (tests/test_training_order.py). The relation binds the
+        query twice (see `execute_sql`): the ordered queries are training sets and repair's
+        keyed reads, where that costs nothing measurable."""
+        import duckdb
+
         try:
-            return super().query(tree, params)
-        finally:
-            self._ordered = False
+            rel = self.con.sql(sql, params=params) if params else self.con.sql(sql)
+            return rel.to_arrow_table()
+        except duckdb.Error as e:
+            raise UsageError(
+                f"the warehouse rejected the query: {str(e).splitlines()[0]}", "E0410"
+            ) from None
 
     def execute_sql(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
         import duckdb
 
         try:
-            if self._ordered:
-                # DuckDB 2.0.1 exports a DB-API result to Arrow in parallel and, with
-                # preserve_insertion_order off, ignores the ORDER BY past the first 2,048
-                # rows; a relation's export keeps it (tests/test_training_order.py)
-                rel = self.con.sql(sql, params=params) if params else self.con.sql(sql)
-                return rel.to_arrow_table()
             # Through the DB-API, not `con.sql(...)`: a relation binds the query once to
             # describe it and again to run it, about 20 ms of a 50 ms incremental refresh
             # query, while the copy this path makes of the result costs ~10% of a plain scan's
