@@ -33,7 +33,18 @@ def conform(column, t: ir.Type):
     return column if column.type == want else column.cast(want)
 
 
-def in_input_order(rows) -> bool:
+def in_row_order(table: pa.Table, row: str) -> pa.Table:
+    """`table` with its rows in the order of their numbers in column `row` (0, 1, ...: the
+    order of a query's input), whatever order the engine returned them in: a query's ORDER BY
+    is not trusted alone (DuckDB's DB-API export has lost it)."""
+    if _numbered_in_order(table[row]):
+        return table
+    import pyarrow.compute as pc
+
+    return table.take(pc.sort_indices(table[row]))
+
+
+def _numbered_in_order(rows) -> bool:
     """The row numbers 0, 1, ... as they were given to the query (read from the buffer:
     `to_numpy` of a chunked array imports pandas, which a refresh never needs)."""
     import numpy as np

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fsdsl import ir
-from fsdsl.arrow import arrow_type, conform, in_input_order
+from fsdsl.arrow import arrow_type, conform, in_row_order
 from fsdsl.backends.base import Warehouse, table_expression
 
 # the compiler (and sqlglot) is imported where a query is built: `fsc run` uses only
@@ -313,8 +313,7 @@ def compute(
         pieces.append(wh.query(tree))
     result = pieces[0] if n == 1 else pa.concat_tables(pieces)
     del pieces
-    if n > 1 or not in_input_order(result[row]):  # never trust an engine's order alone
-        result = result.take(pc.sort_indices(result[row]))  # back in label order
+    result = in_row_order(result, row)  # back in label order (shares: put in order here)
     result = result.drop_columns([row])
     # the original label columns, untouched (types as given), then the features
     # one Arrow type per feature whatever the backend returned (Decimal, tz-aware, ...)

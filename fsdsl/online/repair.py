@@ -20,7 +20,7 @@ import struct
 import pyarrow as pa
 
 from fsdsl import ir
-from fsdsl.arrow import arrow_type, conform, in_input_order
+from fsdsl.arrow import arrow_type, conform, in_row_order
 from fsdsl.backends.base import Warehouse
 from fsdsl.compile.training import training_query
 from fsdsl.online.codec import normalise_key_value
@@ -70,11 +70,7 @@ def values_as_of(
     tree = training_query(
         repo, features, wh.dialect, timestamp_column=TIME, labels=KEYS_RELATION, order_by=ROW
     )
-    result = wh.query(tree)
-    if not in_input_order(result[ROW]):  # never trust an engine's order alone
-        import pyarrow.compute as pc
-
-        result = result.take(pc.sort_indices(result[ROW]))
+    result = in_row_order(wh.query(tree), ROW)
     values = [conform(result[f.name], f.type) for f in view.features]
     return pa.table(
         [*keys.columns, *values], names=[*keys.column_names, *[f.name for f in view.features]]

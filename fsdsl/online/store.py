@@ -933,40 +933,51 @@ class OnlineStore:
             if script or atomic:
                 return self._read_by_script(requests, with_state)
             return self._read_in_two_trips(requests, with_state)
+        serving = [self._cache.get((r.view, tuple(r.fields))) for r in requests]
+        replies = self._pipeline(self._encode_reads(requests, serving, with_state), atomic)
+        return [tuple(o) for o in self._decode_reads(requests, serving, with_state, replies)]
+
+    @staticmethod
+    def _encode_reads(requests: list[Read], serving: list, with_state: bool) -> list[bytes]:
+        """The commands of `_read`'s pipeline: per read its state's HGETALL (with
+        `with_state`), then, when its view is cached and its keys are given, one MGET of a
+        link's strings or one HGETALL per entity (reads keyed by a link are left out)."""
         from fsdsl.online.resp import command
 
         commands: list[bytes] = []
-        for r in requests:
+        for r, cached in zip(requests, serving, strict=True):
             if with_state:
                 commands.append(command(b"HGETALL", f"{PREFIX}:state:{r.view}"))
-            cached = self._cache.get((r.view, tuple(r.fields)))
-            if cached is None:
+            if cached is None or isinstance(r.keys, int):
                 continue
             prefix = cached.prefix(r.link)
             wanted = [prefix + k.encode() for k in r.keys if k]
             if r.link:
                 if wanted:
-                    commands.append(command(b"MGET", *wanted))
+                    commands.append(_mget(wanted))
             else:  # encoded here: a wide lookup sends hundreds
-                commands += [
-                    b"*2\r\n$7\r\nHGETALL\r\n$%d\r\n%s\r\n" % (len(key), key) for key in wanted
-                ]
-        replies = iter(self._pipeline(commands, atomic))
-        out = []
-        for r in requests:
+                commands += [_hgetall(key) for key in wanted]
+        return commands
+
+    def _decode_reads(self, requests: list[Read], serving: list, with_state: bool, replies):
+        """`_encode_reads`' replies as `_read` gives them, each a list [state, rows, as_of,
+        None] (rows [] for a read left out)."""
+        replies = iter(replies)
+        out: list = []
+        for r, cached in zip(requests, serving, strict=True):
             state, when = None, None
             if with_state:
                 row = self._checked_state(r.view, _as_dict(next(replies))) or {}
                 state, when = (row.get(b"fp"), row.get(b"ns")), row.get(b"as_of")
             rows: list = []
-            if self._cache.get((r.view, tuple(r.fields))) is None:
+            if cached is None or isinstance(r.keys, int):
                 pass
             elif r.link:
                 values = iter(next(replies) if any(r.keys) else ())
                 rows = [next(values) if k else None for k in r.keys]
             else:
                 rows = [_as_dict(next(replies)) if k else {} for k in r.keys]
-            out.append((state, rows, when, None))
+            out.append([state, rows, when, None])
         return out
 
     def _read_in_two_trips(self, requests: list[Read], with_state: bool) -> list:
@@ -976,73 +987,34 @@ class OnlineStore:
         Redis runs the second trip (`_CheckedLinks` rows); a row whose checked text differs
         is read again by `lookup`, as after the script. One level of links only: a chain's
         links are resolved by the script (see `lookup.lookup`)."""
-        from fsdsl.online.resp import command
-
         serving = [self._cache.get((r.view, tuple(r.fields))) for r in requests]
-        first: list[bytes] = []
-        for r, cached in zip(requests, serving, strict=True):
-            if with_state:
-                first.append(command(b"HGETALL", f"{PREFIX}:state:{r.view}"))
-            if cached is None or isinstance(r.keys, int):
-                continue
-            if r.link and any(r.keys):
-                prefix = cached.prefix(True)
-                wanted = [prefix + k.encode() for k in r.keys if k]
-                first.append(
-                    b"*%d\r\n$4\r\nMGET\r\n%s"
-                    % (len(wanted) + 1, b"".join([b"$%d\r\n%s\r\n" % (len(k), k) for k in wanted]))
-                )
-            elif not r.link:
-                prefix = cached.prefix(False)
-                first += [
-                    b"*2\r\n$7\r\nHGETALL\r\n$%d\r\n%s\r\n" % (len(key), key)
-                    for key in [prefix + k.encode() for k in r.keys if k]
-                ]
+        first = self._encode_reads(requests, serving, with_state)
         with self.errors(), self._connection() as conn:
-            return self._two_trips(requests, with_state, serving, first, conn)
+            replies = self._pipeline(first, False, conn=conn)
+            out = self._decode_reads(requests, serving, with_state, replies)
+            # a link's read -> its rows' key texts, as read
+            taken = {
+                j: [v[c + 1 :] if v and (c := v.find(b":")) >= 0 else b"" for v in out[j][1]]
+                for j, r in enumerate(requests)
+                if r.link and not isinstance(r.keys, int)
+            }
+            second: list[bytes] = []
+            for r, cached in zip(requests, serving, strict=True):
+                if isinstance(r.keys, int) and cached is not None:
+                    if r.link:
+                        raise ValueError("a chain of links is resolved by the lookup script")
+                    prefix = cached.prefix(False)
+                    second += [_hgetall(prefix + t) for t in taken[r.keys] if t]
 
-    def _two_trips(self, requests, with_state, serving, first, conn) -> list:
-        """`_read_in_two_trips` once the first trip is encoded, on one connection."""
-        replies = iter(self._pipeline(first, False, conn=conn))
-        out: list = []
-        taken: dict[int, list[bytes]] = {}  # a link's read -> its rows' key texts, as read
-        for r, cached in zip(requests, serving, strict=True):
-            state, when = None, None
-            if with_state:
-                row = self._checked_state(r.view, _as_dict(next(replies))) or {}
-                state, when = (row.get(b"fp"), row.get(b"ns")), row.get(b"as_of")
-            rows: list = []
-            if isinstance(r.keys, int):
-                pass  # the second trip's
-            elif r.link:
-                values = iter(next(replies) if cached is not None and any(r.keys) else ())
-                rows = [next(values, None) if k else None for k in r.keys]
-                taken[len(out)] = [
-                    v[c + 1 :] if v and (c := v.find(b":")) >= 0 else b"" for v in rows
-                ]
-            elif cached is not None:
-                rows = [_as_dict(next(replies)) if k else {} for k in r.keys]
-            out.append([state, rows, when, None])
-        second: list[bytes] = []
-        for r, cached in zip(requests, serving, strict=True):
-            if isinstance(r.keys, int) and cached is not None:
-                if r.link:
-                    raise ValueError("a chain of links is resolved by the lookup script")
-                prefix = cached.prefix(False)
-                second += [
-                    b"*2\r\n$7\r\nHGETALL\r\n$%d\r\n%s\r\n" % (len(key), key)
-                    for key in [prefix + t for t in taken[r.keys] if t]
-                ]
+            def check() -> None:  # while Redis runs the second trip
+                for j, texts in taken.items():
+                    r, cached = requests[j], serving[j]
+                    out[j][3] = [t.decode("utf-8", "surrogateescape") for t in texts]
+                    if cached is not None:
+                        found = self._checked_links(r.view, cached.ns, r.keys, out[j][1])
+                        out[j][1] = _CheckedLinks(*found)
 
-        def check() -> None:  # while Redis runs the second trip
-            for j, texts in taken.items():
-                r, cached = requests[j], serving[j]
-                out[j][3] = [t.decode("utf-8", "surrogateescape") for t in texts]
-                if cached is not None:
-                    found = self._checked_links(r.view, cached.ns, r.keys, out[j][1])
-                    out[j][1] = _CheckedLinks(*found)
-
-        replies = iter(self._pipeline(second, False, check, conn=conn))
+            replies = iter(self._pipeline(second, False, check, conn=conn))
         for j, (r, cached) in enumerate(zip(requests, serving, strict=True)):
             if isinstance(r.keys, int) and cached is not None:
                 out[j][1] = [_as_dict(next(replies)) if t else {} for t in taken[r.keys]]
@@ -1319,6 +1291,17 @@ def _exchange(conn, buffer: bytes, count: int, atomic: bool, meanwhile) -> list:
         if isinstance(reply, Exception):
             raise reply
     return replies
+
+
+def _hgetall(key: bytes) -> bytes:
+    return b"*2\r\n$7\r\nHGETALL\r\n$%d\r\n%s\r\n" % (len(key), key)
+
+
+def _mget(keys: list[bytes]) -> bytes:
+    return b"*%d\r\n$4\r\nMGET\r\n%s" % (
+        len(keys) + 1,
+        b"".join([b"$%d\r\n%s\r\n" % (len(k), k) for k in keys]),
+    )
 
 
 class _CheckedLinks(NamedTuple):
