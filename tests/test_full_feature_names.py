@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from projects import example_project
 from redis_servers import flush
+from serving import Served
 from typer.testing import CliRunner
 
 from fsdsl import FeatureStore
@@ -117,3 +118,35 @@ def test_training_set_and_served_rows_use_view__feature(project, redis_urls, tmp
         invoke("get", str(d), "-s", "both", "--online", url, "-f", "json", "user_id=u000002").output
     )
     assert set(COLUMNS) <= set(got) and "n" not in got
+
+
+def test_a_service_with_the_option_is_served_over_http_by_its_column_names(project, redis_urls):
+    """`fsc serve` answers a `full_feature_names` service with its own names (`view__feature`),
+    the values those of the library's rows, whether or not the request asks for full names."""
+    d = project / "definitions"
+    url = redis_urls["embedded"]
+    flush(url)
+    assert invoke("run", str(d), "--online", url, "--at", AT).exit_code == 0
+    users = ["u000001", "u000002", "u000007", "nobody"]
+    with FeatureStore(d, online=url) as store:
+        rows = store.online_features("both", [{"user_id": u} for u in users])
+    server = Served(d, url)
+    try:
+        for full in (False, True):
+            r = server.read(
+                {
+                    "feature_service": "both",
+                    "entities": {"user_id": users},
+                    "full_feature_names": full,
+                },
+                token=None,
+            )
+            assert r.status_code == 200, r.text
+            body = r.json()
+            names = body["metadata"]["feature_names"]
+            assert names == ["user_id", *COLUMNS]
+            got = {n: res["values"] for n, res in zip(names, body["results"], strict=True)}
+            assert got == {"user_id": users, **{c: [row[c] for row in rows] for c in COLUMNS}}
+            assert body["results"][1]["statuses"][-1] == "NOT_FOUND"  # `nobody`
+    finally:
+        assert server.stop() == 0

@@ -140,6 +140,52 @@ def plan_service(repo: ir.Repository, service: str) -> ServicePlan:
     )
 
 
+@dataclass
+class Looked:
+    """A lookup's result by column, as the HTTP server answers (Feast's response is column-major)
+    and from which `lookup`'s rows are made: one list per served feature, decoded in one pass per
+    feature rather than a dict update per value.
+
+    `rows`: the keys as given, plus those the service's links resolved; `values`: each served
+    feature name (in view order) -> its values, row by row; with `status`, `statuses`: each view
+    (links first) -> "ok" | "missing" | "corrupt" per row; with `as_of`, per row the earliest
+    as-of time of its views and {view: as-of time}."""
+
+    rows: list[dict]
+    values: dict[str, list] = field(default_factory=dict)
+    statuses: dict[str, list[str]] = field(default_factory=dict)
+    as_of: list = field(default_factory=list)
+    as_of_views: list[dict] = field(default_factory=list)
+
+    def extend(self, part: Looked) -> None:
+        """Append the rows of a later chunk (`CHUNK_ROWS`)."""
+        self.rows += part.rows
+        for name, values in part.values.items():
+            self.values.setdefault(name, []).extend(values)
+        for view, said in part.statuses.items():
+            self.statuses.setdefault(view, []).extend(said)
+        self.as_of += part.as_of
+        self.as_of_views += part.as_of_views
+
+    def as_rows(self, status: bool = False, as_of: bool = False) -> list[dict]:
+        """`lookup`'s rows: the keys, then every feature, then `__status` and `_as_of`s."""
+        out = self.rows
+        if self.values:
+            names = list(self.values)
+            by_row = zip(*self.values.values(), strict=True)
+            for row, values in zip(out, by_row, strict=True):
+                row.update(zip(names, values, strict=True))
+        if status:
+            views = list(self.statuses.items())
+            for i, row in enumerate(out):
+                row[STATUS] = {view: said[i] for view, said in views}
+        if as_of:
+            for row, earliest, views in zip(out, self.as_of, self.as_of_views, strict=True):
+                row[AS_OF] = earliest
+                row[AS_OF_VIEWS] = views
+        return out
+
+
 def lookup(
     online: OnlineStore,
     plan: ServicePlan,
@@ -147,6 +193,16 @@ def lookup(
     status: bool = False,
     as_of: bool = False,
 ) -> list[dict]:
+    return lookup_columns(online, plan, keys, status, as_of).as_rows(status, as_of)
+
+
+def lookup_columns(
+    online: OnlineStore,
+    plan: ServicePlan,
+    keys: list[dict],
+    status: bool = False,
+    as_of: bool = False,
+) -> Looked:
     missing = [k for k in plan.key_names if k not in keys[0]] if keys else []
     if missing:
         raise UsageError(
@@ -155,11 +211,12 @@ def lookup(
             "E0402",
         )
     if len(keys) > CHUNK_ROWS:  # Redis runs one script or MULTI/EXEC at a time: keep each short
-        out = []
+        got = Looked([])
         for start in range(0, len(keys), CHUNK_ROWS):
-            out += lookup(online, plan, keys[start : start + CHUNK_ROWS], status, as_of)
-        return out
-    out = [dict(row) for row in keys]
+            part = keys[start : start + CHUNK_ROWS]
+            got.extend(lookup_columns(online, plan, part, status, as_of))
+        return got
+    got = Looked([dict(row) for row in keys])
     times: dict[str, dt.datetime | None] = {}
     # A service with a `key`: its links are read first, each adding its target's keys to the
     # rows (null: unlinked, or never seen), which the next link or the views then read; all in
@@ -167,35 +224,35 @@ def lookup(
     resolved: dict[tuple[str, ...], list[str]] = {}  # key columns -> the texts links found
     # Past SCRIPT_ROWS rows the links' strings are read first and the views under the keys
     # they name next (two pipelines, one lookup); a chain's links by the script, then the views.
-    if len(out) <= SCRIPT_ROWS:
+    if len(keys) <= SCRIPT_ROWS:
         trips, script = plan.trips, True
     elif plan.chained or as_of:
         trips, script = plan.split, True
     else:
         trips, script = plan.trips, False
     for trip in trips:
-        times.update(_fetch(online, trip, out, status, as_of, resolved, script))
+        times.update(_fetch(online, trip, got, status, as_of, resolved, script))
     if as_of:
         known = [t for t in times.values() if t is not None]
         earliest = min(known) if len(known) == len(times) else None
-        for row in out:
-            row[AS_OF] = earliest
-            row[AS_OF_VIEWS] = dict(times)
-    return out
+        got.as_of = [earliest] * len(keys)
+        got.as_of_views = [dict(times)] * len(keys)  # one dict, shared: read-only
+    return got
 
 
 def _fetch(
     online: OnlineStore,
     views: tuple[ViewPlan, ...],
-    out: list[dict],
+    got: Looked,
     status: bool,
     as_of: bool,
     resolved: dict[tuple[str, ...], list[str]],
     script: bool = True,
 ) -> dict[str, dt.datetime | None]:
-    """Set the features of `views` in each row of `out`, keyed by the row's own key columns or
-    by those a link resolves (among `views`, or in an earlier trip: `resolved`, which this adds
-    the key texts of its links to), in one round trip. Returns each view's as-of time."""
+    """Set the features of `views` in `got`, keyed by its rows' own key columns or by those a
+    link resolves (among `views`, or in an earlier trip: `resolved`, which this adds the key
+    texts of its links to), in one round trip. Returns each view's as-of time."""
+    out = got.rows
     requests = []
     given: dict[tuple[str, ...], list[str]] = {}  # key columns -> the rows' key texts
     linked: dict[tuple[str, ...], int] = {}  # key columns -> the read of the link finding them
@@ -220,9 +277,9 @@ def _fetch(
             )
         empty, rows, corrupt, when = part
         times[vp.view] = _as_of_time(when)
-        names, nulls = vp.decoders, vp.nulls
         if vp.resolves:  # a link's read: each row's target key text ("" or None: none)
             types, targets, plain = vp.target_types, vp.targets, vp.plain_target
+            nulls = vp.nulls
             for row, text in zip(out, rows, strict=True):
                 if not text:
                     row.update(nulls)
@@ -232,19 +289,19 @@ def _fetch(
                     row.update(zip(targets, key_values(text, types), strict=True))
             resolved[targets] = [text or "" for text in rows]
         else:
-            for row, values in zip(out, rows, strict=True):
-                # no hash, or a damaged one: the entity has the empty values
-                get = (empty if values is None else values).get
-                row.update(nulls)  # a null is an absent field: set the present ones only
-                for name, stored, dec in names:
-                    value = get(stored)
-                    if value is not None:
-                        row[name] = dec(value)
+            # no hash, or a damaged one: the entity has the empty values; a null is an absent
+            # field
+            hashes = [empty if values is None else values for values in rows]
+            for name, stored, dec in vp.decoders:
+                got.values[name] = [
+                    None if (value := h.get(stored)) is None else dec(value) for h in hashes
+                ]
         if status:
             bad = set(corrupt)
-            for i, values in enumerate(rows):
-                said = "corrupt" if i in bad else "missing" if values is None else "ok"
-                out[i].setdefault(STATUS, {})[vp.view] = said
+            got.statuses[vp.view] = [
+                "corrupt" if i in bad else "missing" if values is None else "ok"
+                for i, values in enumerate(rows)
+            ]
     return times
 
 

@@ -301,7 +301,7 @@ async def get_online_features(server: Server, request: Request) -> Response:
 
 
 def serve_read(server: Server, read: feast.Read) -> dict:
-    from fsdsl.online.lookup import AS_OF, AS_OF_VIEWS, STATUS, lookup
+    from fsdsl.online.lookup import Looked, lookup_columns
 
     defs = server.defs  # one generation for the whole request
     rows = feast.rows_of(read.columns, read.rows)
@@ -310,21 +310,17 @@ def serve_read(server: Server, read: feast.Read) -> dict:
         pairs = defs.pairs.get(read.service)
         if pairs is None:
             store.service_features(read.service)  # the library's own unknown-name error
-        served = (
-            store.online_features(read.service, rows, with_status=True, with_as_of=True)
-            if rows
-            else []
-        )
+        plan = store.plan(read.service)
     else:
         plan = defs.adhoc_plan(read.refs)
         pairs = list(dict.fromkeys(read.refs))
-        served = lookup(store.online(), plan, rows, True, True) if rows else []
-    out = feast.response(read, pairs, served, STATUS, AS_OF, AS_OF_VIEWS)
+    served = lookup_columns(store.online(), plan, rows, True, True) if rows else Looked([])
+    out = feast.response(read, pairs, plan.order, served)
     metrics = server.metrics
     metrics.add("entities_served", read.rows)
-    if served and served[0][AS_OF] is not None:
+    if served.as_of and served.as_of[0] is not None:
         now = time.time()
-        metrics.served(served[0][AS_OF].replace(tzinfo=dt.UTC).timestamp(), now)
+        metrics.served(served.as_of[0].replace(tzinfo=dt.UTC).timestamp(), now)
     corrupt = store.online().corrupt_reads  # counted by the store, per store object
     if corrupt > server.corrupt_seen.get(id(store), 0):
         metrics.add("corrupt_reads", corrupt - server.corrupt_seen.get(id(store), 0))

@@ -117,31 +117,26 @@ def iso(t: dt.datetime | None) -> str | None:
     return None if t is None else t.isoformat() + "Z"
 
 
-def response(
-    read: Read,
-    pairs: list[tuple[str, str]],
-    served: list[dict],
-    status_key: str,
-    as_of_key: str,
-    views_key: str,
-) -> dict:
-    """The Feast response for `served` (rows of `online_features(..., with_status=True,
-    with_as_of=True)`), `pairs` being the (view, feature) of each feature in order."""
+def response(read: Read, pairs: list[tuple[str, str]], columns, served) -> dict:
+    """The Feast response for `served` (a `lookup.Looked` read with statuses and as-of times),
+    `pairs` being the (view, feature) of each feature in order and `columns` its name in
+    `served` (`view__feature` for a service with `full_feature_names`)."""
     n = read.rows
     names = list(read.columns)
     results = [
         {"values": values, "statuses": ["PRESENT"] * n, "event_timestamps": [EPOCH] * n}
         for values in read.columns.values()
     ]
-    views_as_of = served[0][views_key] if served else {}
+    views_as_of = served.as_of_views[0] if served.as_of_views else {}
     statuses: dict[str, list[str]] = {}
     stamps: dict[str, list] = {}
-    for view, feature in pairs:
-        names.append(f"{view}{ir.FULL_NAME_SEPARATOR}{feature}" if read.full_names else feature)
-        values = [row[feature] for row in served]
+    for (view, feature), column in zip(pairs, columns, strict=True):
+        full = read.full_names
+        names.append(f"{view}{ir.FULL_NAME_SEPARATOR}{feature}" if full else column)
+        values = served.values.get(column, [])
         said = statuses.get(view)
         if said is None:
-            said = statuses[view] = [_FEAST_STATUS[row[status_key][view]] for row in served]
+            said = statuses[view] = [_FEAST_STATUS[s] for s in served.statuses.get(view, ())]
             stamps[view] = [iso(views_as_of.get(view))] * n
         if None in values:
             said = [
@@ -149,7 +144,8 @@ def response(
                 for v, s in zip(values, said, strict=True)
             ]
         results.append({"values": values, "statuses": said, "event_timestamps": stamps[view]})
-    metadata = {"feature_names": names, "_as_of": [iso(row[as_of_key]) for row in served]}
+    texts = {t: iso(t) for t in set(served.as_of)}  # one time per chunk of rows: once each
+    metadata = {"feature_names": names, "_as_of": [texts[t] for t in served.as_of]}
     return {"metadata": metadata, "results": results}
 
 
