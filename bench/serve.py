@@ -16,6 +16,7 @@ Redis and the client on this machine, and the baselines in the same run.
     python bench/serve.py --scale M
     python bench/serve.py --scale M --feast-venv /tmp/feastvenv
     python bench/serve.py --scale M --soak
+    python bench/serve.py --scale M --service wide50 --workers 2   # one service's series only
 """
 
 from __future__ import annotations
@@ -483,6 +484,13 @@ def main() -> None:
     p.add_argument("--soak", action="store_true", help="60 s at 500 req/s: errors, RSS growth")
     p.add_argument("--port", type=int, default=6581)
     p.add_argument("--feast-only", action="store_true", help="only the side by side with Feast")
+    p.add_argument(
+        "--service",
+        action="append",
+        choices=SERVICES,
+        help="only this service's series (repeatable), no throughput runs",
+    )
+    p.add_argument("--workers", type=int, default=1, help="`fsc serve --workers` of the series")
     args = p.parse_args()
     users = SCALES[args.scale][0]
     db, _ = ensure(args.scale)
@@ -504,14 +512,15 @@ def main() -> None:
                 views += [f"wide_{i}" for i in range(1, WIDE_VIEWS + 1)]
             store.run(AT, views=views)
             results["refresh_seconds"] = round(time.perf_counter() - t, 1)
-            server = start_server(defs, url, args.port, 1)
+            server = start_server(defs, url, args.port, args.workers)
             procs.append(server)
+            results["workers"] = args.workers
             if args.soak:
                 results["soak"] = soak(args.port, server, users)
                 print(json.dumps(results, indent=2))
                 return
             series: dict = {}
-            for service in () if args.feast_only else SERVICES:
+            for service in () if args.feast_only else args.service or SERVICES:
                 for batch in BATCHES:
                     keys = key_batches(users, batch, args.calls, batch)
                     series[f"{service}/{batch}"] = {
@@ -523,6 +532,7 @@ def main() -> None:
             stop(server)
             if not args.feast_only:
                 results["series"] = series
+            if not (args.feast_only or args.service):
                 results.update(throughput(defs, url, args.port, users))
             if args.feast_venv:
                 feast = feast_server(args.feast_venv, work, store, users, redis_port, args.port + 1)
