@@ -543,7 +543,7 @@ class FeatureStore:
         by extension; `__status` and `_as_of_views` as one `<name>.<view>` column per view)."""
         import pyarrow as pa
 
-        from fsdsl.online.lookup import as_table, lookup
+        from fsdsl.online.lookup import as_table, lookup, lookup_columns
         from fsdsl.training_set import read_table, write_table
 
         self._profile_first()
@@ -557,8 +557,8 @@ class FeatureStore:
             return lookup(self.online(), plan, [keys], with_status, with_as_of)[0]
         if is_pandas or isinstance(keys, pa.Table):
             table = pa.Table.from_pandas(keys, preserve_index=False) if is_pandas else keys
-            rows = lookup(self.online(), plan, table.to_pylist(), with_status, with_as_of)
-            result = as_table(rows, plan, table.schema, with_status, with_as_of)
+            got = lookup_columns(self.online(), plan, table.to_pylist(), with_status, with_as_of)
+            result = as_table(got, plan, table.schema, with_status, with_as_of)
             if out is not None:
                 write_table(result.flatten(), Path(out))  # `__status.<view>`: CSV-safe
             return result.to_pandas() if is_pandas else result

@@ -155,6 +155,21 @@ def test_devices_resolve_in_one_round_trip_and_pushes_relink(project, redis_urls
         )
         trained = fs.training_set(labels, "by_device").to_pylist()
         assert values(trained) == values(rows)
+        # keys as a table: the same rows, built by column (statuses and as-of times included)
+        full = fs.online_features("by_device", keys, with_as_of=True, with_status=True)
+        table = fs.online_features(
+            "by_device",
+            pa.table({"device_id": [k["device_id"] for k in keys]}),
+            with_as_of=True,
+            with_status=True,
+        )
+        assert table.to_pylist() == full
+        assert full[2]["__status"] == {
+            "device_owner": "ok",
+            "spend": "missing",
+            "counts": "missing",
+            "recent": "missing",
+        }
 
         # a push re-links d2 to ua and unlinks d1: served at once, by the push's refresh
         now = rows[0]["_as_of"] + dt.timedelta(minutes=1)

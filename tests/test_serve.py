@@ -253,6 +253,11 @@ def test_push_over_http(project, server):
 
 def test_health_metrics_openapi_docs(project, server):
     root, _ = project
+    # what the metrics below count, made here: the test does not depend on the others' order
+    # (under xdist a module's tests are shared between workers, each with its own server)
+    body = {"feature_service": "fraud_model", "entities": {"user_id": ["u000042"]}}
+    assert server.read(body).status_code == 200
+    assert server.read({"feature_service": "fraud_model"}).status_code == 400
     health = server.client.get("/health").json()
     assert health["status"] == "ok" and health["online"] == "reachable"
     assert all(health["served"][v]["current"] for v in VIEWS), health

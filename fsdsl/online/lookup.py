@@ -328,11 +328,12 @@ def _as_of_time(text: str | None) -> dt.datetime | None:
 
 
 def as_table(
-    rows: list[dict], plan: ServicePlan, keys_schema, status: bool = False, as_of: bool = False
+    got: Looked, plan: ServicePlan, keys_schema, status: bool = False, as_of: bool = False
 ):
-    """Rows of a lookup as Arrow: the key columns as given, then typed feature columns (then,
+    """A lookup's result as Arrow: the key columns as given, then typed feature columns (then,
     with `as_of`, `_as_of` and a struct column of one as-of time per view; with `status`, a
-    struct column of one status per view)."""
+    struct column of one status per view). Feature columns are built from the lookup's own
+    columns, never through a dict per row."""
     import pyarrow as pa
 
     from fsdsl.arrow import arrow_type
@@ -341,16 +342,22 @@ def as_table(
     # the keys a service's links resolved, next to the features (as training sets have them)
     resolved = [pa.field(f.name, arrow_type(f.type)) for f in plan.resolved]
     fields = list(keys_schema) + [f for f in resolved if f.name not in keys_schema.names]
-    fields += [pa.field(n, arrow_type(types[n])) for n in plan.order]
+    # the key columns as the rows hold them (a link may have set a column the keys also have)
+    columns = [pa.array([r.get(f.name) for r in got.rows], f.type) for f in fields]
+    for name in plan.order:
+        fields.append(pa.field(name, arrow_type(types[name])))
+        columns.append(pa.array(got.values.get(name, [None] * len(got.rows)), fields[-1].type))
+    every = (*plan.links, *plan.views)
     if as_of:
         when = pa.timestamp("us")
         fields.append(pa.field(AS_OF, when))
-        every = (*plan.links, *plan.views)
+        columns.append(pa.array(got.as_of, when))
         fields.append(pa.field(AS_OF_VIEWS, pa.struct([(vp.view, when) for vp in every])))
+        columns.append(pa.array(got.as_of_views, fields[-1].type))
     if status:
-        every = (*plan.links, *plan.views)
         fields.append(pa.field(STATUS, pa.struct([(vp.view, pa.string()) for vp in every])))
-    schema = pa.schema(fields)
-    return pa.Table.from_pylist(
-        [{f.name: r.get(f.name) for f in fields} for r in rows], schema=schema
-    )
+        by_view = [got.statuses.get(vp.view, [None] * len(got.rows)) for vp in every]
+        views = [vp.view for vp in every]
+        rows = [dict(zip(views, said, strict=True)) for said in zip(*by_view, strict=True)]
+        columns.append(pa.array(rows, fields[-1].type))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
