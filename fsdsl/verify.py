@@ -372,7 +372,7 @@ def link_keys(link: ir.Link, wh: Warehouse, when: dt.datetime, n: int) -> list[t
     visible = (
         exp.select(*(c(k) for k in keys), c(TS), *(c(t) for t in targets))
         .select(when_(unlinks, one, zero).as_("__u"))
-        .from_(exp.to_table(exp.to_identifier(events.alias)))
+        .from_(exp.to_identifier(events.alias))
         .where(exp.LT(this=c(AVAIL), expression=as_of))
     )
     if view.source.created is not None:
@@ -437,7 +437,7 @@ def warehouse_keys(view: ir.View, wh: Warehouse, when: dt.datetime, n: int) -> l
     entities = (
         exp.select(*(exp.column(exp.to_identifier(k)) for k in names))
         .distinct()
-        .from_(exp.to_table(exp.to_identifier(events.alias)))
+        .from_(exp.to_identifier(events.alias))
         .where(exp.LT(this=exp.column(exp.to_identifier(AVAIL)), expression=as_of))
     )
     drawn = (

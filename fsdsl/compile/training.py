@@ -79,7 +79,7 @@ def training_query(
         entity = service.key if links else views[0].entity
         keyed = [(col(k.name), k.type) for k in entity.keys]
         pick = entity_share(keyed, share, d)
-        source = exp.to_table(exp.to_identifier(labels))
+        source = exp.to_identifier(labels)
         ctes.append(cte(SHARE, exp.select(exp.Star()).from_(source).where(pick)))
         labels = SHARE
     stage = _Stage(d, timestamp_column, force, share, by, ctes)
@@ -128,7 +128,7 @@ class _Stage:
             spine = plan.names.relation("spine")
             spine_query = (
                 exp.select(*[col(k) for k in keys], exp.alias_(col(timestamp_column), T))
-                .from_(exp.to_table(exp.to_identifier(labels)))
+                .from_(exp.to_identifier(labels))
                 .distinct()
             )
             pit = PointInTime(plan, d)
