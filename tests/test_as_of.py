@@ -119,6 +119,8 @@ def test_python_api(project, redis_urls):
         assert [{k: r[k] for k in plain[0]} for r in rows] == plain
         assert all(r["_as_of"] == want for r in rows)
         assert all(r["_as_of_views"] == {"user_orders": want} for r in rows)
+        rows[0]["_as_of_views"]["mine"] = want  # each row's own dict: the others keep theirs
+        assert all(r["_as_of_views"] == {"user_orders": want} for r in rows[1:])
         one = store.online_features("fraud_model", keys[0], with_as_of=True, with_status=True)
         assert one["_as_of"] == want and set(one["__status"]) == {"user_orders"}
         table = store.online_features("fraud_model", pa.table({"user_id": USERS}), with_as_of=True)

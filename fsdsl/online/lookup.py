@@ -182,7 +182,7 @@ class Looked:
         if as_of:
             for row, earliest, views in zip(out, self.as_of, self.as_of_views, strict=True):
                 row[AS_OF] = earliest
-                row[AS_OF_VIEWS] = views
+                row[AS_OF_VIEWS] = dict(views)  # a row's own: callers may change it
         return out
 
 
@@ -236,7 +236,7 @@ def lookup_columns(
         known = [t for t in times.values() if t is not None]
         earliest = min(known) if len(known) == len(times) else None
         got.as_of = [earliest] * len(keys)
-        got.as_of_views = [dict(times)] * len(keys)  # one dict, shared: read-only
+        got.as_of_views = [dict(times)] * len(keys)  # one dict, shared (`as_rows` copies it)
     return got
 
 
