@@ -352,12 +352,19 @@ def as_table(
         when = pa.timestamp("us")
         fields.append(pa.field(AS_OF, when))
         columns.append(pa.array(got.as_of, when))
+        times = [[views.get(vp.view) for views in got.as_of_views] for vp in every]
         fields.append(pa.field(AS_OF_VIEWS, pa.struct([(vp.view, when) for vp in every])))
-        columns.append(pa.array(got.as_of_views, fields[-1].type))
+        columns.append(_struct(fields[-1].type, times))
     if status:
         fields.append(pa.field(STATUS, pa.struct([(vp.view, pa.string()) for vp in every])))
-        by_view = [got.statuses.get(vp.view, [None] * len(got.rows)) for vp in every]
-        views = [vp.view for vp in every]
-        rows = [dict(zip(views, said, strict=True)) for said in zip(*by_view, strict=True)]
-        columns.append(pa.array(rows, fields[-1].type))
+        said = [got.statuses.get(vp.view, [None] * len(got.rows)) for vp in every]
+        columns.append(_struct(fields[-1].type, said))
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def _struct(struct_type, children: list[list]):
+    """A struct column from one list per field (no dict per row)."""
+    import pyarrow as pa
+
+    arrays = [pa.array(values, f.type) for values, f in zip(children, struct_type, strict=True)]
+    return pa.StructArray.from_arrays(arrays, fields=list(struct_type))

@@ -994,7 +994,7 @@ class OnlineStore:
             out = self._decode_reads(requests, serving, with_state, replies)
             # a link's read -> its rows' key texts, as read
             taken = {
-                j: [v[c + 1 :] if v and (c := v.find(b":")) >= 0 else b"" for v in out[j][1]]
+                j: [_link_target(v) for v in out[j][1]]
                 for j, r in enumerate(requests)
                 if r.link and not isinstance(r.keys, int)
             }
@@ -1079,11 +1079,7 @@ class OnlineStore:
             head = command(b"EVALSHA", sha, b"0", *prefixes[:1], b"%d" % m, *prefixes[1:])
             head = self._lean_heads[prefixes] = head[head.index(b"\r\n") + 2 :]
         keys = link.keys
-        buffer = b"*%d\r\n%s%s" % (
-            5 + m + len(keys),
-            head,
-            b"".join([b"$%d\r\n%s\r\n" % (len(k), k) for k in map(str.encode, keys)]),
-        )
+        buffer = b"*%d\r\n%s%s" % (5 + m + len(keys), head, _bulks([k.encode() for k in keys]))
         reply = self._run_script(self._lookup_link, buffer)
         width = m + 1
         strings = reply[::width]
@@ -1326,10 +1322,12 @@ def _hgetall(key: bytes) -> bytes:
 
 
 def _mget(keys: list[bytes]) -> bytes:
-    return b"*%d\r\n$4\r\nMGET\r\n%s" % (
-        len(keys) + 1,
-        b"".join([b"$%d\r\n%s\r\n" % (len(k), k) for k in keys]),
-    )
+    return b"*%d\r\n$4\r\nMGET\r\n%s" % (len(keys) + 1, _bulks(keys))
+
+
+def _bulks(values: list[bytes]) -> bytes:
+    """The values as RESP bulk strings, one after the other (a command's arguments)."""
+    return b"".join([b"$%d\r\n%s\r\n" % (len(v), v) for v in values])
 
 
 class _CheckedLinks(NamedTuple):
@@ -1339,13 +1337,18 @@ class _CheckedLinks(NamedTuple):
     damaged: list
 
 
-def _link_text(value: bytes | None) -> str:
-    """The key text the lookup script took from a link string as stored (unchecked): what
-    follows its first colon; "" for none (no string, no colon)."""
+def _link_target(value: bytes | None) -> bytes:
+    """The key text a link string as stored names (unchecked): what follows its first colon;
+    b"" for none (no string, no colon)."""
     if not value:
-        return ""
+        return b""
     colon = value.find(b":")
-    return "" if colon < 0 else value[colon + 1 :].decode("utf-8", "surrogateescape")
+    return b"" if colon < 0 else value[colon + 1 :]
+
+
+def _link_text(value: bytes | None) -> str:
+    """`_link_target` as text: the key the lookup script took from the string."""
+    return _link_target(value).decode("utf-8", "surrogateescape")
 
 
 def _decode_state(state) -> tuple[str | None, str | None]:
