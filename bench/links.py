@@ -9,10 +9,10 @@ scale's users), refreshed into a Redis of its own as of 2024-06-01.
   call (the order swaps every call) on the same keys: random devices linked at that time, and
   the users they resolve to. Before timing, the two services must serve the same values for
   every device (and the resolved users must be those of plain SQL, `generate.RESOLVE_SQL`).
-* What bounds the ratio: raw redis-py doing the same reads (HGETALL in one pipeline; the link's
-  hashes, then the views', in two; the link as a string per device read by one MGET, then the
-  views' hashes; all in one round trip by a Lua script that resolves in Redis), and a bare
-  round trip (PING), in the same run.
+* What bounds the ratio: raw redis-py doing the same reads, undecoded (the views' values by
+  user, one MGET per view in one pipeline; the link strings by one MGET, then the views' values
+  under the keys they name; all in one round trip by a Lua script that resolves in Redis), and
+  a bare round trip (PING), in the same run.
 
     python bench/links.py --scale M --calls 2000 [--profile]
 """
@@ -134,22 +134,20 @@ def check(store, db: Path) -> tuple[list[str], dict[str, str]]:
 RESOLVE_LUA = """
 local out = {}
 for i, key in ipairs(KEYS) do
-  local link = redis.call('HGETALL', key)
+  local link = redis.call('GET', key)
   local row = {link}
-  for j = 1, #link, 2 do
-    if link[j] == 'user_id' then
-      local id = cjson.encode({link[j + 1]})
-      for a = 1, #ARGV do row[#row + 1] = redis.call('HGETALL', ARGV[a] .. id) end
-    end
+  local c = link and string.find(link, ':', 1, true)
+  if c and c < #link then
+    local id = string.sub(link, c + 1)
+    for a = 1, #ARGV do row[#row + 1] = redis.call('GET', ARGV[a] .. id) end
   end
   out[i] = row
 end
 return out
 """
 """One round trip for a lookup through a link, the resolution done in Redis: each device's
-link hash, then (when linked) the views' hashes of its user, all returned. Not what fsc does:
-the measure of what a server-side resolution would give (a script reading keys it was not
-given is fine on one Redis, not on a cluster)."""
+link string, then (when linked) the views' values of its user, all returned, unchecked: the
+bare cost of what fsc's lookup script does."""
 
 
 def latency(store, url: str, devices: list[str], owner: dict[str, str], n: int, calls: int):
@@ -164,18 +162,16 @@ def latency(store, url: str, devices: list[str], owner: dict[str, str], n: int, 
     raw = redis.Redis.from_url(url)
     rnd = random.Random(n)
     times: dict[str, list[float]] = {
-        k: [] for k in ("device", "user", "raw1", "raw2", "raw_mget2", "raw_lua", "ping")
+        k: [] for k in ("device", "user", "raw1", "raw2", "raw_lua", "ping")
     }
-    # the link as one string per device (`raw_mget2`): its first round trip one MGET
-    pipe = raw.pipeline(transaction=False)
-    for d in devices:
-        pipe.set(f"bench:link:{d}", owner[d])
-    pipe.execute()
     resolve = raw.register_script(RESOLVE_LUA)
     prefixes = [f"{PREFIX}:v:{ns[v]}:" for v in ("user_orders", "user_browsing")]
 
     def hkey(view: str, key: str) -> str:
         return f'{PREFIX}:v:{ns[view]}:["{key}"]'
+
+    def link_key(key: str) -> str:
+        return f'{PREFIX}:r:{ns[LINK]}:["{key}"]'
 
     for call in range(calls):
         ds = [rnd.choice(devices) for _ in range(n)]
@@ -191,39 +187,26 @@ def latency(store, url: str, devices: list[str], owner: dict[str, str], n: int, 
             times[which].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         pipe = raw.pipeline(transaction=False)
-        for d in ds:
-            pipe.hgetall(hkey("user_orders", owner[d]))
-            pipe.hgetall(hkey("user_browsing", owner[d]))
+        for view in ("user_orders", "user_browsing"):
+            pipe.mget([hkey(view, owner[d]) for d in ds])
         pipe.execute()
         times["raw1"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
+        links = raw.mget([link_key(d) for d in ds])
+        users = [v.partition(b":")[2].decode() for v in links]  # the target's key text
         pipe = raw.pipeline(transaction=False)
-        for d in ds:
-            pipe.hgetall(hkey(LINK, d))
-        links = pipe.execute()
-        pipe = raw.pipeline(transaction=False)
-        for h in links:
-            u = h[b"user_id"].decode()  # the stored text of a string is the string itself
-            pipe.hgetall(hkey("user_orders", u))
-            pipe.hgetall(hkey("user_browsing", u))
+        for view in ("user_orders", "user_browsing"):
+            pipe.mget([f"{PREFIX}:v:{ns[view]}:{u}" for u in users])
         pipe.execute()
         times["raw2"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        users = raw.mget([f"bench:link:{d}" for d in ds])
-        pipe = raw.pipeline(transaction=False)
-        for u in users:
-            pipe.hgetall(hkey("user_orders", u.decode()))
-            pipe.hgetall(hkey("user_browsing", u.decode()))
-        pipe.execute()
-        times["raw_mget2"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        resolve(keys=[hkey(LINK, d) for d in ds], args=prefixes)
+        resolve(keys=[link_key(d) for d in ds], args=prefixes)
         times["raw_lua"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         raw.ping()
         times["ping"].append(time.perf_counter() - t0)
     out = {k: summary(v) for k, v in times.items()}
-    for a, b in (("device", "user"), ("raw2", "raw1"), ("raw_mget2", "raw1"), ("raw_lua", "raw1")):
+    for a, b in (("device", "user"), ("raw2", "raw1"), ("raw_lua", "raw1")):
         out[f"{a}/{b}"] = {
             "p50": round(out[a]["p50_ms"] / out[b]["p50_ms"], 3),
             "p99": round(out[a]["p99_ms"] / out[b]["p99_ms"], 3),

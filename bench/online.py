@@ -2,14 +2,14 @@
 same run:
 
 * full refresh of `user_orders`: total seconds, and write throughput (feature values/s) against
-  a raw redis-py pipeline writing the same hashes;
+  a raw redis-py pipeline writing the same strings (each entity's values, signed);
 * incremental refresh with no new events, 10, 20 and 30 minutes after the full one (windows and
   TTL still move: the entities that lost an event are rewritten): the whole `fsc run` process,
   start-up included — the fixed cost of a run;
 * incremental refresh after appending 0.1%, then 1% new events (by ingestion time): the whole
   process, against the full refresh's;
 * `online_features` of service `churn_model` for 1 and for 100 entities over 2,000 calls: p50
-  and p99 against raw HGETALL of the same keys in one pipeline.
+  and p99 against a raw MGET of the same keys.
 
     python bench/online.py --scale M
 
@@ -111,44 +111,38 @@ def fsc_run(db: Path, url: str, at: dt.datetime, *extra: str) -> tuple[float, di
 
 
 def raw_write(url: str, db: Path) -> tuple[float, int]:
-    """The same hashes written by a plain redis-py pipeline (values already text)."""
+    """The same strings written by a plain redis-py pipeline of SETs (values already encoded
+    and signed, outside the timed part: a plain client has nothing to encode)."""
+    import pyarrow as pa
     import redis
 
     from fsdsl import FeatureStore
     from fsdsl.compile.refresh import refresh_query
     from fsdsl.online import aggstate
-    from fsdsl.online.checksum import fields_with_checksum
-    from fsdsl.online.codec import encode_column
+    from fsdsl.online.codec import key_array, values_array
+    from fsdsl.online.refresh import _json_columns
+    from fsdsl.online.resp import signed
 
     with FeatureStore(ROOT / "definitions", warehouse=f"duckdb:///{db}") as store:
         view = store.repo.views[VIEW]
         wh = store.warehouse()
         aggstate.register(wh, view, aggstate.empty(view))
         table = wh.query(refresh_query(view, "duckdb"), {"as_of": AT, "watermark": None})
-    cols = {f.name: encode_column(table[f.name], f.type) for f in view.features}
-    keys = table["user_id"].to_pylist()
-    # the same hashes fsc writes: the non-null fields plus their checksum (computed here,
-    # outside the timed part: a plain client has none to compute)
-    rows = [
-        (
-            f"raw:{k}",
-            fields_with_checksum(
-                f"raw:{k}", {n: v[i] for n, v in cols.items() if v[i] is not None}
-            ),
-        )
-        for i, k in enumerate(keys)
-    ]
+    columns = _json_columns(view, table)
+    texts = key_array([table["user_id"]], [view.entity.keys[0].type]).to_pylist()
+    keys = pa.array([f"raw:{t}" for t in texts], pa.string())
+    stored = signed(keys, values_array(columns)).to_pylist()
+    rows = list(zip(keys.to_pylist(), stored, strict=True))
+    values = sum(len(c) - c.null_count for c in columns)
     client = redis.Redis.from_url(url)
-    values = sum(len(r) - 1 for _, r in rows)
     started = time.perf_counter()
     pipe = client.pipeline(transaction=False)
-    for i, (key, fields) in enumerate(rows, 1):
-        pipe.hset(key, mapping=fields)
+    for i, (key, value) in enumerate(rows, 1):
+        pipe.set(key, value)
         if i % 2000 == 0:
             pipe.execute()
     pipe.execute()
     seconds = time.perf_counter() - started
-    client.delete(*[k for k, _ in rows][:1])
     for i in range(0, len(rows), 10000):
         client.delete(*[k for k, _ in rows[i : i + 10000]])
     return seconds, values
@@ -194,10 +188,7 @@ def latency(store, url: str, batch: int, calls: int, users: int) -> tuple[dict, 
         store.online_features(SERVICE, keys)
         ours.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        pipe = raw.pipeline(transaction=False)
-        for i in ids:
-            pipe.hgetall(f'{PREFIX}:v:{state["ns"]}:["{i}"]')
-        pipe.execute()
+        raw.mget([f'{PREFIX}:v:{state["ns"]}:["{i}"]' for i in ids])
         base.append(time.perf_counter() - t0)
     assert plan is not None
     return summary(ours), summary(base)

@@ -1,5 +1,5 @@
 """The lookup script (`_LOOKUP` in fsdsl/online/store.py): a lookup through links is one round
-trip, the script finding each row's target key in the link's string and reading the hashes it
+trip, the script finding each row's target key in the link's string and reading the values it
 names. What is checked here is that this shortcut never changes a served value:
 
 - the strings a refresh writes name the key texts `codec.key_text` writes, for any string or int
@@ -144,8 +144,8 @@ def counted_trips(monkeypatch) -> list[str]:
 
 @pytest.fixture
 def read_again(monkeypatch) -> list:
-    """Counts the rows read a second time after the script followed a link the checked hashes
-    do not confirm (none, unless a link hash is damaged)."""
+    """Counts the rows read a second time after the script followed a link the checked strings
+    do not confirm (none, unless a link string is damaged)."""
     calls: list = []
     original = OnlineStore._read_again
 
@@ -191,7 +191,7 @@ def test_each_way_of_reading_a_link_serves_the_same_rows(project, redis_urls, se
     """One link and views keyed by it: up to SCRIPT_ROWS rows, one EVALSHA of the lean script
     (`_LOOKUP_LINK`); past that, two pipelines (the link's strings by MGET, then the views under
     the texts they name, checked while the second is read). Both serve the rows of the generic
-    script, which `with_as_of` takes (it reads the views' states with their hashes)."""
+    script, which `with_as_of` takes (it reads the views' states with their values)."""
     if server not in redis_urls:
         pytest.skip("no Debian redis-server here (CI starts one: FSDSL_REDIS_URL)")
     url = redis_urls[server]
@@ -223,7 +223,7 @@ def test_each_way_of_reading_a_link_serves_the_same_rows(project, redis_urls, se
 
 def test_a_damaged_link_string_is_not_followed(project, redis_urls, read_again):
     """d0's link string is changed behind its checksum to name another user: the script reads
-    that user's hashes, but the row is served as the damaged link it is (an unseen user, status
+    that user's values, but the row is served as the damaged link it is (an unseen user, status
     `corrupt`), by the script and by separate round trips alike."""
     url = redis_urls["embedded"]
     flush(url)
@@ -304,7 +304,7 @@ def test_link_strings_name_key_texts_as_the_codec_does(redis_urls, server, two_k
     """A refresh's rows of a link to a (string, int) target (either null: unlinked), written by
     the refresh's own encoder, then read by the script: each row's link string names
     `key_text([s, n])` (nothing when a part is null) under a checksum `link_value` agrees
-    with, the script reads the hash under exactly that key, and the text decodes back to the
+    with, the script reads the values under exactly that key, and the text decodes back to the
     values."""
     if server not in redis_urls:
         pytest.skip("no Debian redis-server here (CI starts one: FSDSL_REDIS_URL)")
@@ -324,13 +324,13 @@ def test_link_strings_name_key_texts_as_the_codec_does(redis_urls, server, two_k
         }
     )
     linked = [key_text([s, n]) if s is not None and n is not None else "" for s, n in rows]
-    commands = _batch_commands(two_keys, batch, {}, ns, in_place=True)
+    commands = _batch_commands(two_keys, batch, "", ns, in_place=True)
     try:
         online.send_commands(commands.pieces, commands.count, transaction=True)
-        for text in {t for t in linked if t}:  # a hash where each linked row's target is
-            client.hset(OnlineStore.entity_key(ns, text), "found", text)
+        for text in {t for t in linked if t}:  # a string where each linked row's target is
+            client.set(OnlineStore.entity_key(ns, text), text)
         texts = [key_text([d]) for d in devices]
-        # two reads: the link's strings (group 1, given), then hashes under the keys it made
+        # two reads: the link's strings (group 1, given), then values under the keys it made
         spec = [len(rows), 1, 2]
         spec += ["", f"{PREFIX}:r:{ns}:", 1, 1, "", f"{PREFIX}:v:{ns}:", 2, 0]
         reply = online._lookup(args=spec + texts)
@@ -341,13 +341,13 @@ def test_link_strings_name_key_texts_as_the_codec_does(redis_urls, server, two_k
             for key in client.scan_iter(match=pattern):
                 client.delete(key)
         online.close()
-    strings, hashes = (reply[0], reply[1]) if rows else ([], [])
-    assert (lean[::2], lean[1::2]) == (strings, hashes)
+    strings, values = (reply[0], reply[1]) if rows else ([], [])
+    assert (lean[::2], lean[1::2]) == (strings, values)
     names = [s.split(b":", 1)[1].decode() if s else "" for s in strings]
-    assert names == linked  # the unlinked rows hold "" (no hash of theirs is read)
+    assert names == linked  # the unlinked rows hold "" (no values of theirs are read)
     # Arrow's encoder and the one `write_batch` uses give the same strings, checksums included
     assert strings == [link_value(ns, t, target) for t, target in zip(texts, linked, strict=True)]
-    found = [dict(zip(h[::2], h[1::2], strict=True)).get(b"found", b"").decode() for h in hashes]
+    found = [v.decode() if v else "" for v in values]
     assert found == linked
     types = [k.type for k in two_keys.features[1:]]
     for (s, n), text in zip(rows, linked, strict=True):

@@ -197,7 +197,7 @@ def test_pending_keys_are_recorded_for_all_views_or_none(redis_urls):
 def _served(client: redis.Redis) -> dict:
     """Every stored value of the view, as readers see them."""
     return {
-        key: client.hgetall(key)
+        key: client.get(key) if client.type(key) == b"string" else client.hgetall(key)
         for key in client.scan_iter(match="fsdsl:*")
         if not key.startswith((b"fsdsl:lock:", b"fsdsl:retired"))
     }

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from fsdsl import FeatureStore
 from fsdsl.cli import app
-from fsdsl.online.codec import key_text
+from fsdsl.online.codec import key_text, stored_names, values_text
 from fsdsl.verify import UNSEEN
 
 AT = dt.datetime(2024, 5, 1)
@@ -115,14 +115,15 @@ def test_a_wrong_stored_link_is_caught(project, truth, store):
     online = store.online()
     ns = online.state("device_owner")["ns"]
     key = key_text([device])
-    fields = {
-        k.decode(): v.decode()
-        for k, v in online.client.hgetall(online.entity_key(ns, key)).items()
-        if not k.startswith(b"__")
-    }
-    assert fields["user_id"] == served["user_id"], fields  # a string is stored as itself
-    fields["user_id"] = other
-    online.write_batch(ns, [(key, fields)], [], links=[(key, key_text([other]))])
+    view = store.repo.views["device_owner"]
+    names = stored_names(view.features)
+    stored = online.client.get(online.entity_key(ns, key)).split(b":", 1)[1]
+    values = dict(zip(names, json.loads(stored), strict=True))
+    assert values["user_id"] == served["user_id"], values
+    values["user_id"] = other
+    types = {f.name: f.type for f in view.features}
+    text = values_text(list(values.values()), [types[n] for n in names])
+    online.write_batch(ns, [(key, text)], [], links=[(key, key_text([other]))])
     assert store.online_features("fraud_by_device", {"device_id": device})["user_id"] == other
 
     r = runner.invoke(

@@ -1,9 +1,11 @@
-"""The checksum each stored entity carries, so that a value changed after it was written (a bit
-flipped on disk, a damaged append-only file replayed) is never served.
+"""The checksum each stored hash carries (a view's serving state, its empty values, the applied
+definitions), so that a value changed after it was written (a bit flipped on disk, a damaged
+append-only file replayed) is never used. Entities' values and links' strings carry theirs as a
+prefix of the string (`store.entity_value`, `resp.signed`): CRC-32 of the key, then the text.
 
-It is CRC-32 (zlib) of the hash's Redis key, then its field names in the order of their bytes,
-then their values in the same order, the checksum's own field left out: it covers which entity
-the hash is for (a damaged key would move values to another entity) and every stored byte, and
+A hash's is CRC-32 (zlib) of its Redis key, then its field names in the order of their bytes,
+then their values in the same order, the checksum's own field left out: it covers what the hash
+is for (a damaged key would move values to another view or namespace) and every stored byte, and
 CRC-32 detects any change of up to 32 consecutive bits, so any changed byte. It is the value, in
 decimal, of the marker field every hash has, written last.
 

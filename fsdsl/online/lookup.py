@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 
 from fsdsl import ir
 from fsdsl.diagnostics import UsageError
-from fsdsl.online.codec import decoder, key_text, key_values, normalise_key_value, plain_key_text
+from fsdsl.online.codec import (
+    converter,
+    key_text,
+    key_values,
+    normalise_key_value,
+    plain_key_text,
+    stored_names,
+)
 from fsdsl.online.fingerprint import fingerprint
 from fsdsl.online.store import OnlineStore, Read
 
@@ -24,10 +31,10 @@ STATUS = "__status"  # the row's {view: ok | missing | corrupt}, when asked for
 AS_OF = "_as_of"
 AS_OF_VIEWS = "_as_of_views"
 # Up to this many rows, a lookup through links is one round trip: the lookup script resolves the
-# links in Redis (each a string naming its target's key) and reads the views' hashes. Past it,
-# the script resolves the links only and the views' hashes are read in a second round trip, as a
-# plain pipeline: the script spends more converting each (wide) hash into Lua and back than a
-# round trip costs (bench/links.py, see docs/benchmarks.md).
+# links in Redis (each a string naming its target's key) and reads the views' values. Past it,
+# the script resolves the links only and the views' values are read in a second round trip, as
+# a plain pipeline, which costs Redis less than the script's calls (bench/links.py, see
+# docs/benchmarks.md).
 SCRIPT_ROWS = 16
 # A lookup of more rows is made of lookups of this many (so each row's `_as_of` is its own
 # part's): the script, or a MULTI/EXEC, holds Redis while it runs — about 4 ms per 1,000 rows
@@ -44,9 +51,14 @@ class ViewPlan:
     prefix: str = ""  # of each feature's name in served rows: `view__` with full_feature_names
     # a link's view: the keys of the entity it resolves to, in key order (its features hold them)
     resolves: tuple[ir.Key, ...] = ()
+    # every feature name of the view in the order its stored values hold them
+    # (`codec.stored_names`); () when `features` are all of them
+    stored: tuple[str, ...] = ()
     # derived once, so that a call does only what depends on the keys asked for
     names: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    decoders: tuple = field(init=False, repr=False, compare=False)  # (name, field, decode)
+    # per feature: (served name, its position in the stored values, `codec.converter`)
+    columns: tuple = field(init=False, repr=False, compare=False)
+    null_values: list = field(init=False, repr=False, compare=False)  # a row of nulls
     nulls: dict = field(init=False, repr=False, compare=False)  # every served name: None
     plain_key: str | None = field(init=False, repr=False, compare=False)  # a lone string key
     key_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -57,15 +69,18 @@ class ViewPlan:
     def __post_init__(self):
         simple = len(self.keys) == 1 and self.keys[0].type == ir.STRING
         one = len(self.resolves) == 1 and self.resolves[0].type == ir.STRING
+        stored = self.stored or stored_names(self.features)
+        at = {name: i for i, name in enumerate(stored)}
         derived = {
             "key_names": tuple(k.name for k in self.keys),
             "targets": tuple(k.name for k in self.resolves),
             "target_types": tuple(k.type for k in self.resolves),
             "plain_target": self.resolves[0].name if one else None,
             "names": tuple(f.name for f in self.features),
-            "decoders": tuple(
-                (self.prefix + f.name, f.name.encode(), decoder(f.type)) for f in self.features
+            "columns": tuple(
+                (self.prefix + f.name, at[f.name], converter(f.type)) for f in self.features
             ),
+            "null_values": [None] * len(stored),
             "plain_key": self.keys[0].name if simple else None,
             "nulls": dict.fromkeys(self.prefix + f.name for f in self.features),
         }
@@ -122,7 +137,9 @@ def plan_service(repo: ir.Repository, service: str) -> ServicePlan:
         names = {f for v, f in svc.features if v == vname}
         feats = tuple(f for f in view.features if f.name in names)
         prefix = svc.column(vname, "")
-        views.append(ViewPlan(vname, fingerprint(view), view.entity.keys, feats, prefix))
+        stored = stored_names(view.features)
+        plan = ViewPlan(vname, fingerprint(view), view.entity.keys, feats, prefix, (), stored)
+        views.append(plan)
     links = []
     if svc.key is not None:
         for name in svc.links():
@@ -289,13 +306,15 @@ def _fetch(
                     row.update(zip(targets, key_values(text, types), strict=True))
             resolved[targets] = [text or "" for text in rows]
         else:
-            # no hash, or a damaged one: the entity has the empty values; a null is an absent
-            # field
-            hashes = [empty if values is None else values for values in rows]
-            for name, stored, dec in vp.decoders:
-                got.values[name] = [
-                    None if (value := h.get(stored)) is None else dec(value) for h in hashes
-                ]
+            # no stored values, or damaged ones: the entity has the empty values
+            if empty is None:
+                empty = vp.null_values
+            entities = [empty if values is None else values for values in rows]
+            for name, at, convert in vp.columns:
+                column = [values[at] for values in entities]
+                if convert is not None:
+                    column = [None if v is None else convert(v) for v in column]
+                got.values[name] = column
         if status:
             bad = set(corrupt)
             got.statuses[vp.view] = [
@@ -307,7 +326,7 @@ def _fetch(
 
 def _key_texts(vp: ViewPlan, out: list[dict]) -> list[str]:
     """Each row's key text for the entity of `vp` ("" for a key with a null part: never
-    seen, its hash is not read)."""
+    seen, its values are not read)."""
     kt = []
     plain = vp.plain_key
     for row in out:

@@ -20,12 +20,12 @@ from fsdsl.compile.version import compiler_version, dialect_class
 from fsdsl.diagnostics import UsageError
 from fsdsl.online import aggstate
 from fsdsl.online import cache as compiled_cache
-from fsdsl.online.codec import encode_array, encode_column, key_array, lit
+from fsdsl.online.codec import json_array, key_array, lit, stored_names, values_array
 from fsdsl.online.fingerprint import fingerprint
 from fsdsl.online.memo import per_view
-from fsdsl.online.resp import checksums, del_rows, hset_rows, set_rows
+from fsdsl.online.resp import del_rows, set_rows, signed
 from fsdsl.online.runlock import RunLock
-from fsdsl.online.store import MARKER, LockLost, OnlineStore, RunInputs, aggregates_digest_of
+from fsdsl.online.store import LockLost, OnlineStore, RunInputs, aggregates_digest_of
 
 if TYPE_CHECKING:
     from sqlglot import exp
@@ -116,19 +116,24 @@ class ViewRun:
         return d
 
 
-def empty_fields(repo: ir.Repository, view: ir.View, wh: Warehouse, at: dt.datetime) -> dict:
-    """The encoded values of an entity with no visible event (null keys), by the training
-    query (`repair.values_as_of`), so that serving and training agree on it by construction."""
+def empty_values(repo: ir.Repository, view: ir.View, wh: Warehouse, at: dt.datetime) -> str:
+    """The stored values (`codec.values_array`) of an entity with no visible event (null keys),
+    by the training query (`repair.values_as_of`), so that serving and training agree on it by
+    construction."""
     from fsdsl.online.repair import values_as_of
 
     keys = pa.table({k.name: pa.nulls(1, arrow_type(k.type)) for k in view.entity.keys})
     row = values_as_of(repo, view, wh, at, keys)
-    out = {}
-    for f in view.features:
-        value = encode_column(row[f.name], f.type)[0]
-        if value is not None:
-            out[f.name] = value
-    return out
+    return values_array(_json_columns(view, row)).to_pylist()[0]
+
+
+def _json_columns(view: ir.View, rows: pa.Table | pa.RecordBatch) -> list[pa.Array]:
+    """Every feature of the rows as JSON (`codec.json_array`), in the stored order."""
+    by_name = {f.name: f for f in view.features}
+    return [
+        json_array(conform(rows.column(name), by_name[name].type), by_name[name].type)
+        for name in stored_names(view.features)
+    ]
 
 
 def refresh_view(
@@ -189,7 +194,7 @@ def refresh_view(
         try:
             empty = online.checked_empty(ns, inputs.empty) if incremental else None
             if empty is None:  # a new namespace, or stored empty values absent or damaged
-                empty = empty_fields(repo, view, wh, at)
+                empty = empty_values(repo, view, wh, at)
                 online.write_empty(ns, empty, **guard)
                 wrote_empty = incremental
 
@@ -401,7 +406,7 @@ def _repair(
     online: OnlineStore,
     at: dt.datetime,
     ns: str,
-    empty: dict[str, str],
+    empty: str,
     keys: list[str],
     run: ViewRun,
     owner: str,
@@ -428,14 +433,15 @@ class _Commands(NamedTuple):
 
 
 def _batch_commands(
-    view: ir.View, batch: pa.RecordBatch, empty: dict[str, str], ns: str, in_place: bool
+    view: ir.View, batch: pa.RecordBatch, empty: str, ns: str, in_place: bool
 ) -> _Commands:
-    """The commands that store a batch of refresh rows: each entity's hash (rows equal to the
+    """The commands that store a batch of refresh rows: each entity's values (rows equal to the
     empty values are not stored) and, for a link's view, each entity's link string. `in_place`
-    (a namespace that serves): each hash is replaced whole, and the entities now equal to the
-    empty values are removed; a fresh namespace has nothing to replace or remove."""
+    (a namespace that serves): each entity's string is replaced whole (one SET), and the
+    entities now equal to the empty values are removed; a fresh namespace has nothing to
+    replace or remove."""
     put, gone, values, texts, keep = _encode_batch(view, batch, empty, ns)
-    buffer, count = hset_rows(put[0], put[1], MARKER, replace=in_place)
+    buffer, count = set_rows(put[0], signed(put[0], put[1]))
     pieces = [buffer]
     if in_place:
         extra, more = del_rows(gone)
@@ -452,9 +458,9 @@ def _link_commands(
     view: ir.View, batch: pa.RecordBatch, texts: pa.Array, keep: pa.Array, ns: str, in_place: bool
 ) -> tuple[list[bytes], int]:
     """A link's view's strings (`store.py`, `fsdsl:r:`) for a batch: one for every entity whose
-    hash is stored (`keep`), "{checksum}:{target key text}", "" after the colon when unlinked;
-    `in_place`, those of the entities whose hash is removed are removed too. `texts`: the
-    entities' key texts."""
+    values are stored (`keep`), "{checksum}:{target key text}", "" after the colon when
+    unlinked; `in_place`, those of the entities whose values are removed are removed too.
+    `texts`: the entities' key texts."""
     import pyarrow.compute as pc
 
     targets = [f for f in view.features if f.name != ir.UNLINKED]  # the target's keys, in order
@@ -466,8 +472,7 @@ def _link_commands(
     target = pc.if_else(linked, key_array(columns, [f.type for f in targets]), lit(""))
     keys = pc.binary_join_element_wise(lit(OnlineStore.link_key(ns, "")), texts, lit(""))
     stored = keys.filter(keep)
-    value = pc.binary_join_element_wise(checksums(stored, {"": target}), lit(":"), target, lit(""))
-    buffer, count = set_rows(stored, value)
+    buffer, count = set_rows(stored, signed(stored, target))
     pieces = [buffer]
     if in_place:
         extra, more = del_rows(keys.filter(pc.invert(keep)))
@@ -476,26 +481,21 @@ def _link_commands(
     return pieces, count
 
 
-def _encode_batch(view: ir.View, batch: pa.RecordBatch, empty: dict[str, str], ns: str):
-    """A batch of refresh rows as ((hash keys, encoded fields) to write, hash keys to remove,
-    values written, the entities' key texts, which rows are written): rows equal to the empty
-    values are removed rather than stored."""
+def _encode_batch(view: ir.View, batch: pa.RecordBatch, empty: str, ns: str):
+    """A batch of refresh rows as ((entity keys, stored values) to write, entity keys to remove,
+    non-null values written, the entities' key texts, which rows are written): rows equal to
+    the empty values are removed rather than stored."""
     import pyarrow.compute as pc
 
     texts = key_array(
         [batch.column(k.name) for k in view.entity.keys], [k.type for k in view.entity.keys]
     )
-    hash_keys = pc.binary_join_element_wise(lit(OnlineStore.entity_key(ns, "")), texts, lit(""))
-    fields, is_empty = {}, None
-    for f in view.features:
-        values = encode_array(conform(batch.column(f.name), f.type), f.type)
-        if f.name in empty:
-            same = pc.fill_null(pc.equal(values, lit(empty[f.name])), lit(False))
-        else:
-            same = pc.is_null(values)
-        is_empty = same if is_empty is None else pc.and_(is_empty, same)
-        fields[f.name] = values
-    keep = pc.invert(is_empty)
-    kept = {name: values.filter(keep) for name, values in fields.items()}
-    count = sum(len(v) - v.null_count for v in kept.values())
-    return (hash_keys.filter(keep), kept), hash_keys.filter(is_empty), count, texts, keep
+    entity_keys = pc.binary_join_element_wise(lit(OnlineStore.entity_key(ns, "")), texts, lit(""))
+    columns = _json_columns(view, batch)
+    values = values_array(columns)
+    keep = pc.invert(pc.equal(values, lit(empty)))
+    count = sum(len(c) - c.null_count for c in columns)
+    if not pc.all(keep).as_py():
+        count = sum(len(c) - c.null_count for c in (c.filter(keep) for c in columns))
+    kept = (entity_keys.filter(keep), values.filter(keep))
+    return kept, entity_keys.filter(pc.invert(keep)), count, texts, keep

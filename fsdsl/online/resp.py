@@ -1,6 +1,6 @@
 """Redis commands for a whole batch of entities, encoded by Arrow in one pass.
 
-A refresh writes tens of thousands of hashes. Packing each `HSET` through redis-py costs more
+A refresh writes tens of thousands of entities. Packing each `SET` through redis-py costs more
 than Redis takes to execute it, so the batch is written in the protocol (RESP) directly: every
 bulk string (`$<bytes>\\r\\n<value>\\r\\n`) of a column is built by Arrow's string kernels, a
 row's command is the concatenation of its pieces, and the batch is one buffer sent at once.
@@ -69,35 +69,6 @@ def _buffer(rows: pa.Array) -> bytes:
     return rows.buffers()[2].to_pybytes()[first:last]
 
 
-def hset_rows(
-    keys: pa.Array, fields: dict[str, pa.Array], marker: str, replace: bool
-) -> tuple[bytes, int]:
-    """`HSET key field value ... marker checksum` per row, the null fields left out, the others
-    in the order of their names (see `checksum.py`); with `replace`, preceded by one `DEL` of
-    all the keys so that no stale field survives (one reply for the batch rather than one per
-    key). Returns (buffer, commands)."""
-    n = len(keys)
-    if n == 0:
-        return b"", 0
-    keys = flat(keys)
-    fields = {name: fields[name] for name in sorted(fields)}  # code point = UTF-8 bytes order
-    pieces, present = [], pa.nulls(n, pa.int64()).fill_null(lit(0))
-    for name, values in fields.items():
-        valid = pc.is_valid(values)
-        present = pc.add(present, pc.cast(valid, pa.int64()))
-        piece = pc.binary_join_element_wise(lit(bulk(name).decode()), _bulks(values), lit(""))
-        pieces.append(pc.fill_null(piece, lit("")))
-    argc = pc.add(pc.multiply(present, lit(2)), lit(4))  # HSET, key, marker, its value
-    key_bulks = _bulks(keys)
-    head = ["*", pc.cast(argc, pa.string()), "\r\n" + bulk("HSET").decode(), key_bulks]
-    tail = [bulk(marker).decode(), _bulks(checksums(keys, fields))]
-    rows = _buffer(_joined([*head, *pieces, *tail]))
-    if not replace:
-        return rows, n
-    delete = b"*%d\r\n" % (n + 1) + bulk("DEL") + _buffer(key_bulks)
-    return delete + rows, n + 1
-
-
 def checksums(keys: pa.Array, fields: dict[str, pa.Array]) -> pa.Array:
     """Each row's checksum (`checksum.py`) in decimal, for fields in canonical order: Arrow
     builds each row's signed text (key, present names, their values); Arrow has no CRC kernel,
@@ -111,6 +82,12 @@ def checksums(keys: pa.Array, fields: dict[str, pa.Array]) -> pa.Array:
     crcs = [crc32(data[a:b]) for a, b in pairwise(offsets)]
     packed = pa.py_buffer(struct.pack(f"<{len(crcs)}I", *crcs))
     return pc.cast(pa.Array.from_buffers(pa.uint32(), len(crcs), [None, packed]), pa.string())
+
+
+def signed(keys: pa.Array, texts: pa.Array) -> pa.Array:
+    """Strings to store as "{checksum}:{text}", the checksum CRC-32 of each one's Redis key then
+    its text: an entity's values and a link's string (`store.entity_value`, `link_value`)."""
+    return pc.binary_join_element_wise(checksums(keys, {"": texts}), lit(":"), texts, lit(""))
 
 
 def set_rows(keys: pa.Array, values: pa.Array) -> tuple[bytes, int]:

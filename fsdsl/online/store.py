@@ -4,13 +4,15 @@ Layout (one namespace per view, definition fingerprint and full-refresh generati
 
     fsdsl:state:{view}       hash: ns, fp, as_of, watermark, refreshed_at  (what is serving)
                              + "__", its checksum: damaged, the view reads as never refreshed
-    fsdsl:v:{ns}:{key}       hash: one field per feature (nulls absent) + "__", the checksum
+    fsdsl:v:{ns}:{key}       string: "{checksum}:{values}", the entity's values as one JSON array,
+                             every feature of the view in the order of their names (`codec.py`),
+                             the checksum CRC-32 of the Redis key then the values
     fsdsl:r:{ns}:{key}       string, a link's view only: "{checksum}:{target key text}" ("" after
-                             the colon: unlinked), written and removed with the entity's hash;
+                             the colon: unlinked), written and removed with the entity's values;
                              what a lookup resolves the link by (one GET, or an MGET of many)
-    fsdsl:empty:{ns}         hash: the values of an entity with no visible event (+ "__")
-    fsdsl:repair:{ns}        set: keys whose hash failed its checksum when read (`checksum.py`),
-                             which the next run rewrites
+    fsdsl:empty:{ns}         hash: "values", those of an entity with no visible event (+ "__")
+    fsdsl:repair:{ns}        set: keys whose values failed their checksum when read, which the
+                             next run rewrites
     fsdsl:agg:{ns}           hash: the aggregate state of every entity (Arrow IPC, in parts),
                              what the next incremental run merges new events into; "__" is
                              a SHA-256 of the namespace and the parts (damaged: a full run)
@@ -26,17 +28,25 @@ Layout (one namespace per view, definition fingerprint and full-refresh generati
 
 A full refresh (first run, `--full`, or a changed definition) writes a new namespace and switches
 `state` to it only when every write succeeded; incremental runs write in place and advance
-`state` last. A lookup is one round trip reading the entities' hashes from the namespace it
+`state` last.
+
+An entity's values are one string, not a hash with a field per feature: a lookup of 50 entities
+of 5 views reads 250 strings with one MGET per view and decodes each view's with one JSON parse
+in C, where 250 HGETALLs cost Redis, the reply parser and a Python call per value ~5x as much
+(the HTTP server's p99 targets: `docs/benchmarks.md`, "One string per entity"). A write replaces
+the whole string in one SET, so no reader ever sees an entity half-written or a stale field.
+
+A lookup is one round trip reading the entities' values from the namespace it
 believes is serving (cached for STATE_TTL); past that, `state` is read in the same pipeline and,
 if it names another namespace or definition, the cache is renewed and the read repeated, so
 two definitions are never mixed. A lookup through links (a service with a `key`) is one round
 trip too: a script (`_LOOKUP`, or `_LOOKUP_LINK` for one link) reads each row's link string,
-which holds its target's key text, and reads the views' hashes under that key, all in Redis (up
+which holds its target's key text, and reads the views' values under that key, all in Redis (up
 to `lookup.SCRIPT_ROWS` rows; past that, one pipeline reads the links' strings and a second the
-views, the strings checked while Redis runs it; a chain's links by the script). Every hash and link
-string read is checked against its checksum; a damaged one is logged, counted
-(`corrupt_reads`), served as missing and queued for the next run.
-Damaged empty values degrade their view only: its entities without a stored hash are served
+views, the strings checked while Redis runs it; a chain's links by the script). Every string
+read is checked against its checksum; a damaged one is logged, counted (`corrupt_reads`), served
+as missing and queued for the next run.
+Damaged empty values degrade their view only: its entities without stored values are served
 nulls with the status `corrupt` (absent ones: `missing`, with nulls) until a run rewrites them.
 
 Incremental runs write into the namespace that serves, so each of their batches is applied
@@ -60,6 +70,7 @@ from zlib import crc32
 
 from fsdsl.diagnostics import UsageError
 from fsdsl.online.checksum import MARKER, fields_with_checksum, verified
+from fsdsl.online.codec import loads
 from fsdsl.urls import redacted
 
 log = logging.getLogger(__name__)
@@ -116,7 +127,7 @@ for i = 1, n do redis.call('RPUSH', KEYS[n + i], ARGV[i + 1]) end
 return 0
 """
 # One lookup, whole, in one round trip and one atomic step: per read, its view's state (when
-# asked) and, per row, the view's hash or, for a link's read, the link's string (see `LINKS`).
+# asked) and, per row, the entity's values or, for a link's read, the link's string.
 # A link's read also takes from each string the key text it names, which the reads after it
 # use as their keys. "" is a row without a key (a null key part, an unlinked or unseen entity):
 # nothing is read for it. ARGV, flat (no decoding costs the script anything): the row count n,
@@ -138,15 +149,15 @@ for r = 1, reads do
     local k
     if type(keys) == 'number' then k = ARGV[keys + i] else k = keys[i] end
     if prefix == '' or k == '' then
-      if link then rows[i] = false else rows[i] = {} end
+      rows[i] = false
       texts[i] = ''
-    elseif link then
+    else
       local v = redis.call('GET', prefix .. k)
       rows[i] = v
-      local c = v and string.find(v, ':', 1, true)
-      if c then texts[i] = string.sub(v, c + 1) else texts[i] = '' end
-    else
-      rows[i] = redis.call('HGETALL', prefix .. k)
+      if link then
+        local c = v and string.find(v, ':', 1, true)
+        if c then texts[i] = string.sub(v, c + 1) else texts[i] = '' end
+      end
     end
   end
   out[#out + 1] = rows
@@ -157,9 +168,9 @@ return out
 # `_LOOKUP` for the shape of most services with a `key`: one link, read under the given keys,
 # and views all read under the keys it finds (a device's features, by its user), with no state
 # read. The same reads, without the generic groups, in one flat reply: per row its link string,
-# then its hash of each view ({} when unlinked). About a third less of Redis' time per call
+# then its values of each view (nil when unlinked). About a third less of Redis' time per call
 # than `_LOOKUP` (11 against 16 µs at one row and two views, by INFO commandstats). ARGV: the
-# link's string prefix, the number m of views, their m hash prefixes, then the rows' key texts
+# link's string prefix, the number m of views, their m key prefixes, then the rows' key texts
 # ("": none), so that everything before the key texts is the same from call to call.
 _LOOKUP_LINK = r"""
 local lp, m = ARGV[1], tonumber(ARGV[2])
@@ -173,7 +184,7 @@ for a = last + 1, #ARGV do
     if c then t = string.sub(v, c + 1) end
   end
   for j = 3, last do
-    if t ~= '' then out[#out + 1] = redis.call('HGETALL', ARGV[j] .. t) else out[#out + 1] = {} end
+    if t ~= '' then out[#out + 1] = redis.call('GET', ARGV[j] .. t) else out[#out + 1] = false end
   end
 end
 return out
@@ -183,8 +194,12 @@ return out
 STATE_TTL = 1.0
 RETIRE_AFTER = 5.0
 APPLIED = f"{PREFIX}:applied"  # what the last runs applied, for `fsc plan`
-LAYOUT = 2  # how entity hashes are stored (2: with a checksum); part of every fingerprint
-# how a link's view is stored besides its hashes (1: a checksummed string per entity naming its
+_EMPTY = "values"  # the field of `fsdsl:empty:{ns}` holding them
+_EMPTY_FIELD = _EMPTY.encode()
+# how entities are stored (2: a hash with a checksum; 3: one checksummed JSON string); part of
+# every fingerprint, so a store written before is refreshed in full, never misread
+LAYOUT = 3
+# how a link's view is stored besides its values (1: a checksummed string per entity naming its
 # target's key text); part of a link view's fingerprint, so a store written before is refreshed
 # in full rather than read without the strings
 LINK_LAYOUT = 1
@@ -197,10 +212,10 @@ class Read(NamedTuple):
     view: str
     fp: str  # the definition the caller expects to be served
     fields: list[str] | tuple[str, ...]
-    # one key text per row ("": a row without a key, whose hash is not read), or the index of
+    # one key text per row ("": a row without a key, whose values are not read), or the index of
     # an earlier read, a link's, whose rows resolve to the keys
     keys: list[str] | int
-    # a link's read: each row's link string (its target's key text) rather than its hash
+    # a link's read: each row's link string (its target's key text) rather than its values
     link: bool = False
 
 
@@ -313,7 +328,7 @@ class OnlineStore:
 
     def all_states(self, views: Iterable[str] | None = None) -> dict[str, dict[str, str]]:
         """The state of each view that has one: of `views` only, when given (one read each,
-        where a SCAN walks every key of the store: 100k entity hashes cost a run 0.1 s)."""
+        where a SCAN walks every key of the store: 100k entities cost a run 0.1 s)."""
         if views is not None:
             found = {name: self.state(name) for name in views}
             return {name: state for name, state in found.items() if state}
@@ -548,28 +563,27 @@ class OnlineStore:
         return f"{PREFIX}:r:{ns}:{key_text}"
 
     def write_empty(
-        self, ns: str, fields: dict[str, str], *, view: str | None = None, owner: str | None = None
+        self, ns: str, values: str, *, view: str | None = None, owner: str | None = None
     ) -> None:
-        """With `owner` (rewriting them in the namespace that serves `view`): only while that
-        run holds the view's lock, checked under WATCH like `send_commands`; else LockLost."""
+        """Store the values of an entity with no visible event (`codec.values_array`). With
+        `owner` (rewriting them in the namespace that serves `view`): only while that run holds
+        the view's lock, checked under WATCH like `send_commands`; else LockLost."""
         key = f"{PREFIX}:empty:{ns}"
 
         def queue(pipe) -> None:
             pipe.delete(key)
-            pipe.hset(key, mapping=fields_with_checksum(key, fields))
+            pipe.hset(key, mapping=fields_with_checksum(key, {_EMPTY: values}))
 
         self._as_owner(view, owner if view is not None else None, queue, lost=ns)
 
-    def checked_empty(self, ns: str, stored: dict[bytes, bytes]) -> dict[str, str] | None:
-        """The encoded empty values of a namespace, from the hash `run_inputs` read, as
-        `write_empty` stored them; None when they are absent or fail their checksum (the run
-        then writes them again)."""
+    def checked_empty(self, ns: str, stored: dict[bytes, bytes]) -> str | None:
+        """The empty values of a namespace, from the hash `run_inputs` read, as `write_empty`
+        stored them; None when they are absent or fail their checksum (the run then writes them
+        again)."""
         empty, _how = self._checked_empty(ns, stored)
-        if empty is None:
-            return None
-        return {k.decode(): v.decode() for k, v in empty.items()}
+        return None if empty is None else empty.decode()
 
-    def _read_empty(self, ns: str) -> tuple[dict[bytes, bytes] | None, str]:
+    def _read_empty(self, ns: str) -> tuple[bytes | None, str]:
         """(the empty values or None, "ok" | "absent" | "damaged"): absent is no damage (a
         namespace just retired, a run that has not written them yet), so it is neither
         counted nor logged as a checksum failure."""
@@ -577,13 +591,12 @@ class OnlineStore:
             stored = self.client.hgetall(f"{PREFIX}:empty:{ns}")
         return self._checked_empty(ns, stored)
 
-    def _checked_empty(
-        self, ns: str, stored: dict[bytes, bytes]
-    ) -> tuple[dict[bytes, bytes] | None, str]:
+    def _checked_empty(self, ns: str, stored: dict[bytes, bytes]) -> tuple[bytes | None, str]:
         key = f"{PREFIX}:empty:{ns}"
         if not stored:
             return None, "absent"
         empty = verified(crc32(key.encode()), stored)
+        empty = empty.get(_EMPTY_FIELD) if empty is not None else None
         if empty is None:
             self.corrupt_reads += 1
             log.warning("the empty values of namespace %s fail their checksum", ns)
@@ -593,26 +606,22 @@ class OnlineStore:
     def write_batch(
         self,
         ns: str,
-        puts: Iterable[tuple[str, dict[str, str]]],
+        puts: Iterable[tuple[str, str]],
         deletes: Iterable[str],
         fresh: bool = False,
         links: Iterable[tuple[str, str]] = (),
     ) -> None:
-        """Replace the hashes of `puts`, remove those of `deletes`; `links`, in a link's
-        view's namespace: (key text, the target's key text or "" when unlinked) of each
-        entity's link string to write.
+        """Write the values of `puts` ((key text, `codec.values_text`)), remove those of
+        `deletes`; `links`, in a link's view's namespace: (key text, the target's key text or
+        "" when unlinked) of each entity's link string to write. For a few entities (tests, a
+        tool); a run writes its batches encoded by Arrow (`refresh._batch_commands`).
 
-        In a serving namespace (`fresh=False`) a batch is one MULTI/EXEC and each hash is
-        deleted before it is written, so a reader never sees an entity half-written or with a
-        stale field. A fresh namespace is not served until the run switches to it: plain
-        HSETs, pipelined, are enough."""
+        In a serving namespace (`fresh=False`) a batch is one MULTI/EXEC, so a reader sees all
+        of it or none. A fresh namespace is not served until the run switches to it."""
         with self.errors():
             pipe = self.client.pipeline(transaction=not fresh)
-            for key_text, fields in puts:
-                key = self.entity_key(ns, key_text)
-                if not fresh:
-                    pipe.delete(key)
-                pipe.hset(key, mapping=fields_with_checksum(key, fields))
+            for key_text, values in puts:
+                pipe.set(self.entity_key(ns, key_text), entity_value(ns, key_text, values))
             for key_text in deletes:
                 pipe.delete(self.entity_key(ns, key_text), self.link_key(ns, key_text))
             for key_text, target in links:
@@ -713,7 +722,7 @@ class OnlineStore:
         removed = 0
         with self.errors():
             pipe = self.client.pipeline(transaction=False)
-            for kind in ("v", "r"):  # entity hashes, and a link's strings
+            for kind in ("v", "r"):  # entities' values, and a link's strings
                 for key in self.client.scan_iter(
                     match=f"{PREFIX}:{kind}:{_glob(ns)}:*", count=batch
                 ):
@@ -747,15 +756,17 @@ class OnlineStore:
     def lookup(
         self, requests: list[Read | tuple], as_of: bool = False, script: bool = True
     ) -> list:
-        """[Read] -> per read None or (empty, [hash per key], [indexes of damaged hashes],
-        as-of time): `empty` and each hash a {field bytes: value bytes} dict without the
-        checksum field, a missing or damaged entity None. When the view's empty values are
-        damaged, `empty` is {} (nulls: they are not served) and every entity without a hash
-        counts as damaged; when they are absent, {} too (status `missing`). The as-of time (the
-        ISO text `set_state` stored) only with `as_of`, else None.
+        """[Read] -> per read None or (empty, [values per key], [indexes of damaged ones],
+        as-of time): `empty` and each entity's values a list, every feature of the view in the
+        stored order (`codec.stored_names`), as JSON decoded them (`codec.converter` finishes
+        the types JSON has not), a missing or damaged entity None. When the view's empty
+        values are damaged, `empty` is None (nulls: they are not served) and every entity
+        without stored values counts as damaged; when they are absent, None too (status
+        `missing`). The as-of time (the ISO text `set_state` stored) only with `as_of`, else
+        None.
 
         One round trip, links included: the whole lookup is one script (`_LOOKUP`), so a link's
-        target keys are found in Redis and the hashes they name read in the same step. The
+        target keys are found in Redis and the values they name read in the same step. The
         serving namespace and empty values of each view are cached for STATE_TTL seconds; past
         that (or for a definition the cache does not hold) `state` is read by the same script
         and checked. All keys of one call are read from one namespace, so a lookup never mixes
@@ -766,12 +777,12 @@ class OnlineStore:
         serving namespace in place and advances its as-of time without changing the namespace,
         so a cached as-of time could be older than the values read.
 
-        Without `script` (a lookup of many rows, where Redis reading each hash into Lua and back
-        would cost more than a round trip), reads keyed by a link are a second pipeline, sent
+        Without `script` (a lookup of many rows, where a pipeline costs Redis less than the
+        script), reads keyed by a link are a second pipeline, sent
         under the key texts its strings name as read, which are checked while Redis answers.
 
         A link's read gives, per row, the key text its target is read under ("" for an
-        unlinked entity, None for one not stored or a damaged string) rather than a hash. The
+        unlinked entity, None for one not stored or a damaged string) rather than values. The
         script takes those keys from the strings as stored, before their checksums are checked
         (it cannot check them); rows whose checked key differs (a damaged string) are read
         again with the right one, so a damaged link never leads to another entity's values."""
@@ -816,7 +827,7 @@ class OnlineStore:
                 found, damaged = self._checked_links(r.view, cached.ns, keys, rows)
             else:
                 found, damaged = self._checked(r.view, cached.ns, keys, rows)
-            if cached.degraded == "corrupt":  # no trusted values for an entity without a hash
+            if cached.degraded == "corrupt":  # no trusted values for an entity without its own
                 damaged = sorted({*damaged, *(j for j, row in enumerate(found) if row is None)})
             if r.link:
                 resolved[i] = [text or "" for text in found]
@@ -839,37 +850,46 @@ class OnlineStore:
                 if keys[j] and link:
                     pipe.get(self.link_key(ns, keys[j]))
                 elif keys[j]:
-                    pipe.hgetall(self.entity_key(ns, keys[j]))
+                    pipe.get(self.entity_key(ns, keys[j]))
             again = iter(pipe.execute())
         for j in wrong:
-            rows[j] = next(again) if keys[j] else None if link else {}
+            rows[j] = next(again) if keys[j] else None
         return rows
 
-    def _checked(self, view: str, ns: str, keys: list[str], hashes: list) -> tuple[list, list]:
-        """Hashes as read, each checked against its checksum: (the hashes without it, None
-        for a missing or damaged one; indexes of the damaged). Damaged hashes are logged
-        (view and key, never values), counted and queued for the next run."""
-        if not self.verify_checksums:
-            return [h or None for h in hashes], []
+    def _checked(self, view: str, ns: str, keys: list[str], stored: list) -> tuple[list, list]:
+        """Entities' strings as read, each checked against its checksum and decoded: (their
+        values, None for a missing or damaged entity; indexes of the damaged). The checked
+        values are decoded with one JSON parse for all of them. Damaged ones are logged (view
+        and key, never values), counted and queued for the next run."""
         prefix = _prefix_crc(ns)
-        rows, damaged, join = [], [], b"".join
-        for i, stored in enumerate(hashes):
-            if not stored:
-                rows.append(None)
+        check = self.verify_checksums
+        texts: list[bytes] = []  # the values of the rows that hold any, in row order
+        held: list[int] = []
+        damaged: list[int] = []
+        for i, value in enumerate(stored):
+            if value is None:
                 continue
-            # `checksum.verified`'s first test, inlined: most of what checking costs a lookup
-            crc = stored.pop(_MARKER, None)
-            if crc is not None:
-                signed = join([keys[i].encode(), *stored, *stored.values()])
-                if b"%d" % crc32(signed, prefix) == crc:
-                    rows.append(stored)
-                    continue
-                stored[_MARKER] = crc
-            row = verified(crc32(keys[i].encode(), prefix), stored)
-            if row is None:
+            crc, colon, text = value.partition(b":")
+            if colon and (not check or crc == b"%d" % crc32(keys[i].encode() + text, prefix)):
+                texts.append(text)
+                held.append(i)
+            else:
                 damaged.append(i)
-            rows.append(row)
+        rows: list = [None] * len(stored)
+        try:
+            decoded = loads(b"[" + b",".join(texts) + b"]") if texts else []
+        except ValueError:  # checks off (a benchmark): only an unchecked string can fail
+            decoded = []
+            for i, text in zip(held, texts, strict=True):
+                try:
+                    decoded.append(loads(text))
+                except ValueError:
+                    decoded.append(None)
+                    damaged.append(i)
+        for i, values in zip(held, decoded, strict=True):
+            rows[i] = values
         if damaged:
+            damaged.sort()
             self._report(view, ns, [keys[i] for i in damaged])
         return rows, damaged
 
@@ -927,8 +947,7 @@ class OnlineStore:
         """Per read (state (fp, ns) or None, its rows as read, the state's as_of or None, and
         for a link's read the key texts the script took from its strings, unchecked), in one
         round trip: by the lookup script when a read takes its keys from a link's in the same
-        trip, else as one pipeline (atomic: one MULTI/EXEC) of HGETALLs, and one MGET per
-        link's read."""
+        trip, else as one pipeline (atomic: one MULTI/EXEC) of one MGET per read."""
         if any(isinstance(r.keys, int) for r in requests):
             if script or atomic:
                 return self._read_by_script(requests, with_state)
@@ -940,8 +959,8 @@ class OnlineStore:
     @staticmethod
     def _encode_reads(requests: list[Read], serving: list, with_state: bool) -> list[bytes]:
         """The commands of `_read`'s pipeline: per read its state's HGETALL (with
-        `with_state`), then, when its view is cached and its keys are given, one MGET of a
-        link's strings or one HGETALL per entity (reads keyed by a link are left out)."""
+        `with_state`), then, when its view is cached and its keys are given, one MGET of its
+        strings (an entity's values, or a link's; reads keyed by a link are left out)."""
         from fsdsl.online.resp import command
 
         commands: list[bytes] = []
@@ -952,11 +971,8 @@ class OnlineStore:
                 continue
             prefix = cached.prefix(r.link)
             wanted = [prefix + k.encode() for k in r.keys if k]
-            if r.link:
-                if wanted:
-                    commands.append(_mget(wanted))
-            else:  # encoded here: a wide lookup sends hundreds
-                commands += [_hgetall(key) for key in wanted]
+            if wanted:
+                commands.append(_mget(wanted))
         return commands
 
     def _decode_reads(self, requests: list[Read], serving: list, with_state: bool, replies):
@@ -970,13 +986,9 @@ class OnlineStore:
                 row = self._checked_state(r.view, _as_dict(next(replies))) or {}
                 state, when = (row.get(b"fp"), row.get(b"ns")), row.get(b"as_of")
             rows: list = []
-            if cached is None or isinstance(r.keys, int):
-                pass
-            elif r.link:
+            if cached is not None and not isinstance(r.keys, int):
                 values = iter(next(replies) if any(r.keys) else ())
                 rows = [next(values) if k else None for k in r.keys]
-            else:
-                rows = [_as_dict(next(replies)) if k else {} for k in r.keys]
             out.append([state, rows, when, None])
         return out
 
@@ -1004,7 +1016,9 @@ class OnlineStore:
                     if r.link:
                         raise ValueError("a chain of links is resolved by the lookup script")
                     prefix = cached.prefix(False)
-                    second += [_hgetall(prefix + t) for t in taken[r.keys] if t]
+                    wanted = [prefix + t for t in taken[r.keys] if t]
+                    if wanted:
+                        second.append(_mget(wanted))
 
             def check() -> None:  # while Redis runs the second trip
                 for j, texts in taken.items():
@@ -1017,14 +1031,17 @@ class OnlineStore:
             replies = iter(self._pipeline(second, False, check, conn=conn))
         for j, (r, cached) in enumerate(zip(requests, serving, strict=True)):
             if isinstance(r.keys, int) and cached is not None:
-                out[j][1] = [_as_dict(next(replies)) if t else {} for t in taken[r.keys]]
+                texts = taken[r.keys]
+                values = iter(next(replies) if any(texts) else ())
+                out[j][1] = [next(values) if t else None for t in texts]
         return [tuple(o) for o in out]
 
     def _pipeline(self, commands: list[bytes], atomic: bool, meanwhile=None, conn=None) -> list:
         """The replies of commands encoded here (a HGETALL's: a dict with RESP3, a flat
-        [field, value, ...] list with RESP2: see `_as_dict`), sent in one write and read as
-        they are (with hiredis, a C parser), which costs a third of what a redis-py pipeline
-        spends packing and parsing command by command; with `atomic`, in one MULTI/EXEC.
+        [field, value, ...] list with RESP2, see `_as_dict`; an MGET's: a list), sent in one
+        write and read as they are (with hiredis, a C parser), which costs a third of what a
+        redis-py pipeline spends packing and parsing command by command; with `atomic`, in one
+        MULTI/EXEC.
         `meanwhile`, called once the commands are sent, works while Redis runs them; `conn`, a
         connection the caller holds (within `errors` and `_connection`), else one of the pool."""
         if not commands:
@@ -1085,7 +1102,7 @@ class OnlineStore:
         strings = reply[::width]
         out = [(None, strings, None, [_link_text(v) for v in strings])]
         for j in range(1, width):
-            out.append((None, [_as_dict(h) for h in reply[j::width]], None, None))
+            out.append((None, reply[j::width], None, None))
         return out
 
     def _read_by_script(self, requests: list[Read], with_state: bool) -> list:
@@ -1138,12 +1155,9 @@ class OnlineStore:
                 state, when = (row.get(b"fp"), row.get(b"ns")), row.get(b"as_of")
                 at += 1
             built = None
-            if r.link:
-                rows = reply[at]
-                if j in used:  # the keys the script read the reads after it under
-                    built = [_link_text(v) for v in rows]
-            else:
-                rows = [_as_dict(h) for h in reply[at]]
+            rows = reply[at]
+            if r.link and j in used:  # the keys the script read the reads after it under
+                built = [_link_text(v) for v in rows]
             at += 1
             out.append((state, rows, when, built))
         return out
@@ -1151,9 +1165,9 @@ class OnlineStore:
     def _refresh_cache(self, view: str, fields: list[str], state, again: bool = True) -> None:
         """Cache what serves `view` with its empty values. Those are absent when the namespace
         was just replaced (`state` read a moment too early): `state` is read once more; still
-        absent, the view's entities without a stored hash are served `missing`, with nulls.
+        absent, the view's entities without stored values are served `missing`, with nulls.
         Damaged, they are never served: those entities get nulls with the status `corrupt`
-        (the view's stored hashes and the service's other views are unaffected)."""
+        (the view's stored entities and the service's other views are unaffected)."""
         fp, ns = _decode_state(state)
         if fp is None:
             self._cache.pop((view, tuple(fields)), None)
@@ -1181,7 +1195,7 @@ class OnlineStore:
                 view,
             )
         self._cache[(view, tuple(fields))] = _Serving(
-            fp, ns, empty or {}, time.monotonic(), degraded
+            fp, ns, loads(empty) if empty is not None else None, time.monotonic(), degraded
         )
 
     def close(self) -> None:
@@ -1193,9 +1207,9 @@ class _Serving(NamedTuple):
 
     fp: str
     ns: str
-    empty: dict  # the encoded values of an unseen entity
+    empty: list | None  # the values of an unseen entity, decoded (None: absent or damaged)
     checked: float  # when `state` was last read (time.monotonic())
-    # None, or what an entity without a hash is when `empty` is absent ("missing") or
+    # None, or what an entity without stored values is when `empty` is absent ("missing") or
     # damaged ("corrupt"): such a view is looked at again on every state read
     degraded: str | None
 
@@ -1204,7 +1218,7 @@ class _Serving(NamedTuple):
         return (self.fp, self.ns)
 
     def prefix(self, link: bool) -> bytes:
-        """The namespace's key prefix of its entity hashes, or of a link's strings."""
+        """The namespace's key prefix of its entities' values, or of a link's strings."""
         return _key_prefix(self.ns, "r" if link else "v")
 
 
@@ -1265,6 +1279,13 @@ def _as_dict(reply) -> dict:
     return dict(zip(it, it, strict=True))
 
 
+def entity_value(ns: str, key_text: str, values: str) -> bytes:
+    """An entity's values as stored: "{checksum}:{values}", the checksum CRC-32 of its Redis key
+    then `values` (`codec.values_text`), as `refresh._batch_commands` writes them by Arrow."""
+    text = values.encode()
+    return b"%d:%s" % (crc32(key_text.encode() + text, _prefix_crc(ns)), text)
+
+
 def link_value(ns: str, key_text: str, target: str) -> bytes:
     """A link string as stored: "{checksum}:{target}", the checksum CRC-32 of the string's
     Redis key then `target` (as `refresh._link_commands` writes them, by Arrow)."""
@@ -1315,10 +1336,6 @@ try:  # the sentinel redis-py's hiredis reader is built with (`_replies`)
     from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
 except ImportError:  # no hiredis, or another redis-py: replies one by one
     _NOT_ENOUGH_DATA = _PUSH = None
-
-
-def _hgetall(key: bytes) -> bytes:
-    return b"*2\r\n$7\r\nHGETALL\r\n$%d\r\n%s\r\n" % (len(key), key)
 
 
 def _mget(keys: list[bytes]) -> bytes:
