@@ -1,7 +1,7 @@
-"""The values of entities whose stored hash failed its checksum, for the next run to rewrite;
+"""The values of entities whose stored values failed their checksum, for the next run to rewrite;
 and, by the same query, those of an entity never seen.
 
-An incremental run rewrites only the entities whose values may have changed; a damaged hash is
+An incremental run rewrites only the entities whose values may have changed; a damaged entity is
 usually not one of them. Readers queue its key (`OnlineStore.repairs`), and the run recomputes
 those entities with the training query as of the run's time — the values `fsc verify` holds
 the refresh to — then writes them like its own rows.

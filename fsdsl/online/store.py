@@ -233,7 +233,7 @@ class RunInputs(NamedTuple):
 
 
 class OnlineStore:
-    # Hashes read whose checksum failed, since this object was made; and a switch for the
+    # Stored values read whose checksum failed, since this object was made; and a switch for the
     # benchmark that measures what checking costs (never off in serving).
     corrupt_reads: int = 0
     verify_checksums: bool = True
