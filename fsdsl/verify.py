@@ -39,7 +39,7 @@ from fsdsl.compile import dialects
 from fsdsl.compile.names import AVAIL, CREATED, KIND, RANK, TS, T
 from fsdsl.compile.pit import events_relation
 from fsdsl.compile.plan import plan_view
-from fsdsl.online.codec import key_array
+from fsdsl.online.codec import key_array, stored_names
 from fsdsl.online.fingerprint import fingerprint
 from fsdsl.online.lookup import AS_OF_VIEWS, ServicePlan, ViewPlan, lookup, plan_service
 from fsdsl.online.store import OnlineStore
@@ -242,7 +242,15 @@ def _verify_view(
 
     plan = ServicePlan(
         "verify",
-        (ViewPlan(view.name, state["fp"], view.entity.keys, view.features),),
+        (
+            ViewPlan(
+                view.name,
+                state["fp"],
+                view.entity.keys,
+                view.features,
+                stored=stored_names(view.features),
+            ),
+        ),
         tuple(f.name for f in view.features),
     )
     served = lookup(

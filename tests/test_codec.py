@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import subprocess
+import sys
 
 import pyarrow as pa
 from hypothesis import given, settings
@@ -101,3 +103,34 @@ def test_a_float_is_read_back_as_a_float():
     assert texts == ["1.0", "-0.0", "1e+20", "NaN", "Infinity", "-Infinity", None]
     got = loads(values_array([json_array(column, ir.FLOAT)]).to_pylist()[0].encode())
     assert all(isinstance(v, float) for v in got[:-1])
+
+
+def test_the_encoder_does_not_import_pandas(tmp_path):
+    """pyarrow imports pandas (0.3-0.4 s of a short `fsc run`) the first time a kernel is given
+    a Python value: the encoder gives Arrow scalars only, non-finite floats included. The
+    columns reach the child process as Arrow IPC, so that nothing but the encoder converts."""
+    table = pa.table(
+        {
+            "f": pa.array([1.0, float("inf"), -float("inf"), float("nan"), None]),
+            "s": pa.array(["a", 'q"', None, "x", "y"]),
+            "i": pa.array([1, 2, None, 4, 5]),
+            "t": pa.array([dt.datetime(2024, 1, 1)] * 5, pa.timestamp("us")),
+            "l": pa.array([[1.5, float("nan")], None, [], [2.0], [None]]),
+        }
+    )
+    with pa.ipc.new_file(tmp_path / "t.arrow", table.schema) as out:
+        out.write_table(table)
+    script = f"""
+import sys
+import pyarrow as pa
+from fsdsl import ir
+from fsdsl.online.codec import json_array, values_array
+table = pa.ipc.open_file({str(tmp_path / "t.arrow")!r}).read_all()
+types = {{"f": ir.FLOAT, "s": ir.STRING, "i": ir.INT, "t": ir.TIMESTAMP, "l": ir.list_of(ir.FLOAT)}}
+text = values_array([json_array(table.column(n), t) for n, t in types.items()])
+assert "pandas" not in sys.modules  # not by reading the file either
+print(text.to_pylist()[1])
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == '[Infinity,"q\\"",2,"2024-01-01 00:00:00.000000",null]'

@@ -158,8 +158,8 @@ def test_damaged_empty_values_degrade_their_view_only_then_are_rewritten(
     project, redis_urls, caplog
 ):
     """The values of an unseen entity are stored once per namespace and served for every
-    missing entity. Damaged, they are never served: that view's entities without a stored
-    hash get nulls with the status `corrupt` (logged, counted), entities with a verified hash
+    missing entity. Damaged, they are never served: that view's entities without stored
+    values get nulls with the status `corrupt` (logged, counted), entities with verified values
     and the service's other views are served as usual; the next run, incremental, writes them
     again."""
     url = redis_urls["embedded"]
@@ -174,14 +174,14 @@ def test_damaged_empty_values_degrade_their_view_only_then_are_rewritten(
         before = store.online_features("recommender", keys, with_status=True)
     assert before[0]["__status"]["user_orders"] == "missing"
     assert before[1]["__status"]["user_orders"] == "ok"
-    client.hset(f"fsdsl:empty:{ns}", "last_amount", "1.0")  # an unseen entity has none
+    client.hset(f"fsdsl:empty:{ns}", "extra", "1.0")  # a field its checksum does not cover
     caplog.set_level(logging.WARNING, logger="fsdsl")
     with FeatureStore(d, online=url) as store:
         got = store.online_features("recommender", keys, with_status=True)
         assert store.online().corrupt_reads == 1
     assert got[0]["last_amount"] is None
     assert got[0]["__status"] == {**before[0]["__status"], "user_orders": "corrupt"}
-    assert got[1] == before[1]  # its own hash verified: served as stored
+    assert got[1] == before[1]  # its own values verified: served as stored
     for view in ("user_browsing", "user_category_browsing"):
         assert got[0]["__status"][view] == before[0]["__status"][view]
     assert {k: v for k, v in got[0].items() if k not in ("last_amount", "__status")} == {
@@ -327,3 +327,20 @@ def test_damaged_run_state_or_aggregates_mean_a_full_refresh(project, redis_urls
         assert json.loads(r.stdout)["views"][0]["mode"] == "full", damage
         assert any(r.levelno == logging.WARNING for r in caplog.records), damage
         run("verify", d, "--online", url, "-v", "user_orders", "--sample", "300")
+
+
+def test_unchecked_values_that_are_not_an_array_are_damaged(redis_urls):
+    """With checks off (a benchmark's switch, never serving), a stored string is not verified;
+    one that is not a JSON array is still damaged (reported, served as missing), never a failed
+    lookup, whatever its neighbours hold."""
+    url = redis_urls["embedded"]
+    flush(url)
+    online = OnlineStore(url)
+    online.verify_checksums = False
+    texts = ['["a"]', '["b"]', '["c"]', '["d"]', '["e"]']
+    # the first two joined would parse as one array: the count tells
+    stored = [b"1:[1,2", b"2:3]", b"3:5", None, b"4:[7]"]
+    rows, damaged = online._checked("v", "ns", texts, stored)
+    assert damaged == [0, 1, 2]
+    assert rows == [None, None, None, None, [7]]
+    assert online.corrupt_reads == 3

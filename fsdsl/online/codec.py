@@ -6,8 +6,7 @@ whole view with one JSON parse (`loads`), in C, rather than a Redis hash field a
 per value. Floats are written in their shortest round-trip form (Arrow's cast, or `repr`), always
 with a point or an exponent so that JSON reads them back as the same double, never as an int;
 non-finite ones as `NaN`/`Infinity`, which Python's json reads; timestamps and dates as ISO 8601
-strings; lists as JSON; nulls as `null`. `encode_array` is the single-value text of run state and
-the aggregate state's callers (no JSON quoting).
+strings; lists as JSON; nulls as `null`.
 """
 
 from __future__ import annotations
@@ -41,6 +40,26 @@ def lit(value: str | bool | int) -> pa.Scalar:
     return pa.StringArray.from_buffers(1, offsets, pa.py_buffer(data))[0]
 
 
+def string_array(texts: list[str | None]) -> pa.Array:
+    """An Arrow string array of Python texts, built from its buffers: `pa.array` of a list would
+    import pandas first (see `lit`), in the encoders' value-by-value paths."""
+    data = [b"" if t is None else t.encode("utf-8") for t in texts]
+    offsets = [0]
+    for d in data:
+        offsets.append(offsets[-1] + len(d))
+    valid = None
+    if None in texts:
+        bits = bytearray((len(texts) + 7) // 8)
+        for i, t in enumerate(texts):
+            if t is not None:
+                bits[i // 8] |= 1 << (i % 8)
+        valid = pa.py_buffer(bytes(bits))
+    packed = pa.py_buffer(struct.pack(f"<{len(offsets)}i", *offsets))
+    return pa.StringArray.from_buffers(
+        len(texts), packed, pa.py_buffer(b"".join(data)), valid, texts.count(None)
+    )
+
+
 def flat(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """One array (`combine_chunks` of no chunks converts a Python list: see `lit`)."""
     if not isinstance(column, pa.ChunkedArray):
@@ -54,15 +73,9 @@ def _json_default(v):
     raise TypeError(type(v))
 
 
-def encode_column(column: pa.Array | pa.ChunkedArray, t: ir.Type) -> list[str | None]:
-    """Every value of a column as text (None for null)."""
-    return encode_array(column, t).to_pylist()
-
-
-def encode_array(column: pa.Array | pa.ChunkedArray, t: ir.Type) -> pa.Array:
-    """Every value of a column as text (null for null), as an Arrow string array: by Arrow's
-    kernels where the text is certain to be what `json`/`repr` would give back the same value
-    from, else value by value."""
+def _plain_text(column: pa.Array | pa.ChunkedArray, t: ir.Type) -> pa.Array:
+    """Every value of a column as plain text (null for null), as an Arrow string array: the ISO
+    text of a timestamp or date, a string as itself (`json_array` quotes them), a list as JSON."""
     column = flat(column)
     if t.name == "list":
         return _encode_lists(column, t)
@@ -95,12 +108,13 @@ def _json_items(values: pa.Array, t: ir.Type) -> pa.Array | None:
 def _encode_lists(column: pa.Array, t: ir.Type) -> pa.Array:
     items = _json_items(column.values, t.element) if len(column.values) else None
     if items is None and len(column.values):
-        return pa.array(
+        return string_array(
             [
-                None if v is None else json.dumps(v, default=_json_default)
+                None
+                if v is None
+                else json.dumps(v, default=_json_default, separators=(",", ":"), ensure_ascii=False)
                 for v in column.to_pylist()
-            ],
-            pa.string(),
+            ]
         )
     if items is None:
         items = pa.nulls(0, pa.string())
@@ -112,8 +126,9 @@ def _encode_lists(column: pa.Array, t: ir.Type) -> pa.Array:
 def json_array(column: pa.Array | pa.ChunkedArray, t: ir.Type) -> pa.Array:
     """Every value of a column as JSON text (null for null), by Arrow's kernels where the text is
     certain to be what `loads` reads back as the same value, else value by value (strings that
-    need escaping). The same value always gets the same text, whichever path made it: the run
-    compares an entity's text with the empty values' to leave it out."""
+    need escaping). A scalar always gets the same text, whichever path made it, as the run
+    compares an entity's text with the empty values' to leave it out (a list's may differ with
+    the rest of its column and decode to the same value: such an entity is then stored)."""
     column = flat(column)
     name = t.name
     if name == "list":
@@ -127,17 +142,18 @@ def json_array(column: pa.Array | pa.ChunkedArray, t: ir.Type) -> pa.Array:
         text = pc.if_else(integral, pc.binary_join_element_wise(text, lit(".0"), lit("")), text)
         finite = pc.fill_null(pc.is_finite(column), lit(True))
         if not pc.all(finite).as_py():
-            infinite = pc.if_else(pc.greater(column, 0.0), lit("Infinity"), lit("-Infinity"))
+            # Arrow's text of an infinity is "inf" or "-inf" (a Python float here would make
+            # pyarrow import pandas: see `lit`)
+            infinite = pc.if_else(pc.equal(text, lit("-inf")), lit("-Infinity"), lit("Infinity"))
             text = pc.if_else(pc.is_inf(column), infinite, text)
             text = pc.if_else(pc.is_nan(column), lit("NaN"), text)
         return text
     if name == "string" and pc.any(pc.match_substring_regex(column, _JSON_ESCAPED)).as_py():
-        return pa.array(
-            [None if v is None else json.dumps(v, ensure_ascii=False) for v in column.to_pylist()],
-            pa.string(),
+        return string_array(
+            [None if v is None else json.dumps(v, ensure_ascii=False) for v in column.to_pylist()]
         )
     # strings needing no escape, and the ISO texts of timestamps and dates: quoted as they are
-    return pc.binary_join_element_wise(lit('"'), encode_array(column, t), lit('"'), lit(""))
+    return pc.binary_join_element_wise(lit('"'), _plain_text(column, t), lit('"'), lit(""))
 
 
 def values_array(columns: list[pa.Array]) -> pa.Array:
@@ -212,48 +228,11 @@ def key_array(columns: list[pa.Array], types: list[ir.Type]) -> pa.Array:
             parts.append(pc.cast(column, pa.string()))
         else:
             rows = zip(*[c.to_pylist() for c in columns], strict=True)
-            return pa.array([key_text(list(r)) for r in rows], pa.string())
+            return string_array([key_text(list(r)) for r in rows])
     if not columns or len(columns[0]) == 0:
         return pa.nulls(0, pa.string())
     joined = pc.binary_join_element_wise(*parts, lit(","))
     return pc.binary_join_element_wise(lit("["), joined, lit("]"), lit(""))
-
-
-def decoder(t: ir.Type):
-    """`decode` for one type, as the fastest function for a non-null stored value (bytes)."""
-    if t.name == "float":
-        return float  # float(b"1.5") parses bytes directly
-    if t.name == "int":
-        return int
-    if t.name == "string":
-        return _utf8
-    return lambda value: decode(value, t)
-
-
-def _utf8(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-def decode(value: bytes | str | None, t: ir.Type):
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("utf-8")
-    name = t.name
-    if name == "float":
-        return float(value)
-    if name == "int":
-        return int(value)
-    if name == "bool":
-        return value == "true"
-    if name == "timestamp":
-        return dt.datetime.fromisoformat(value)
-    if name == "date":
-        return dt.date.fromisoformat(value)
-    if name == "list":
-        items = json.loads(value)
-        return [_from_json(x, t.element) for x in items]
-    return value
 
 
 def _from_json(x, t: ir.Type):

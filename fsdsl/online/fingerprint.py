@@ -31,7 +31,7 @@ def fingerprint(view: ir.View) -> str:
     """16 hex digits naming what `view`'s stored values mean."""
     parts = [
         f"semantics {SEMANTICS_VERSION}",
-        f"layout {LAYOUT}",  # hashes without checksums are refreshed in full, never misread
+        f"layout {LAYOUT}",  # a store of another layout is refreshed in full, never misread
         *_view_parts(view),
     ]
     if view.link is not None:  # a link's strings, which lookups resolve it by

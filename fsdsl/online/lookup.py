@@ -52,7 +52,7 @@ class ViewPlan:
     # a link's view: the keys of the entity it resolves to, in key order (its features hold them)
     resolves: tuple[ir.Key, ...] = ()
     # every feature name of the view in the order its stored values hold them
-    # (`codec.stored_names`); () when `features` are all of them
+    # (`codec.stored_names`); required but for a link's read (which reads its strings)
     stored: tuple[str, ...] = ()
     # derived once, so that a call does only what depends on the keys asked for
     names: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -69,7 +69,9 @@ class ViewPlan:
     def __post_init__(self):
         simple = len(self.keys) == 1 and self.keys[0].type == ir.STRING
         one = len(self.resolves) == 1 and self.resolves[0].type == ir.STRING
-        stored = self.stored or stored_names(self.features)
+        if not self.stored and not self.resolves:  # positions in a subset would be wrong
+            raise ValueError(f"the plan of view `{self.view}` needs its stored feature names")
+        stored = self.stored
         at = {name: i for i, name in enumerate(stored)}
         derived = {
             "key_names": tuple(k.name for k in self.keys),
@@ -77,7 +79,9 @@ class ViewPlan:
             "target_types": tuple(k.type for k in self.resolves),
             "plain_target": self.resolves[0].name if one else None,
             "names": tuple(f.name for f in self.features),
-            "columns": tuple(
+            "columns": ()
+            if self.resolves
+            else tuple(
                 (self.prefix + f.name, at[f.name], converter(f.type)) for f in self.features
             ),
             "null_values": [None] * len(stored),

@@ -878,14 +878,25 @@ class OnlineStore:
         rows: list = [None] * len(stored)
         try:
             decoded = loads(b"[" + b",".join(texts) + b"]") if texts else []
-        except ValueError:  # checks off (a benchmark): only an unchecked string can fail
+        except ValueError:
+            decoded = None
+        if (
+            decoded is None
+            or len(decoded) != len(texts)
+            or (not check and not all(type(v) is list for v in decoded))
+        ):
+            # checks off (a benchmark): an unchecked string may be anything; one by one, each
+            # that is not an array is damaged, as a failed checksum would have said
             decoded = []
             for i, text in zip(held, texts, strict=True):
                 try:
-                    decoded.append(loads(text))
+                    values = loads(text)
                 except ValueError:
-                    decoded.append(None)
+                    values = None
+                if not isinstance(values, list):
+                    values = None
                     damaged.append(i)
+                decoded.append(values)
         for i, values in zip(held, decoded, strict=True):
             rows[i] = values
         if damaged:
