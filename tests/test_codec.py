@@ -20,11 +20,11 @@ from fsdsl.online.codec import (
     json_array,
     key_array,
     key_text,
-    loads,
     plain_key_text,
     values_array,
     values_text,
 )
+from fsdsl.online.jsontext import loads
 
 texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8)
 ELEMENTS = {
@@ -134,3 +134,12 @@ print(text.to_pylist()[1])
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == '[Infinity,"q\\"",2,"2024-01-01 00:00:00.000000",null]'
+
+
+def test_the_store_module_imports_no_pyarrow():
+    """`fsc plan` and `fsc lint` reach the store's module through the fingerprint: reading the
+    stored JSON (`jsontext`) must not bring the Arrow encoders (pyarrow: ~0.1 s) with it."""
+    script = "import sys, fsdsl.online.plan; print('pyarrow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -2,11 +2,11 @@
 
 An entity's stored values are one JSON array (`values_array`), every feature of its view in the
 order of their names, so that a lookup reads each entity with one bulk string and decodes a
-whole view with one JSON parse (`loads`), in C, rather than a Redis hash field and a Python call
-per value. Floats are written in their shortest round-trip form (Arrow's cast, or `repr`), always
-with a point or an exponent so that JSON reads them back as the same double, never as an int;
-non-finite ones as `NaN`/`Infinity`, which Python's json reads; timestamps and dates as ISO 8601
-strings; lists as JSON; nulls as `null`.
+whole view with one JSON parse in C (`jsontext.loads`), rather than a Redis hash field and a
+Python call per value. Floats are written in their shortest round-trip form (Arrow's cast, or
+`repr`), always with a point or an exponent so that JSON reads them back as the same double,
+never as an int; non-finite ones as `NaN`/`Infinity`, which Python's json reads; timestamps and
+dates as ISO 8601 strings; lists as JSON; nulls as `null`.
 """
 
 from __future__ import annotations
@@ -125,10 +125,10 @@ def _encode_lists(column: pa.Array, t: ir.Type) -> pa.Array:
 
 def json_array(column: pa.Array | pa.ChunkedArray, t: ir.Type) -> pa.Array:
     """Every value of a column as JSON text (null for null), by Arrow's kernels where the text is
-    certain to be what `loads` reads back as the same value, else value by value (strings that
-    need escaping). A scalar always gets the same text, whichever path made it, as the run
-    compares an entity's text with the empty values' to leave it out (a list's may differ with
-    the rest of its column and decode to the same value: such an entity is then stored)."""
+    certain to be what `jsontext.loads` reads back as the same value, else value by value
+    (strings that need escaping). A scalar always gets the same text, whichever path made it,
+    as the run compares an entity's text with the empty values' to leave it out (a list's may
+    differ with the rest of its column and decode to the same value: that entity is stored)."""
     column = flat(column)
     name = t.name
     if name == "list":
@@ -184,25 +184,8 @@ def stored_names(features) -> tuple[str, ...]:
     return tuple(sorted(f.name for f in features))
 
 
-def loads(data: bytes):
-    """A JSON text as Python values: by orjson (C, ~5x faster than json on numbers), by json
-    when orjson refuses it (`NaN`, `Infinity`) or is not installed."""
-    if _orjson is not None:
-        try:
-            return _orjson.loads(data)
-        except _orjson.JSONDecodeError:
-            pass
-    return json.loads(data)
-
-
-try:
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - a declared dependency; json reads the same values
-    _orjson = None
-
-
 def converter(t: ir.Type) -> Callable | None:
-    """What turns a value `loads` gave into the feature's Python value (not null), or None
+    """What turns a value `jsontext.loads` gave into the feature's Python value (not null), or None
     when JSON gives it as it is (ints, floats, bools, strings)."""
     if t.name == "timestamp":
         return dt.datetime.fromisoformat

@@ -70,7 +70,7 @@ from zlib import crc32
 
 from fsdsl.diagnostics import UsageError
 from fsdsl.online.checksum import MARKER, fields_with_checksum, verified
-from fsdsl.online.codec import loads
+from fsdsl.online.jsontext import loads
 from fsdsl.urls import redacted
 
 log = logging.getLogger(__name__)
