@@ -538,7 +538,7 @@ class FeatureStore:
         values are exact at (a naive UTC datetime: the earliest as-of time of the views they
         come from), and `_as_of_views`, {view: its as-of time}; both are read in the same
         atomic round trip as the values, which makes that one a little longer (one more small
-        hash per view, never served from the reader's cache). `out`, for keys given as a table
+        string per view, never served from the reader's cache). `out`, for keys given as a table
         or file, also writes the key columns and one column per feature there (Parquet, or CSV
         by extension; `__status` and `_as_of_views` as one `<name>.<view>` column per view)."""
         import pyarrow as pa

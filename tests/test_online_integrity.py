@@ -284,13 +284,42 @@ def test_every_bit_flip_of_the_state_hash_is_detected(redis_urls):
         for changed in _flips(value):
             client.hset(key, name, changed)
             assert store.state("v") == {}, (name, changed)
-            # nor is it served: a lookup finds no complete refresh (E0508)
-            assert OnlineStore(url).lookup([("v", "fp", ["x"], ["k"])]) == [None], name
         client.hset(key, name, value)
         client.hdel(key, name)
         assert store.state("v") == {}, name
         client.hset(key, name, value)
     assert store.state("v") == state
+
+
+def test_every_bit_flip_of_the_serving_string_is_detected(redis_urls):
+    """What a lookup reads of the state (`fsdsl:serving:{view}`, written with it): damaged, the
+    view is not served (a lookup finds no complete refresh, E0508), counted and logged, never
+    read under a wrong namespace or as of a wrong time; intact, it says what the state says."""
+    url = redis_urls["embedded"]
+    flush(url)
+    client = redis.Redis.from_url(url)
+    store = OnlineStore(url)
+    state = {"ns": "v:fp:1", "fp": "fp", "as_of": AT, "watermark": AT, "refreshed_at": AT}
+    store.write_empty("v:fp:1", "[1.5]")
+    store.set_state("v", state)
+    read = [("v", "fp", ["x"], ["k"])]
+    assert OnlineStore(url).lookup(read, as_of=True) == [([1.5], [None], [], AT)]
+    key = b"fsdsl:serving:v"
+    value = client.get(key)
+    assert value.endswith(b":fp\nv:fp:1\n" + AT.encode())
+    flips = 0
+    for changed in _flips(value):
+        client.set(key, changed)
+        reader = OnlineStore(url)
+        assert reader.lookup(read) == [None], changed
+        assert reader.lookup(read, as_of=True) == [None], changed
+        assert reader.corrupt_reads >= 1
+        flips += 1
+    client.delete(key)  # absent: not served either (the next run writes it)
+    assert OnlineStore(url).lookup(read) == [None]
+    client.set(key, value)
+    assert OnlineStore(url).lookup(read, as_of=True) == [([1.5], [None], [], AT)]
+    assert flips == len(value) * 8
 
 
 def test_damaged_run_state_or_aggregates_mean_a_full_refresh(project, redis_urls, caplog):

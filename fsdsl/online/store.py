@@ -4,6 +4,10 @@ Layout (one namespace per view, definition fingerprint and full-refresh generati
 
     fsdsl:state:{view}       hash: ns, fp, as_of, watermark, refreshed_at  (what is serving)
                              + "__", its checksum: damaged, the view reads as never refreshed
+    fsdsl:serving:{view}     string: "{checksum}:{fp}\n{ns}\n{as_of}", what a lookup reads of the
+                             state (written with it, in the same MULTI), so that the states of
+                             every view of a lookup and its entities' values are one MGET,
+                             atomic by itself, where HGETALLs of the hashes needed a MULTI
     fsdsl:v:{ns}:{key}       string: "{checksum}:{values}", the entity's values as one JSON array,
                              every feature of the view in the order of their names (`codec.py`),
                              the checksum CRC-32 of the Redis key then the values
@@ -36,11 +40,11 @@ in C, where 250 HGETALLs cost Redis, the reply parser and a Python call per valu
 (the HTTP server's p99 targets: `docs/benchmarks.md`, "One string per entity"). A write replaces
 the whole string in one SET, so no reader ever sees an entity half-written or a stale field.
 
-A lookup is one round trip reading the entities' values from the namespace it
-believes is serving (cached for STATE_TTL); past that, `state` is read in the same pipeline and,
-if it names another namespace or definition, the cache is renewed and the read repeated, so
-two definitions are never mixed. A lookup through links (a service with a `key`) is one round
-trip too: a script (`_LOOKUP`, or `_LOOKUP_LINK` for one link) reads each row's link string,
+A lookup is one MGET reading the entities' values from the namespace it believes is serving
+(cached for STATE_TTL); past that, the views' serving strings are read in the same MGET and, if
+one names another namespace or definition, the cache is renewed and the read repeated, so two
+definitions are never mixed. A lookup through links (a service with a `key`) is one round trip
+too: a script (`_LOOKUP`, or `_LOOKUP_LINK` for one link) reads each row's link string,
 which holds its target's key text, and reads the views' values under that key, all in Redis (up
 to `lookup.SCRIPT_ROWS` rows; past that, one pipeline reads the links' strings and a second the
 views, the strings checked while Redis runs it; a chain's links by the script). Every string
@@ -393,7 +397,8 @@ class OnlineStore:
         key = f"{PREFIX}:state:{view}"
         fields = [x for k, v in fields_with_checksum(key, state).items() for x in (k, v)]
         out += [command("DEL", key), command("HSET", key, *fields)]
-        return b"".join(out), n + 2
+        out.append(command("SET", _serving_key(view), serving_value(view, state)))
+        return b"".join(out), n + 3
 
     def read_applied(self) -> dict[str, str]:
         """Every field of `fsdsl:applied` as text (`plan.py` checks and decodes them)."""
@@ -765,17 +770,19 @@ class OnlineStore:
         `missing`). The as-of time (the ISO text `set_state` stored) only with `as_of`, else
         None.
 
-        One round trip, links included: the whole lookup is one script (`_LOOKUP`), so a link's
-        target keys are found in Redis and the values they name read in the same step. The
-        serving namespace and empty values of each view are cached for STATE_TTL seconds; past
-        that (or for a definition the cache does not hold) `state` is read by the same script
-        and checked. All keys of one call are read from one namespace, so a lookup never mixes
-        two definitions.
+        One round trip: without links, one MGET; with links, the whole lookup is one script
+        (`_LOOKUP`), so a link's target keys are found in Redis and the values they name read
+        in the same step. The serving namespace and empty values of each view are cached for
+        STATE_TTL seconds; past that (or for a definition the cache does not hold) what serves
+        is read in the same step (the views' serving strings in the MGET, their states in the
+        script) and checked. All keys of one call are read from one namespace, so a lookup
+        never mixes two definitions.
 
-        With `as_of`, `state` is read on every call, by the script that reads the entities (a
-        script runs alone: no write falls between its reads): an incremental run rewrites the
-        serving namespace in place and advances its as-of time without changing the namespace,
-        so a cached as-of time could be older than the values read.
+        With `as_of`, what serves is read on every call, in the step that reads the entities
+        (one MGET, or a script: each runs alone, no write falls between its reads): an
+        incremental run rewrites the serving namespace in place and advances its as-of time
+        without changing the namespace, so a cached as-of time could be older than the values
+        read.
 
         Without `script` (a lookup of many rows, where a pipeline costs Redis less than the
         script), reads keyed by a link are a second pipeline, sent
@@ -958,50 +965,64 @@ class OnlineStore:
         """Per read (state (fp, ns) or None, its rows as read, the state's as_of or None, and
         for a link's read the key texts the script took from its strings, unchecked), in one
         round trip: by the lookup script when a read takes its keys from a link's in the same
-        trip, else as one pipeline (atomic: one MULTI/EXEC) of one MGET per read."""
+        trip, else as one MGET (atomic by itself: no MULTI/EXEC) of the views' serving strings
+        and every read's keys."""
         if any(isinstance(r.keys, int) for r in requests):
             if script or atomic:
                 return self._read_by_script(requests, with_state)
             return self._read_in_two_trips(requests, with_state)
         serving = [self._cache.get((r.view, tuple(r.fields))) for r in requests]
-        replies = self._pipeline(self._encode_reads(requests, serving, with_state), atomic)
+        replies = self._pipeline(self._encode_reads(requests, serving, with_state), False)
         return [tuple(o) for o in self._decode_reads(requests, serving, with_state, replies)]
 
     @staticmethod
     def _encode_reads(requests: list[Read], serving: list, with_state: bool) -> list[bytes]:
-        """The commands of `_read`'s pipeline: per read its state's HGETALL (with
-        `with_state`), then, when its view is cached and its keys are given, one MGET of its
+        """The one command of `_read`: an MGET of every read's serving string (with
+        `with_state`), then, for each read whose view is cached and whose keys are given, its
         strings (an entity's values, or a link's; reads keyed by a link are left out)."""
-        from fsdsl.online.resp import command
-
-        commands: list[bytes] = []
+        wanted = [_serving_key_bytes(r.view) for r in requests] if with_state else []
         for r, cached in zip(requests, serving, strict=True):
-            if with_state:
-                commands.append(command(b"HGETALL", f"{PREFIX}:state:{r.view}"))
             if cached is None or isinstance(r.keys, int):
                 continue
             prefix = cached.prefix(r.link)
-            wanted = [prefix + k.encode() for k in r.keys if k]
-            if wanted:
-                commands.append(_mget(wanted))
-        return commands
+            wanted += [prefix + k.encode() for k in r.keys if k]
+        return [_mget(wanted)] if wanted else []
 
     def _decode_reads(self, requests: list[Read], serving: list, with_state: bool, replies):
-        """`_encode_reads`' replies as `_read` gives them, each a list [state, rows, as_of,
-        None] (rows [] for a read left out)."""
-        replies = iter(replies)
+        """`_encode_reads`' reply as `_read` gives it, a list [state, rows, as_of, None] per
+        read (rows [] for a read left out)."""
+        values = iter(replies[0] if replies else ())
+        states = []
+        if with_state:
+            states = [self._checked_serving(r.view, next(values)) for r in requests]
         out: list = []
-        for r, cached in zip(requests, serving, strict=True):
-            state, when = None, None
-            if with_state:
-                row = self._checked_state(r.view, _as_dict(next(replies))) or {}
-                state, when = (row.get(b"fp"), row.get(b"ns")), row.get(b"as_of")
+        for i, (r, cached) in enumerate(zip(requests, serving, strict=True)):
+            state, when = states[i] if with_state else (None, None)
             rows: list = []
             if cached is not None and not isinstance(r.keys, int):
-                values = iter(next(replies) if any(r.keys) else ())
                 rows = [next(values) if k else None for k in r.keys]
             out.append([state, rows, when, None])
         return out
+
+    def _checked_serving(self, view: str, value: bytes | None) -> tuple[tuple, bytes | None]:
+        """A serving string as read: ((fp, ns), as_of), as bytes; (None, None) and None when
+        absent or damaged (then counted and logged, as a damaged state hash is): the view is
+        not served until its next run writes it again."""
+        if value is None:
+            return (None, None), None
+        crc, colon, text = value.partition(b":")
+        parts = text.split(b"\n")
+        if colon and len(parts) == 3 and crc == b"%d" % crc32(text, _serving_crc(view)):
+            fp, ns, as_of = parts
+            return (fp, ns), as_of
+        self.corrupt_reads += 1
+        log.warning(
+            "the serving state of view `%s` (%s) fails its checksum: the view is not served "
+            "until its next run",
+            view,
+            _serving_key(view),
+        )
+        return (None, None), None
 
     def _read_in_two_trips(self, requests: list[Read], with_state: bool) -> list:
         """`_read` of reads keyed by links in two pipelines, for lookups of many rows: the
@@ -1288,6 +1309,27 @@ def _as_dict(reply) -> dict:
         return reply
     it = iter(reply)
     return dict(zip(it, it, strict=True))
+
+
+def _serving_key(view: str) -> str:
+    return f"{PREFIX}:serving:{view}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _serving_key_bytes(view: str) -> bytes:
+    return _serving_key(view).encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _serving_crc(view: str) -> int:
+    return crc32(_serving_key_bytes(view))
+
+
+def serving_value(view: str, state: dict[str, str]) -> bytes:
+    """A view's serving string as stored: "{checksum}:{fp}\n{ns}\n{as_of}", the checksum
+    CRC-32 of its Redis key then the text (`state_commands` writes it beside the state)."""
+    text = f"{state['fp']}\n{state['ns']}\n{state['as_of']}".encode()
+    return b"%d:%s" % (crc32(text, _serving_crc(view)), text)
 
 
 def entity_value(ns: str, key_text: str, values: str) -> bytes:
