@@ -73,6 +73,17 @@ def _json_default(v):
     raise TypeError(type(v))
 
 
+def _dumps(value) -> str:
+    """A Python value as compact JSON (times as ISO texts): a key's text, and what the Arrow
+    encoders fall back to value by value."""
+    return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+
+
+def _dumps_column(column: pa.Array) -> pa.Array:
+    """`_dumps` of every value of a column (null for null)."""
+    return string_array([None if v is None else _dumps(v) for v in column.to_pylist()])
+
+
 def _plain_text(column: pa.Array | pa.ChunkedArray, t: ir.Type) -> pa.Array:
     """Every value of a column as plain text (null for null), as an Arrow string array: the ISO
     text of a timestamp or date, a string as itself (`json_array` quotes them), a list as JSON."""
@@ -108,14 +119,7 @@ def _json_items(values: pa.Array, t: ir.Type) -> pa.Array | None:
 def _encode_lists(column: pa.Array, t: ir.Type) -> pa.Array:
     items = _json_items(column.values, t.element) if len(column.values) else None
     if items is None and len(column.values):
-        return string_array(
-            [
-                None
-                if v is None
-                else json.dumps(v, default=_json_default, separators=(",", ":"), ensure_ascii=False)
-                for v in column.to_pylist()
-            ]
-        )
+        return _dumps_column(column)
     if items is None:
         items = pa.nulls(0, pa.string())
     lists = pa.ListArray.from_arrays(column.offsets, items)
@@ -149,9 +153,7 @@ def json_array(column: pa.Array | pa.ChunkedArray, t: ir.Type) -> pa.Array:
             text = pc.if_else(pc.is_nan(column), lit("NaN"), text)
         return text
     if name == "string" and pc.any(pc.match_substring_regex(column, _JSON_ESCAPED)).as_py():
-        return string_array(
-            [None if v is None else json.dumps(v, ensure_ascii=False) for v in column.to_pylist()]
-        )
+        return _dumps_column(column)
     # strings needing no escape, and the ISO texts of timestamps and dates: quoted as they are
     return pc.binary_join_element_wise(lit('"'), _plain_text(column, t), lit('"'), lit(""))
 
@@ -173,7 +175,7 @@ def values_text(values: list, types: list[ir.Type]) -> str:
         elif t.name == "float":
             items.append(json.dumps(float(v)))  # repr: "1.0", "NaN", "Infinity"
         else:
-            items.append(json.dumps(v, default=_json_default, ensure_ascii=False))
+            items.append(_dumps(v))
     return "[" + ",".join(items) + "]"
 
 
@@ -232,9 +234,7 @@ def _from_json(x, t: ir.Type):
 
 def key_text(values: list | tuple) -> str:
     """The canonical text of an entity key (one value per key column)."""
-    return json.dumps(
-        list(values), default=_json_default, separators=(",", ":"), ensure_ascii=False
-    )
+    return _dumps(list(values))
 
 
 def key_values(text: str, types: list[ir.Type] | tuple[ir.Type, ...]) -> list:

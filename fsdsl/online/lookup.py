@@ -142,8 +142,9 @@ def plan_service(repo: ir.Repository, service: str) -> ServicePlan:
         feats = tuple(f for f in view.features if f.name in names)
         prefix = svc.column(vname, "")
         stored = stored_names(view.features)
-        plan = ViewPlan(vname, fingerprint(view), view.entity.keys, feats, prefix, (), stored)
-        views.append(plan)
+        views.append(
+            ViewPlan(vname, fingerprint(view), view.entity.keys, feats, prefix, stored=stored)
+        )
     links = []
     if svc.key is not None:
         for name in svc.links():

@@ -494,8 +494,8 @@ def _encode_batch(view: ir.View, batch: pa.RecordBatch, empty: str, ns: str):
     columns = _json_columns(view, batch)
     values = values_array(columns)
     keep = pc.invert(pc.equal(values, lit(empty)))
-    count = sum(len(c) - c.null_count for c in columns)
     if not pc.all(keep).as_py():
-        count = sum(len(c) - c.null_count for c in (c.filter(keep) for c in columns))
+        columns = [c.filter(keep) for c in columns]
+    count = sum(len(c) - c.null_count for c in columns)
     kept = (entity_keys.filter(keep), values.filter(keep))
     return kept, entity_keys.filter(pc.invert(keep)), count, texts, keep

@@ -868,20 +868,8 @@ class OnlineStore:
         values, None for a missing or damaged entity; indexes of the damaged). The checked
         values are decoded with one JSON parse for all of them. Damaged ones are logged (view
         and key, never values), counted and queued for the next run."""
-        prefix = _prefix_crc(ns)
         check = self.verify_checksums
-        texts: list[bytes] = []  # the values of the rows that hold any, in row order
-        held: list[int] = []
-        damaged: list[int] = []
-        for i, value in enumerate(stored):
-            if value is None:
-                continue
-            crc, colon, text = value.partition(b":")
-            if colon and (not check or crc == b"%d" % crc32(keys[i].encode() + text, prefix)):
-                texts.append(text)
-                held.append(i)
-            else:
-                damaged.append(i)
+        held, texts, damaged = _signed_texts(keys, stored, _prefix_crc(ns), check)
         rows: list = [None] * len(stored)
         try:
             decoded = loads(b"[" + b",".join(texts) + b"]") if texts else []
@@ -917,24 +905,16 @@ class OnlineStore:
         """A link's strings as read, each checked against its checksum: (per row the key text
         of its target, "" when unlinked, None for no string or a damaged one; indexes of the
         damaged), damaged ones reported as `_checked` does."""
-        found: list[str | None] = []
-        damaged: list[int] = []
-        prefix = _link_prefix_crc(ns)
         check = self.verify_checksums
-        for i, value in enumerate(values):
-            if value is None:
-                found.append(None)
-                continue
-            crc, colon, text = value.partition(b":")
-            if colon and (not check or crc == b"%d" % crc32(keys[i].encode() + text, prefix)):
-                try:
-                    found.append(text.decode("utf-8"))
-                    continue
-                except UnicodeDecodeError:  # checks off (a benchmark): damaged all the same
-                    pass
-            found.append(None)
-            damaged.append(i)
+        held, texts, damaged = _signed_texts(keys, values, _link_prefix_crc(ns), check)
+        found: list[str | None] = [None] * len(values)
+        for i, text in zip(held, texts, strict=True):
+            try:
+                found[i] = text.decode("utf-8")
+            except UnicodeDecodeError:  # checks off (a benchmark): damaged all the same
+                damaged.append(i)
         if damaged:
+            damaged.sort()
             self._report(view, ns, [keys[i] for i in damaged])
         return found, damaged
 
@@ -1010,9 +990,9 @@ class OnlineStore:
         not served until its next run writes it again."""
         if value is None:
             return (None, None), None
-        crc, colon, text = value.partition(b":")
-        parts = text.split(b"\n")
-        if colon and len(parts) == 3 and crc == b"%d" % crc32(text, _serving_crc(view)):
+        _held, texts, _damaged = _signed_texts([""], [value], _serving_crc(view))
+        parts = texts[0].split(b"\n") if texts else []
+        if len(parts) == 3:
             fp, ns, as_of = parts
             return (fp, ns), as_of
         self.corrupt_reads += 1
@@ -1329,21 +1309,46 @@ def serving_value(view: str, state: dict[str, str]) -> bytes:
     """A view's serving string as stored: "{checksum}:{fp}\n{ns}\n{as_of}", the checksum
     CRC-32 of its Redis key then the text (`state_commands` writes it beside the state)."""
     text = f"{state['fp']}\n{state['ns']}\n{state['as_of']}".encode()
-    return b"%d:%s" % (crc32(text, _serving_crc(view)), text)
+    return _sign(b"", text, _serving_crc(view))
 
 
 def entity_value(ns: str, key_text: str, values: str) -> bytes:
     """An entity's values as stored: "{checksum}:{values}", the checksum CRC-32 of its Redis key
     then `values` (`codec.values_text`), as `refresh._batch_commands` writes them by Arrow."""
-    text = values.encode()
-    return b"%d:%s" % (crc32(key_text.encode() + text, _prefix_crc(ns)), text)
+    return _sign(key_text.encode(), values.encode(), _prefix_crc(ns))
 
 
 def link_value(ns: str, key_text: str, target: str) -> bytes:
     """A link string as stored: "{checksum}:{target}", the checksum CRC-32 of the string's
     Redis key then `target` (as `refresh._link_commands` writes them, by Arrow)."""
-    text = target.encode()
-    return b"%d:%s" % (crc32(key_text.encode() + text, _link_prefix_crc(ns)), text)
+    return _sign(key_text.encode(), target.encode(), _link_prefix_crc(ns))
+
+
+def _sign(key_text: bytes, text: bytes, seed: int) -> bytes:
+    """A string as stored: "{checksum}:{text}", the checksum CRC-32 of its whole Redis key (the
+    prefix's CRC `seed`, then `key_text`) then `text` (`resp.signed` is the same, by Arrow)."""
+    return b"%d:%s" % (crc32(key_text + text, seed), text)
+
+
+def _signed_texts(
+    keys: list[str], values: list, seed: int, check: bool = True
+) -> tuple[list[int], list[bytes], list[int]]:
+    """`_sign`'s strings as read under `keys` (None: absent), each checked against its checksum
+    (not with `check` off, a benchmark's switch): (the indexes of those that hold a text, their
+    texts, the indexes of the damaged). One loop for every kind: what checking costs a lookup."""
+    held: list[int] = []
+    texts: list[bytes] = []
+    damaged: list[int] = []
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        crc, colon, text = value.partition(b":")
+        if colon and (not check or crc == b"%d" % crc32(keys[i].encode() + text, seed)):
+            held.append(i)
+            texts.append(text)
+        else:
+            damaged.append(i)
+    return held, texts, damaged
 
 
 def _exchange(conn, buffer: bytes, count: int, atomic: bool, meanwhile) -> list:
